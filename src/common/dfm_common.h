@@ -258,12 +258,19 @@ DFM_HD static inline size_t dfm_off_combine_row(const dfm_layout_t *L, int h, in
  * same valid expert, or -1 if slot k is unused (-1), out of range, or a
  * repeat. Expert ids outside [-1, E) count as dropped.
  */
-static inline int dfm_slot_is_first(const int64_t *idx_row, int k, int num_experts) {
+DFM_HD static inline int dfm_slot_is_first(const int64_t *idx_row, int k, int num_experts) {
     int64_t e = idx_row[k];
     if (e < 0 || e >= num_experts) return 0;
     for (int j = 0; j < k; j++)
         if (idx_row[j] == e) return 0;
     return 1;
+}
+
+/* The first slot of the row that names the same expert as slot k. */
+DFM_HD static inline int dfm_first_slot(const int64_t *idx_row, int k) {
+    int j = 0;
+    while (idx_row[j] != idx_row[k]) j++;
+    return j;
 }
 
 #endif /* DFM_COMMON_H */
