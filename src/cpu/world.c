@@ -181,10 +181,15 @@ dfm_status_t cpu_create(dfm_ctx_t *ctx, const dfm_unique_id_t *id) {
                                                : "");
             goto fail;
         }
-        if (ftruncate(fd, (off_t)c->segment_bytes) != 0) {
+        /* Reserve the pages now: a full /dev/shm must fail here with the
+         * figure, not raise SIGBUS at the first store of a later call. */
+        int rc = ftruncate(fd, (off_t)c->segment_bytes) != 0 ? errno
+                 : posix_fallocate(fd, 0, (off_t)c->segment_bytes);
+        if (rc != 0) {
             st = dfm_set_error(ctx, DFM_ERROR_OUT_OF_MEMORY,
-                               "rank 0: cannot size the shared segment to %zu bytes: %s",
-                               c->segment_bytes, strerror(errno));
+                               "rank 0: cannot reserve the %zu-byte shared segment (%d ranks x "
+                               "%zu bytes, see dfm_buffer_size_hint): %s",
+                               c->segment_bytes, R, ctx->layout.region_bytes, strerror(rc));
             shm_unlink(cid.shm_name);
             goto fail;
         }
