@@ -1,0 +1,280 @@
+/*
+ * backend.cu - the CUDA backend's entry points behind src/backend.h: context
+ * creation (device, transport, every private buffer the context will ever
+ * use), the three operators as stream-ordered pipelines of launches, and the
+ * asynchronous error read without synchronizing.
+ *
+ * Arguments arrive validated by src/api.c. Nothing here allocates or
+ * synchronizes inside a call; every call is capturable in a CUDA graph (the
+ * sequence numbers live in device memory, see cuda_internal.h).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+
+#include "cuda_internal.h"
+
+typedef struct {
+    int device;
+    dfm_cuda_transport_t *transport;
+    dfm_cuda_world_t world;
+    dfm_cuda_async_t *async_host; /* host view of world.async */
+} cuda_impl_t;
+
+static dfm_status_t cuda_get_unique_id(const dfm_config_t *config, dfm_unique_id_t *id) {
+    return dfm_cuda_transport_unique_id(config, id);
+}
+
+static void free_impl(cuda_impl_t *im) {
+    if (im == NULL) return;
+    dfm_cuda_world_t *w = &im->world;
+    cudaFree(w->st);
+    cudaFree(w->tok_pos);
+    cudaFree(w->tok_count);
+    cudaFree(w->row_begin);
+    cudaFree(w->row_count);
+    cudaFree(w->row_total);
+    cudaFree(w->act);
+    cudaFree(w->act_q);
+    cudaFree(w->act_s);
+    if (im->async_host) cudaFreeHost(im->async_host);
+    dfm_cuda_transport_destroy(im->transport);
+    free(im);
+}
+
+/* cudaMalloc that names the buffer and its bytes on failure. */
+static dfm_status_t dev_alloc(dfm_ctx_t *ctx, void **p, size_t bytes, const char *what) {
+    if (bytes == 0) bytes = 16;
+    cudaError_t err = cudaMalloc(p, bytes);
+    if (err != cudaSuccess) {
+        *p = NULL;
+        (void)cudaGetLastError();
+        return dfm_set_error(ctx, DFM_ERROR_OUT_OF_MEMORY,
+                             "cudaMalloc of %s (%zu bytes) on device %d failed: %s", what, bytes,
+                             ((cuda_impl_t *)ctx->impl)->device, cudaGetErrorString(err));
+    }
+    return DFM_SUCCESS;
+}
+
+static dfm_status_t create_common(dfm_ctx_t *ctx, const dfm_unique_id_t *id, void *nccl_comm) {
+    const dfm_config_t *c = &ctx->config;
+    cuda_impl_t *im = (cuda_impl_t *)calloc(1, sizeof *im);
+    if (im == NULL) return dfm_set_error(ctx, DFM_ERROR_OUT_OF_MEMORY, "out of host memory");
+    ctx->impl = im;
+    dfm_status_t st = DFM_SUCCESS;
+    int ndev = 0;
+    if (cudaGetDeviceCount(&ndev) != cudaSuccess || ndev == 0) {
+        st = dfm_set_error(ctx, DFM_ERROR_UNSUPPORTED, "no CUDA device is visible");
+        goto fail;
+    }
+    if (nccl_comm == NULL) {
+        if (c->device >= 0) {
+            if (c->device >= ndev) {
+                st = dfm_set_error(ctx, DFM_ERROR_INVALID_ARGUMENT,
+                                   "config.device: %d is outside 0..%d", c->device, ndev - 1);
+                goto fail;
+            }
+            cudaSetDevice(c->device);
+        }
+    }
+    {
+        cudaDeviceProp prop;
+        cudaGetDevice(&im->device);
+        if (cudaGetDeviceProperties(&prop, im->device) != cudaSuccess || prop.major != 9) {
+            st = dfm_set_error(ctx, DFM_ERROR_UNSUPPORTED,
+                               "device %d is compute capability %d.%d; the cuda backend is built "
+                               "for Hopper (sm_90a)",
+                               im->device, prop.major, prop.minor);
+            goto fail;
+        }
+    }
+    DFM_CHECK_GOTO(dfm_cuda_transport_create(ctx, id, nccl_comm, &im->transport, im->world.peer),
+                   st, fail);
+    cudaGetDevice(&im->device); /* create_from_nccl moved to the comm's device */
+
+    {
+        dfm_cuda_world_t *w = &im->world;
+        const size_t R = (size_t)c->num_ranks, G = (size_t)(c->num_experts / c->num_ranks);
+        const size_t M = (size_t)c->num_max_dispatch_tokens_per_rank, I = (size_t)c->inter;
+        const size_t rows = G * R * M;
+        const size_t code = (c->quant_modes & DFM_QUANT_MASK(DFM_QUANT_BF16)) ? 2 : 1;
+        w->L = ctx->layout;
+        w->rank = ctx->rank;
+        w->num_ranks = c->num_ranks;
+        w->num_local_experts = (int)G;
+        w->num_experts = c->num_experts;
+        w->hidden = c->hidden;
+        w->inter = c->inter;
+        w->max_topk = c->max_topk;
+        w->num_max = (int)M;
+        w->timeout_ns = (unsigned long long)(c->timeout_s * 1e9);
+        DFM_CHECK_GOTO(dev_alloc(ctx, (void **)&w->st, sizeof(dfm_cuda_state_t), "state"), st, fail);
+        DFM_CHECK_GOTO(dev_alloc(ctx, (void **)&w->tok_pos, M * c->max_topk * 4, "tok_pos"), st, fail);
+        DFM_CHECK_GOTO(dev_alloc(ctx, (void **)&w->tok_count, (size_t)c->num_experts * 4, "tok_count"), st, fail);
+        DFM_CHECK_GOTO(dev_alloc(ctx, (void **)&w->row_begin, G * R * 4, "row_begin"), st, fail);
+        DFM_CHECK_GOTO(dev_alloc(ctx, (void **)&w->row_count, G * R * 4, "row_count"), st, fail);
+        DFM_CHECK_GOTO(dev_alloc(ctx, (void **)&w->row_total, G * 4, "row_total"), st, fail);
+        DFM_CHECK_GOTO(dev_alloc(ctx, (void **)&w->act, rows * I * 4, "act scratch"), st, fail);
+        DFM_CHECK_GOTO(dev_alloc(ctx, (void **)&w->act_q, rows * I * code, "act codes"), st, fail);
+        DFM_CHECK_GOTO(dev_alloc(ctx, (void **)&w->act_s, rows * 4, "act scales"), st, fail);
+        if (cudaMemset(w->st, 0, sizeof(dfm_cuda_state_t)) != cudaSuccess ||
+            cudaMemset(w->row_count, 0, G * R * 4) != cudaSuccess ||
+            cudaMemset(w->row_total, 0, G * 4) != cudaSuccess) {
+            st = dfm_set_error(ctx, DFM_ERROR_SYSTEM, "cudaMemset of the context state failed");
+            goto fail;
+        }
+        if (cudaHostAlloc((void **)&im->async_host, sizeof(dfm_cuda_async_t),
+                          cudaHostAllocMapped | cudaHostAllocPortable) != cudaSuccess ||
+            cudaHostGetDevicePointer((void **)&w->async, im->async_host, 0) != cudaSuccess) {
+            st = dfm_set_error(ctx, DFM_ERROR_SYSTEM, "cudaHostAlloc of the async-error word failed");
+            goto fail;
+        }
+        memset((void *)im->async_host, 0, sizeof(dfm_cuda_async_t));
+        if (dfm_cuda_experts_init() != cudaSuccess) {
+            st = dfm_set_error(ctx, DFM_ERROR_SYSTEM, "cudaFuncSetAttribute of the GEMM kernels failed");
+            goto fail;
+        }
+        if (cudaDeviceSynchronize() != cudaSuccess) {
+            st = dfm_set_error(ctx, DFM_ERROR_SYSTEM, "device failed during context creation");
+            goto fail;
+        }
+    }
+    return DFM_SUCCESS;
+
+fail:
+    free_impl(im);
+    ctx->impl = NULL;
+    return st;
+}
+
+static dfm_status_t cuda_create(dfm_ctx_t *ctx, const dfm_unique_id_t *id) {
+    return create_common(ctx, id, NULL);
+}
+
+static dfm_status_t cuda_create_from_nccl(dfm_ctx_t *ctx, void *nccl_comm) {
+    return create_common(ctx, NULL, nccl_comm);
+}
+
+static void cuda_destroy(dfm_ctx_t *ctx) {
+    cuda_impl_t *im = (cuda_impl_t *)ctx->impl;
+    if (im == NULL) return;
+    int prev = 0;
+    cudaGetDevice(&prev);
+    cudaSetDevice(im->device);
+    free_impl(im);
+    ctx->impl = NULL;
+    cudaSetDevice(prev);
+}
+
+/* Run `body` with the context's device current, restoring the caller's. */
+static dfm_status_t launched(dfm_ctx_t *ctx, int prev, cudaError_t err, const char *what) {
+    cudaSetDevice(prev);
+    if (err == cudaSuccess) return DFM_SUCCESS;
+    return dfm_set_error(ctx, DFM_ERROR_SYSTEM, "%s: kernel launch failed: %s", what,
+                         cudaGetErrorString(err));
+}
+
+static dfm_status_t cuda_fused_moe(dfm_ctx_t *ctx, const dfm_moe_args_t *a, uint64_t seq) {
+    cuda_impl_t *im = (cuda_impl_t *)ctx->impl;
+    (void)seq; /* the device keeps its own */
+    dfm_cuda_op_t op;
+    memset(&op, 0, sizeof op);
+    op.kind = DFM_CUDA_OP_FUSED;
+    op.quant = a->quant;
+    op.num_tokens = a->num_tokens;
+    op.num_topk = a->num_topk;
+    op.x = (const uint16_t *)a->x;
+    op.topk_idx = a->topk_idx;
+    op.topk_weights = a->topk_weights;
+    op.w1 = a->w1;
+    op.w1_scale = a->quant == DFM_QUANT_BF16 ? NULL : a->w1_scale;
+    op.w2 = a->w2;
+    op.w2_scale = a->quant == DFM_QUANT_BF16 ? NULL : a->w2_scale;
+    op.out = (uint16_t *)a->out;
+    op.ep_recv_count = a->ep_recv_count;
+    cudaStream_t s = (cudaStream_t)a->stream;
+    int prev = 0;
+    cudaGetDevice(&prev);
+    cudaSetDevice(im->device);
+    cudaError_t err = dfm_cuda_dispatch(&im->world, &op, s);
+    if (err == cudaSuccess) err = dfm_cuda_experts(&im->world, &op, s);
+    if (err == cudaSuccess) err = dfm_cuda_combine(&im->world, &op, s);
+    return launched(ctx, prev, err, "dfm_fused_moe");
+}
+
+static dfm_status_t cuda_dispatch(dfm_ctx_t *ctx, const dfm_dispatch_args_t *a, uint64_t seq) {
+    cuda_impl_t *im = (cuda_impl_t *)ctx->impl;
+    (void)seq;
+    dfm_cuda_op_t op;
+    memset(&op, 0, sizeof op);
+    op.kind = DFM_CUDA_OP_DISPATCH;
+    op.quant = a->quant;
+    op.num_tokens = a->num_tokens;
+    op.num_topk = a->num_topk;
+    op.x = (const uint16_t *)a->x;
+    op.topk_idx = a->topk_idx;
+    op.recv_x = a->recv_x;
+    op.recv_scale = a->recv_scale;
+    op.recv_count = a->recv_count;
+    op.layout_range = a->layout_range;
+    op.recv_src_info = a->recv_src_info;
+    op.ep_recv_count = a->ep_recv_count;
+    int prev = 0;
+    cudaGetDevice(&prev);
+    cudaSetDevice(im->device);
+    cudaError_t err = dfm_cuda_dispatch(&im->world, &op, (cudaStream_t)a->stream);
+    return launched(ctx, prev, err, "dfm_dispatch");
+}
+
+static dfm_status_t cuda_combine(dfm_ctx_t *ctx, const dfm_combine_args_t *a) {
+    cuda_impl_t *im = (cuda_impl_t *)ctx->impl;
+    dfm_cuda_op_t op;
+    memset(&op, 0, sizeof op);
+    op.kind = DFM_CUDA_OP_COMBINE;
+    op.quant = a->handle->quant;
+    op.num_tokens = a->handle->num_tokens;
+    op.num_topk = a->handle->num_topk;
+    op.topk_idx = a->topk_idx;
+    op.topk_weights = a->topk_weights;
+    op.out = (uint16_t *)a->out;
+    op.y = (const uint16_t *)a->y;
+    int prev = 0;
+    cudaGetDevice(&prev);
+    cudaSetDevice(im->device);
+    cudaError_t err = dfm_cuda_combine(&im->world, &op, (cudaStream_t)a->stream);
+    return launched(ctx, prev, err, "dfm_combine");
+}
+
+static dfm_status_t cuda_poll_async_error(dfm_ctx_t *ctx) {
+    cuda_impl_t *im = (cuda_impl_t *)ctx->impl;
+    volatile dfm_cuda_async_t *a = im->async_host;
+    if (a->timeout)
+        return dfm_set_error(ctx, DFM_ERROR_TIMEOUT,
+                             "rank %d: rank %u never raised its %s flag of call %llu within "
+                             "timeout_s = %g s; recreate the context",
+                             ctx->rank, a->timeout_src,
+                             a->timeout_what == DFM_CUDA_WAIT_DISPATCH ? "dispatch" : "combine",
+                             (unsigned long long)a->timeout_seq, ctx->config.timeout_s);
+    const unsigned int n = a->invalid_expert;
+    if (n != 0) {
+        a->invalid_expert = 0;
+        return dfm_set_error(ctx, DFM_ERROR_INVALID_EXPERT,
+                             "%u slot(s) named an expert outside [-1, %d) and were dropped", n,
+                             ctx->config.num_experts);
+    }
+    return DFM_SUCCESS;
+}
+
+extern "C" {
+extern const dfm_backend_ops_t dfm_cuda_backend;
+const dfm_backend_ops_t dfm_cuda_backend = {
+    "cuda",
+    cuda_get_unique_id,
+    cuda_create,
+    cuda_create_from_nccl,
+    cuda_destroy,
+    cuda_fused_moe,
+    cuda_dispatch,
+    cuda_combine,
+    cuda_poll_async_error,
+};
+}

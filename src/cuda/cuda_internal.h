@@ -1,0 +1,149 @@
+/*
+ * cuda_internal.h - what the files of the CUDA backend share: the context's
+ * device-resident state, the world description every kernel gets by value,
+ * the description of one call, and the entry points of each phase
+ * (transport, dispatch, experts, combine).
+ *
+ * Included only by src/cuda/*.cu (compiled as CUDA C++). NCCL's own types
+ * never appear here: they stay inside transport.cu.
+ */
+#ifndef DFM_CUDA_INTERNAL_H
+#define DFM_CUDA_INTERNAL_H
+
+/* C headers first, so that backend.h's includes are already guarded when it
+ * is wrapped in extern "C" below (math.h has C++ overloads). */
+#include <math.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+
+#include <cuda_runtime.h>
+
+extern "C" {
+#include "backend.h"
+}
+
+/*
+ * Device memory, one per context. The first kernel of every dispatch or
+ * fused call bumps `seq` and records it in `cur_seq`; later kernels of the
+ * same call read `cur_seq`. Dispatches push their number into `pend` and the
+ * matching combine pops it, so combine finds its buffer half on the device
+ * (a value baked into a captured CUDA graph would repeat on replay). Calls
+ * of one context must be ordered on the device (one stream, or streams the
+ * caller orders).
+ */
+typedef struct {
+    unsigned long long seq;     /* last sequence number issued (0: none) */
+    unsigned long long cur_seq; /* sequence number of the call in progress */
+    unsigned long long pend[2]; /* dispatches waiting for their combine */
+    unsigned int pend_head, pend_tail;
+    unsigned int send_done; /* CTAs of dispatch_send finished (last one resets) */
+    unsigned int failed;    /* a wait timed out: later waits give up at once */
+    int dropped;            /* this rank's slots outside [-1, E) in the call */
+    int pad;
+} dfm_cuda_state_t;
+
+/* Host-mapped pinned memory: written by kernels, read by poll_async_error
+ * without any synchronization. */
+enum { DFM_CUDA_WAIT_DISPATCH = 1, DFM_CUDA_WAIT_COMBINE = 2 };
+typedef struct {
+    volatile unsigned int timeout;         /* 1 once a wait on a peer timed out */
+    volatile unsigned int timeout_src;     /* the peer that never arrived */
+    volatile unsigned int timeout_what;    /* DFM_CUDA_WAIT_* */
+    volatile unsigned int invalid_expert;  /* dropped slots seen (latest count) */
+    volatile unsigned long long timeout_seq;
+} dfm_cuda_async_t;
+
+/*
+ * The world as kernels see it, passed by value (__grid_constant__).
+ * peer[r] is the base of rank r's symmetric region (an NCCL LSA pointer;
+ * peer[rank] is this rank's own), laid out by dfm_layout_t.
+ * Private scratch (plain device memory of this rank):
+ *   tok_pos   [M][Kmax] i32  ordinal j of (token, first slot) among this
+ *                            rank's tokens routed to that expert
+ *   tok_count [E]       i32  this rank's tokens per global expert
+ *   row_begin [G][R]    i32  packed begin of rows (g, src) in the current call
+ *   row_count [G][R]    i32  rows (g, src) in the current call (clamped to M)
+ *   row_total [G]       i32  rows of local expert g in the current call
+ *   act       [G*R*M][I] f32 SwiGLU output per received row (fused path)
+ *   act_q     [G*R*M][I] codes (1 or 2 bytes), act_s [G*R*M] f32: requantized
+ * Rows of act/act_q/act_s are indexed like the receive slots (dfm_recv_row).
+ */
+typedef struct {
+    dfm_layout_t L;
+    char *peer[DFM_MAX_RANKS];
+    int rank, num_ranks, num_local_experts, num_experts;
+    int hidden, inter, max_topk, num_max;
+    unsigned long long timeout_ns;
+    dfm_cuda_state_t *st;
+    dfm_cuda_async_t *async; /* device address of the mapped struct */
+    int32_t *tok_pos, *tok_count;
+    int32_t *row_begin, *row_count, *row_total;
+    float *act;
+    void *act_q;
+    float *act_s;
+} dfm_cuda_world_t;
+
+enum { DFM_CUDA_OP_FUSED = 0, DFM_CUDA_OP_DISPATCH = 1, DFM_CUDA_OP_COMBINE = 2 };
+
+/* One call, as the kernels need it (device pointers of the caller). */
+typedef struct {
+    int kind; /* DFM_CUDA_OP_* */
+    int quant;
+    int num_tokens, num_topk;
+    const uint16_t *x;
+    const int64_t *topk_idx;
+    const float *topk_weights;
+    const void *w1;
+    const float *w1_scale;
+    const void *w2;
+    const float *w2_scale;
+    uint16_t *out;
+    int32_t *ep_recv_count;
+    /* dfm_dispatch outputs */
+    void *recv_x;
+    float *recv_scale;
+    int32_t *recv_count;
+    int64_t *layout_range;
+    int32_t *recv_src_info;
+    /* dfm_combine input */
+    const uint16_t *y;
+} dfm_cuda_op_t;
+
+/* ---- transport.cu: the NCCL corner --------------------------------------- */
+
+typedef struct dfm_cuda_transport dfm_cuda_transport_t;
+
+dfm_status_t dfm_cuda_transport_unique_id(const dfm_config_t *config, dfm_unique_id_t *id);
+
+/*
+ * Join the world (from `id`, or from the caller's `nccl_comm` when id is
+ * NULL), allocate and register the symmetric region of ctx->layout, create
+ * the device communicator and fill peer[] with every rank's region base.
+ * Sets ctx->rank when joining a communicator. The CUDA device must be current.
+ */
+dfm_status_t dfm_cuda_transport_create(dfm_ctx_t *ctx, const dfm_unique_id_t *id,
+                                       void *nccl_comm, dfm_cuda_transport_t **out,
+                                       char *peer[DFM_MAX_RANKS]);
+void dfm_cuda_transport_destroy(dfm_cuda_transport_t *t);
+
+/* ---- the phases (each enqueues its kernels on the stream) ------------------ */
+
+/* Route, quantize and send this rank's tokens; wait for every rank's rows;
+ * for DFM_CUDA_OP_DISPATCH also pack them into the caller's outputs. */
+cudaError_t dfm_cuda_dispatch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
+                              cudaStream_t stream);
+
+/* GEMM1 + SwiGLU, requantization, GEMM2 writing straight into the home
+ * ranks' combine slots (fused path). */
+cudaError_t dfm_cuda_experts_init(void);
+cudaError_t dfm_cuda_experts(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
+                             cudaStream_t stream);
+
+/* For DFM_CUDA_OP_COMBINE send the caller's y rows home first; then signal,
+ * wait for every rank's results and reduce them into out. */
+cudaError_t dfm_cuda_combine(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
+                             cudaStream_t stream);
+
+#endif /* DFM_CUDA_INTERNAL_H */

@@ -1,0 +1,105 @@
+/*
+ * device_common.cuh - device helpers shared by the CUDA kernels: the
+ * library's flags (system-scope release/acquire through LSA pointers), the
+ * bounded wait on a peer's flag, and small block reductions.
+ *
+ * Flags are stored with st.release.sys and read with ld.acquire.sys: the
+ * writer and the reader are different GPUs, so gpu scope would not order
+ * the payload before the flag. NCCL's LSA barrier is not used for waits:
+ * it spins without bound, and every wait here must end after the timeout.
+ */
+#ifndef DFM_DEVICE_COMMON_CUH
+#define DFM_DEVICE_COMMON_CUH
+
+#include "cuda_internal.h"
+
+#define DFM_WARP 32
+
+static __device__ __forceinline__ unsigned long long dfm_globaltimer(void) {
+    unsigned long long t;
+    asm volatile("mov.u64 %0, %%globaltimer;" : "=l"(t));
+    return t;
+}
+
+static __device__ __forceinline__ void dfm_st_release_sys(void *p, unsigned long long v) {
+    asm volatile("st.release.sys.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
+
+static __device__ __forceinline__ unsigned long long dfm_ld_acquire_sys(const void *p) {
+    unsigned long long v;
+    asm volatile("ld.acquire.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+    return v;
+}
+
+static __device__ __forceinline__ unsigned int dfm_ld_volatile_u32(const unsigned int *p) {
+    return *(const volatile unsigned int *)p;
+}
+
+/* Record a timeout: the context's state (device) and the host-mapped word. */
+static __device__ void dfm_record_timeout(const dfm_cuda_world_t *w, int src, int what,
+                                          unsigned long long seq) {
+    atomicExch(&w->st->failed, 1u);
+    w->async->timeout_src = (unsigned int)src;
+    w->async->timeout_what = (unsigned int)what;
+    w->async->timeout_seq = seq;
+    __threadfence_system();
+    w->async->timeout = 1u;
+    __threadfence_system();
+}
+
+/*
+ * Spin until the u64 flag equals seq (acquire, system scope), at most the
+ * world's timeout (measured on %globaltimer). Returns 1 when it arrived, 0 on
+ * timeout or when an earlier wait of this context already timed out (a
+ * failed context does not wait again; its results are undefined and the
+ * host reports DFM_ERROR_TIMEOUT).
+ */
+static __device__ int dfm_wait_flag(const dfm_cuda_world_t *w, const void *flag,
+                                    unsigned long long seq, int src, int what) {
+    if (dfm_ld_volatile_u32(&w->st->failed)) return 0;
+    if (dfm_ld_acquire_sys(flag) == seq) return 1;
+    unsigned long long t0 = dfm_globaltimer();
+    for (unsigned int spin = 1;; spin++) {
+        if (dfm_ld_acquire_sys(flag) == seq) return 1;
+        if ((spin & 63u) == 0) {
+            if (dfm_ld_volatile_u32(&w->st->failed)) return 0;
+            if (dfm_globaltimer() - t0 > w->timeout_ns) {
+                dfm_record_timeout(w, src, what, seq);
+                return 0;
+            }
+        }
+    }
+}
+
+static __device__ __forceinline__ float dfm_warp_max(float v) {
+    for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
+    return v;
+}
+
+/* Max over the block (blockDim.x a multiple of 32, <= 1024); every thread
+ * gets the result. `red` is 32 floats of shared memory. */
+static __device__ float dfm_block_max(float v, float *red) {
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int nwarps = blockDim.x >> 5;
+    v = dfm_warp_max(v);
+    __syncthreads(); /* red may still be read by a previous call */
+    if (lane == 0) red[warp] = v;
+    __syncthreads();
+    v = lane < nwarps ? red[lane] : 0.0f;
+    return dfm_warp_max(v);
+}
+
+/* dfm_f32_to_bf16 of dfm_common.h (round to nearest even, NaN stays NaN)
+ * without the memcpy bit casts, which cost a stack frame in unrolled loops. */
+static __device__ __forceinline__ uint32_t dfm_dev_f32_to_bf16(float f) {
+    uint32_t u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x0040u;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return u >> 16;
+}
+
+/* Unpack two bf16 of a 32-bit word to floats (low half first). */
+static __device__ __forceinline__ float dfm_bf16_lo(uint32_t u) { return __uint_as_float(u << 16); }
+static __device__ __forceinline__ float dfm_bf16_hi(uint32_t u) { return __uint_as_float(u & 0xffff0000u); }
+
+#endif /* DFM_DEVICE_COMMON_CUH */

@@ -1,0 +1,404 @@
+/*
+ * gemm.cu - the expert phase of the CUDA backend's fused path (SPEC 3.2):
+ * grouped GEMM1 with dequantization and SwiGLU in its epilogue, per-token
+ * requantization of the activation, grouped GEMM2 with dequantization to
+ * bf16 whose epilogue stores each result straight into the home rank's
+ * combine slot through its LSA pointer.
+ *
+ * Tensor cores through mma.sync (m16n8k32 e4m3/s8, m16n8k16 bf16) with a
+ * 3-stage cp.async pipeline: correct and simple, not yet on the weight
+ * floor (wgmma/TMA GEMMs with swapped A/B for small M are the next issue).
+ * FP8 partial sums are promoted into fp32 after every 128 values of K (one
+ * pipeline stage); INT8 accumulates exactly in int32.
+ */
+#include "device_common.cuh"
+
+#define GEMM_BM 64      /* rows (tokens) per tile */
+#define GEMM_BN 128     /* output channels per tile: one permuted gate/up tile */
+#define GEMM_BK 128     /* bytes of K per stage: 128 fp8/int8 or 64 bf16 values */
+#define GEMM_STAGES 3
+#define GEMM_THREADS 256 /* 8 warps: 2 along M (32 rows) x 4 along N */
+#define GEMM_LDS (GEMM_BK + 16) /* padded shared row: ldmatrix without bank conflicts */
+#define GEMM_STAGE_BYTES ((GEMM_BM + GEMM_BN) * GEMM_LDS)
+#define GEMM_SMEM_BYTES (GEMM_STAGES * GEMM_STAGE_BYTES)
+#define GEMM_MAX_Y 4096 /* CTAs along the (expert, m-tile) axis; they stride */
+
+/* ---- PTX wrappers ------------------------------------------------------------ */
+
+static __device__ __forceinline__ void cp_async16(void *smem, const void *gmem, int src_bytes) {
+    const unsigned int s = (unsigned int)__cvta_generic_to_shared(smem);
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;" ::"r"(s), "l"(gmem),
+                 "r"(src_bytes)
+                 : "memory");
+}
+static __device__ __forceinline__ void cp_async_commit(void) {
+    asm volatile("cp.async.commit_group;" ::: "memory");
+}
+template <int N> static __device__ __forceinline__ void cp_async_wait(void) {
+    asm volatile("cp.async.wait_group %0;" ::"n"(N) : "memory");
+}
+
+static __device__ __forceinline__ void ldmatrix_x4(uint32_t r[4], const void *smem) {
+    const unsigned int s = (unsigned int)__cvta_generic_to_shared(smem);
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0,%1,%2,%3}, [%4];"
+                 : "=r"(r[0]), "=r"(r[1]), "=r"(r[2]), "=r"(r[3])
+                 : "r"(s));
+}
+
+/* One 16x8 tile times 32 bytes of K: e4m3 (k32, f32 acc), s8 (k32, s32 acc),
+ * bf16 (k16, f32 acc). The fragments have the same byte layout in all three. */
+static __device__ __forceinline__ void mma_fp8(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+    asm volatile("mma.sync.aligned.m16n8k32.row.col.f32.e4m3.e4m3.f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+static __device__ __forceinline__ void mma_s8(int d[4], const uint32_t a[4], const uint32_t b[2]) {
+    asm volatile("mma.sync.aligned.m16n8k32.row.col.s32.s8.s8.s32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+r"(d[0]), "+r"(d[1]), "+r"(d[2]), "+r"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+static __device__ __forceinline__ void mma_bf16(float d[4], const uint32_t a[4], const uint32_t b[2]) {
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.bf16.bf16.f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"
+                 : "+f"(d[0]), "+f"(d[1]), "+f"(d[2]), "+f"(d[3])
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "r"(b[0]), "r"(b[1]));
+}
+
+/* Stage kt of a tile: 64 A rows (gathered by phys row, zero past the rows
+ * and past K) and 128 B rows of 128 bytes, one 16-byte cp.async each. */
+static __device__ __forceinline__ void gemm_load_stage(unsigned char *smem, int kt,
+                                                       const int *s_phys, const char *a_base,
+                                                       size_t a_row_bytes, const char *b_base,
+                                                       int k_bytes) {
+    unsigned char *sA = smem + (kt % GEMM_STAGES) * GEMM_STAGE_BYTES;
+    unsigned char *sB = sA + GEMM_BM * GEMM_LDS;
+    const int kb0 = kt * GEMM_BK;
+    for (int c = threadIdx.x; c < (GEMM_BM + GEMM_BN) * (GEMM_BK / 16); c += GEMM_THREADS) {
+        const int r = c / (GEMM_BK / 16), kb = kb0 + (c % (GEMM_BK / 16)) * 16;
+        const char *src;
+        unsigned char *dst;
+        int ok;
+        if (r < GEMM_BM) {
+            const int phys = s_phys[r];
+            ok = phys >= 0 && kb < k_bytes;
+            src = ok ? a_base + (size_t)phys * a_row_bytes + kb : a_base;
+            dst = sA + r * GEMM_LDS + (kb - kb0);
+        } else {
+            const int n = r - GEMM_BM;
+            ok = kb < k_bytes;
+            src = ok ? b_base + (size_t)n * k_bytes + kb : b_base;
+            dst = sB + n * GEMM_LDS + (kb - kb0);
+        }
+        cp_async16(dst, src, ok ? 16 : 0);
+    }
+}
+
+/* ---- the grouped GEMM ------------------------------------------------------------
+ *
+ * PHASE 1 (GEMM1): A = receive slots recv_rows[half][phys] (H codes, scale
+ *   recv_scale), B = w1 [G][2I][H] codes (K-contiguous, permuted gate/up),
+ *   N = 2I. Tile n covers permuted channels n*128 .. n*128+127: gate
+ *   channels n*64+c in the first 64, the matching up channels in the next
+ *   64. Epilogue: h = (acc * s_a) * s1, act = silu(gate) * up in fp32,
+ *   stored to act [phys][I] at n*64 + c (BF16 mode: requant rounds it to
+ *   bf16 once, which is SPEC 3.2 step 4 and 5 together).
+ * PHASE 2 (GEMM2): A = act_q [phys][I] codes (scale act_s), B = w2 [G][H][I],
+ *   N = H. Epilogue: y = bf16((acc * s_b) * s2), stored to the home rank src
+ *   of the row: combine_rows[half][t][k] (t, k from recv_meta).
+ * phys = dfm_recv_row(g, src, j). A tile of expert g covers packed rows
+ *   m0 .. m0+63 (ordered by src, then j; row_begin/row_count of the call).
+ * Roles: grid.x = N / 128 tiles; grid.y strides over (expert, m-tile) pairs,
+ *   skipping empty ones. 8 warps: warp (wm, wn) computes rows wm*32..+31 and
+ *   four n8 fragments: PHASE 1 gate wn*16..+15 and up 64+wn*16..+15 (so a
+ *   thread holds the gate and up values of the same channel), PHASE 2
+ *   wn*32..+31. Shared memory: GEMM_STAGES x (64 A rows + 128 B rows) x 144 B.
+ */
+template <int MODE, int PHASE>
+static __global__ void __launch_bounds__(GEMM_THREADS)
+    expert_gemm_kernel(const __grid_constant__ dfm_cuda_world_t w,
+                       const __grid_constant__ dfm_cuda_op_t op) {
+    extern __shared__ __align__(128) unsigned char smem[];
+    __shared__ int s_phys[GEMM_BM];
+    __shared__ float s_ascale[GEMM_BM];
+    __shared__ char *s_dst[GEMM_BM];
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int wm = warp & 1, wn = warp >> 1;
+    const int R = w.num_ranks, G = w.num_local_experts, M = w.num_max;
+    const int H = w.hidden, I = w.inter;
+    const unsigned long long seq = w.st->cur_seq;
+    const int half = dfm_seq_half(seq);
+    const char *local = w.peer[w.rank];
+    const int cb = MODE == DFM_QUANT_BF16 ? 2 : 1;
+
+    const int N = PHASE == 1 ? 2 * I : H;
+    const int k_bytes = (PHASE == 1 ? H : I) * cb;
+    const char *a_base = PHASE == 1 ? local + dfm_off_recv_rows(&w.L, half, 0)
+                                    : (const char *)w.act_q;
+    const size_t a_row_bytes = PHASE == 1 ? w.L.row_bytes : (size_t)I * cb;
+    const float *a_scale = PHASE == 1 ? (const float *)(local + dfm_off_recv_scale(&w.L, half, 0))
+                                      : w.act_s;
+    const char *b_all = (const char *)(PHASE == 1 ? op.w1 : op.w2);
+    const float *b_scale = PHASE == 1 ? op.w1_scale : op.w2_scale;
+    const int n_tile = blockIdx.x;
+    const int mtiles = (R * M + GEMM_BM - 1) / GEMM_BM;
+    const int nk = (k_bytes + GEMM_BK - 1) / GEMM_BK;
+    /* B rows of the two 16-row ldmatrix groups of this warp */
+    const int nb0 = PHASE == 1 ? wn * 16 : wn * 32;
+    const int nb1 = PHASE == 1 ? 64 + wn * 16 : wn * 32 + 16;
+
+    for (int work = blockIdx.y; work < G * mtiles; work += gridDim.y) {
+        const int g = work / mtiles, m0 = (work % mtiles) * GEMM_BM;
+        const int total = w.row_total[g];
+        if (m0 >= total) continue;
+        const char *b_base = b_all + ((size_t)g * N + (size_t)n_tile * GEMM_BN) * k_bytes;
+
+        __syncthreads(); /* the previous tile's epilogue is done with s_* */
+        if (tid < GEMM_BM) {
+            const int pr = m0 + tid;
+            int phys = -1;
+            char *dst = NULL;
+            if (pr < total)
+                for (int src = 0; src < R; src++) {
+                    const int b = w.row_begin[g * R + src], c = w.row_count[g * R + src];
+                    if (pr >= b && pr < b + c) {
+                        phys = (int)dfm_recv_row(&w.L, g, src, pr - b);
+                        if (PHASE == 2) {
+                            int meta = *(const int32_t *)(local + dfm_off_recv_meta(&w.L, half, (size_t)phys));
+                            int t = meta / w.max_topk, k = meta % w.max_topk;
+                            t = t < 0 ? 0 : (t >= M ? M - 1 : t);
+                            k = k < 0 ? 0 : k;
+                            dst = w.peer[src] + dfm_off_combine_row(&w.L, half, t, k);
+                        }
+                        break;
+                    }
+                }
+            s_phys[tid] = phys;
+            s_ascale[tid] = phys >= 0 ? a_scale[phys] : 0.0f;
+            s_dst[tid] = dst;
+        }
+        __syncthreads();
+
+        float accf[2][4][4];
+        int acci[2][4][4];
+#pragma unroll
+        for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+            for (int nj = 0; nj < 4; nj++)
+#pragma unroll
+                for (int c = 0; c < 4; c++) {
+                    accf[mi][nj][c] = 0.0f;
+                    acci[mi][nj][c] = 0;
+                }
+
+#pragma unroll
+        for (int s = 0; s < GEMM_STAGES - 1; s++) {
+            if (s < nk) gemm_load_stage(smem, s, s_phys, a_base, a_row_bytes, b_base, k_bytes);
+            cp_async_commit();
+        }
+        for (int kt = 0; kt < nk; kt++) {
+            cp_async_wait<GEMM_STAGES - 2>();
+            __syncthreads();
+            if (kt + GEMM_STAGES - 1 < nk)
+                gemm_load_stage(smem, kt + GEMM_STAGES - 1, s_phys, a_base, a_row_bytes, b_base,
+                                k_bytes);
+            cp_async_commit();
+
+            const unsigned char *sA = smem + (kt % GEMM_STAGES) * GEMM_STAGE_BYTES;
+            const unsigned char *sB = sA + GEMM_BM * GEMM_LDS;
+            float part[2][4][4]; /* FP8: this stage's 128 values of K */
+#pragma unroll
+            for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+                for (int nj = 0; nj < 4; nj++)
+#pragma unroll
+                    for (int c = 0; c < 4; c++) part[mi][nj][c] = 0.0f;
+            const int mat = lane >> 3, r8 = lane & 7;
+#pragma unroll
+            for (int kc = 0; kc < GEMM_BK / 32; kc++) {
+                uint32_t af[2][4], bfr[4][2], d[4];
+#pragma unroll
+                for (int mi = 0; mi < 2; mi++)
+                    ldmatrix_x4(af[mi], sA + (wm * 32 + mi * 16 + r8 + (mat & 1) * 8) * GEMM_LDS +
+                                            kc * 32 + (mat >> 1) * 16);
+                ldmatrix_x4(d, sB + (nb0 + r8 + (mat >> 1) * 8) * GEMM_LDS + kc * 32 + (mat & 1) * 16);
+                bfr[0][0] = d[0]; bfr[0][1] = d[1]; bfr[1][0] = d[2]; bfr[1][1] = d[3];
+                ldmatrix_x4(d, sB + (nb1 + r8 + (mat >> 1) * 8) * GEMM_LDS + kc * 32 + (mat & 1) * 16);
+                bfr[2][0] = d[0]; bfr[2][1] = d[1]; bfr[3][0] = d[2]; bfr[3][1] = d[3];
+#pragma unroll
+                for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+                    for (int nj = 0; nj < 4; nj++) {
+                        if (MODE == DFM_QUANT_FP8) mma_fp8(part[mi][nj], af[mi], bfr[nj]);
+                        else if (MODE == DFM_QUANT_INT8) mma_s8(acci[mi][nj], af[mi], bfr[nj]);
+                        else mma_bf16(accf[mi][nj], af[mi], bfr[nj]);
+                    }
+            }
+            if (MODE == DFM_QUANT_FP8) {
+#pragma unroll
+                for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+                    for (int nj = 0; nj < 4; nj++)
+#pragma unroll
+                        for (int c = 0; c < 4; c++) accf[mi][nj][c] += part[mi][nj][c];
+            }
+        }
+        cp_async_wait<0>();
+        if (MODE == DFM_QUANT_INT8) {
+#pragma unroll
+            for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+                for (int nj = 0; nj < 4; nj++)
+#pragma unroll
+                    for (int c = 0; c < 4; c++) accf[mi][nj][c] = (float)acci[mi][nj][c];
+        }
+
+        /* Epilogue: c0,c1 of a fragment are row lane/4, columns (lane%4)*2 +
+         * {0,1}; c2,c3 the same columns of row lane/4 + 8. */
+#pragma unroll
+        for (int mi = 0; mi < 2; mi++)
+#pragma unroll
+            for (int hr = 0; hr < 2; hr++) {
+                const int lr = wm * 32 + mi * 16 + (lane >> 2) + hr * 8;
+                const int phys = s_phys[lr];
+                if (phys < 0) continue;
+                const float sa = s_ascale[lr];
+                if (PHASE == 1) {
+#pragma unroll
+                    for (int nj = 0; nj < 2; nj++) {
+                        const int c = wn * 16 + nj * 8 + (lane & 3) * 2; /* 0..63 */
+                        const size_t pg = (size_t)g * N + (size_t)n_tile * GEMM_BN + c;
+                        float out[2];
+#pragma unroll
+                        for (int q = 0; q < 2; q++) {
+                            const float s1g = b_scale ? b_scale[pg + q] : 1.0f;
+                            const float s1u = b_scale ? b_scale[pg + 64 + q] : 1.0f;
+                            const float hg = __fmul_rn(__fmul_rn(accf[mi][nj][hr * 2 + q], sa), s1g);
+                            const float hu = __fmul_rn(__fmul_rn(accf[mi][nj + 2][hr * 2 + q], sa), s1u);
+                            float a = __fmul_rn(hg / (1.0f + expf(-hg)), hu);
+                            out[q] = a;
+                        }
+                        *(float2 *)(w.act + (size_t)phys * I + (size_t)n_tile * 64 + c) =
+                            make_float2(out[0], out[1]);
+                    }
+                } else {
+                    uint16_t *dst = (uint16_t *)s_dst[lr];
+#pragma unroll
+                    for (int nj = 0; nj < 4; nj++) {
+                        const int col = n_tile * GEMM_BN + wn * 32 + nj * 8 + (lane & 3) * 2;
+                        const size_t ps = (size_t)g * H + col;
+                        const float s20 = b_scale ? b_scale[ps] : 1.0f;
+                        const float s21 = b_scale ? b_scale[ps + 1] : 1.0f;
+                        const uint32_t y0 = dfm_dev_f32_to_bf16(__fmul_rn(__fmul_rn(accf[mi][nj][hr * 2], sa), s20));
+                        const uint32_t y1 = dfm_dev_f32_to_bf16(__fmul_rn(__fmul_rn(accf[mi][nj][hr * 2 + 1], sa), s21));
+                        *(uint32_t *)(dst + col) = y0 | (y1 << 16);
+                    }
+                }
+            }
+    }
+}
+
+/* ---- requantization ------------------------------------------------------------
+ *
+ * Reads  act [phys][I] f32, row_count of the call.
+ * Writes act_q [phys][I] codes and act_s [phys] (SPEC 3.1 per token over the
+ *        I values; BF16: the bf16 values, scale 1).
+ * Roles: CTA (g*R + src, y); warp w quantizes rows j = y*8 + w (stride
+ * gridDim.y*8): amax by warp reduction, then 4 codes per lane per step.
+ */
+#define REQUANT_THREADS 256
+#define REQUANT_SPLIT 8
+
+static __global__ void __launch_bounds__(REQUANT_THREADS)
+    requant_kernel(const __grid_constant__ dfm_cuda_world_t w,
+                   const __grid_constant__ dfm_cuda_op_t op) {
+    const int R = w.num_ranks, I = w.inter;
+    const int g = blockIdx.x / R, src = blockIdx.x % R;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const dfm_quant_t q = (dfm_quant_t)op.quant;
+    const int count = w.row_count[g * R + src];
+    const int warps = REQUANT_THREADS / DFM_WARP;
+    for (int j = blockIdx.y * warps + warp; j < count; j += gridDim.y * warps) {
+        const size_t phys = dfm_recv_row(&w.L, g, src, j);
+        const float *a = w.act + phys * I;
+        float amax = 0.0f;
+        for (int i = lane * 4; i < I; i += DFM_WARP * 4) {
+            const float4 v = *(const float4 *)(a + i);
+            amax = fmaxf(amax, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
+        }
+        amax = dfm_warp_max(amax);
+        const float s = dfm_quant_scale(amax, q);
+        for (int i = lane * 4; i < I; i += DFM_WARP * 4) {
+            const float4 v = *(const float4 *)(a + i);
+            if (q == DFM_QUANT_BF16) {
+                uint16_t c[4];
+                c[0] = dfm_dev_f32_to_bf16(v.x); c[1] = dfm_dev_f32_to_bf16(v.y);
+                c[2] = dfm_dev_f32_to_bf16(v.z); c[3] = dfm_dev_f32_to_bf16(v.w);
+                *(uint2 *)((uint16_t *)w.act_q + phys * I + i) =
+                    make_uint2(c[0] | ((uint32_t)c[1] << 16), c[2] | ((uint32_t)c[3] << 16));
+            } else {
+                uint8_t c[4];
+                dfm_code_store(c, 0, v.x, s, q);
+                dfm_code_store(c, 1, v.y, s, q);
+                dfm_code_store(c, 2, v.z, s, q);
+                dfm_code_store(c, 3, v.w, s, q);
+                *(uint32_t *)((uint8_t *)w.act_q + phys * I + i) =
+                    c[0] | ((uint32_t)c[1] << 8) | ((uint32_t)c[2] << 16) | ((uint32_t)c[3] << 24);
+            }
+        }
+        if (lane == 0) w.act_s[phys] = s;
+    }
+}
+
+/* ---- launchers and entries --------------------------------------------------- */
+
+static const void *gemm_kernel(int quant, int phase) {
+    if (quant == DFM_QUANT_FP8)
+        return phase == 1 ? (const void *)expert_gemm_kernel<DFM_QUANT_FP8, 1>
+                          : (const void *)expert_gemm_kernel<DFM_QUANT_FP8, 2>;
+    if (quant == DFM_QUANT_INT8)
+        return phase == 1 ? (const void *)expert_gemm_kernel<DFM_QUANT_INT8, 1>
+                          : (const void *)expert_gemm_kernel<DFM_QUANT_INT8, 2>;
+    return phase == 1 ? (const void *)expert_gemm_kernel<DFM_QUANT_BF16, 1>
+                      : (const void *)expert_gemm_kernel<DFM_QUANT_BF16, 2>;
+}
+
+cudaError_t dfm_cuda_experts_init(void) {
+    for (int q = 0; q < DFM_NUM_QUANT; q++)
+        for (int phase = 1; phase <= 2; phase++) {
+            cudaError_t err = cudaFuncSetAttribute(gemm_kernel(q, phase),
+                                                   cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                                   GEMM_SMEM_BYTES);
+            if (err != cudaSuccess) return err;
+        }
+    return cudaSuccess;
+}
+
+static cudaError_t gemm_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op, int phase,
+                               cudaStream_t stream) {
+    const int N = phase == 1 ? 2 * w->inter : w->hidden;
+    const int mtiles = (w->num_ranks * w->num_max + GEMM_BM - 1) / GEMM_BM;
+    int gy = w->num_local_experts * mtiles;
+    if (gy > GEMM_MAX_Y) gy = GEMM_MAX_Y;
+    const dim3 grid((unsigned)(N / GEMM_BN), (unsigned)gy);
+    void *args[] = {(void *)w, (void *)op};
+    return cudaLaunchKernel(gemm_kernel(op->quant, phase), grid, dim3(GEMM_THREADS), args,
+                            GEMM_SMEM_BYTES, stream);
+}
+
+static cudaError_t requant_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
+                                  cudaStream_t stream) {
+    const dim3 grid((unsigned)(w->num_local_experts * w->num_ranks), REQUANT_SPLIT);
+    requant_kernel<<<grid, REQUANT_THREADS, 0, stream>>>(*w, *op);
+    return cudaGetLastError();
+}
+
+cudaError_t dfm_cuda_experts(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
+                             cudaStream_t stream) {
+    cudaError_t err = gemm_launch(w, op, 1, stream);
+    if (err == cudaSuccess) err = requant_launch(w, op, stream);
+    if (err == cudaSuccess) err = gemm_launch(w, op, 2, stream);
+    return err;
+}
