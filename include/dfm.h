@@ -28,6 +28,10 @@
  *   out           [T][H]       bf16
  * G = E / R local experts; local expert g of rank r is global expert r*G + g.
  *
+ * Streams (CUDA): a context keeps its sequence numbers and queue of pending
+ * dispatches in device memory, so all calls on one context must be ordered
+ * on the device: issue them on one stream, or order the streams yourself.
+ *
  * Errors: every call returns a dfm_status_t. dfm_ctx_last_error() gives the
  * message of the last failure on that context, naming the argument, the rule
  * and the value. Invalid arguments are rejected before any work starts and
@@ -235,9 +239,11 @@ int dfm_ctx_rank(const dfm_ctx_t *ctx);
 const dfm_config_t *dfm_ctx_config(const dfm_ctx_t *ctx);
 
 /*
- * Bytes of buffer memory (per rank) a configuration needs: the symmetric
- * heap (receive and combine slots, both halves, flags) plus private
- * scratch. Creation fails with this figure when it cannot be had.
+ * Bytes of buffer memory (per rank) a configuration needs: its region of
+ * the symmetric heap (receive and combine slots, both halves, flags) plus
+ * private scratch (an upper bound over the backends). On the CPU backend
+ * the ranks of one world share one segment of R regions. Creation fails
+ * with the figure when the memory cannot be had.
  */
 dfm_status_t dfm_buffer_size_hint(const dfm_config_t *config, size_t *bytes);
 

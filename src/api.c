@@ -136,9 +136,14 @@ dfm_status_t dfm_buffer_size_hint(const dfm_config_t *config, size_t *bytes) {
     DFM_CHECK(check_config(config, err, sizeof err));
     dfm_layout_t L;
     dfm_layout_init(&L, config);
-    /* The symmetric region, plus private scratch of the same order: the
-     * packed copies the backends keep per half (bounded by the region). */
-    *bytes = L.region_bytes * 2;
+    size_t R = (size_t)config->num_ranks, M = (size_t)config->num_max_dispatch_tokens_per_rank;
+    size_t I = (size_t)config->inter, rows = (size_t)L.num_local_experts * R * M;
+    size_t code = L.row_bytes / (size_t)config->hidden;
+    /* This rank's region of the symmetric heap, plus private scratch: the
+     * CUDA backend keeps act (fp32), its codes and scales for every receive
+     * row, and per-token routing; the CPU backend's scratch is smaller. */
+    *bytes = L.region_bytes + rows * (I * (4 + code) + 4) +
+             M * (size_t)config->max_topk * 4 + (size_t)config->num_experts * 4 + 4096;
     return DFM_SUCCESS;
 }
 
