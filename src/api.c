@@ -207,6 +207,7 @@ static dfm_status_t ctx_end(dfm_ctx_t **out, dfm_ctx_t *ctx, dfm_status_t st, ch
 dfm_status_t dfm_ctx_create(dfm_ctx_t **out, const dfm_config_t *config,
                             const dfm_unique_id_t *id, int rank, char *err, size_t err_bytes) {
     dfm_ctx_t *ctx = NULL;
+    if (out != NULL) *out = NULL;
     if (id == NULL) {
         if (err != NULL && err_bytes > 0) snprintf(err, err_bytes, "id: must not be NULL");
         return DFM_ERROR_INVALID_ARGUMENT;
@@ -218,6 +219,7 @@ dfm_status_t dfm_ctx_create(dfm_ctx_t **out, const dfm_config_t *config,
 dfm_status_t dfm_ctx_create_from_nccl(dfm_ctx_t **out, const dfm_config_t *config,
                                       void *nccl_comm, char *err, size_t err_bytes) {
     dfm_ctx_t *ctx = NULL;
+    if (out != NULL) *out = NULL;
     if (config != NULL && config->backend != DFM_BACKEND_CUDA) {
         if (err != NULL && err_bytes > 0)
             snprintf(err, err_bytes, "config.backend: only the cuda backend joins an NCCL "
@@ -349,12 +351,18 @@ static dfm_status_t check_combine_args(dfm_ctx_t *ctx, const dfm_combine_args_t 
     if (ctx->num_pending == 0)
         return dfm_set_error(ctx, DFM_ERROR_INVALID_USAGE,
                              "args.handle: no dispatch is waiting for its combine");
-    if (h->seq != ctx->pending_seq[0])
+    const dfm_handle_t *want = &ctx->pending[0];
+    if (h->seq != want->seq)
         return dfm_set_error(ctx, DFM_ERROR_INVALID_USAGE,
                              "args.handle: seq %llu is not the oldest outstanding dispatch "
                              "(%llu); combines must follow their dispatches in order",
-                             (unsigned long long)h->seq,
-                             (unsigned long long)ctx->pending_seq[0]);
+                             (unsigned long long)h->seq, (unsigned long long)want->seq);
+    if (h->num_tokens != want->num_tokens || h->num_topk != want->num_topk ||
+        h->quant != want->quant)
+        return BAD("args.handle: was changed after its dispatch (num_tokens %d, num_topk %d, "
+                   "quant %d; the dispatch had %d, %d, %d)",
+                   h->num_tokens, h->num_topk, (int)h->quant, want->num_tokens, want->num_topk,
+                   (int)want->quant);
     if (h->num_tokens > 0) {
         NEED(a->topk_idx, w, topk_idx);
         NEED(a->topk_weights, w, topk_weights);
@@ -395,11 +403,11 @@ dfm_status_t dfm_dispatch(dfm_ctx_t *ctx, const dfm_dispatch_args_t *args,
         if (st == DFM_ERROR_TIMEOUT) ctx->fatal = st;
         return st;
     }
-    ctx->pending_seq[ctx->num_pending++] = seq;
     handle->seq = seq;
     handle->num_tokens = args->num_tokens;
     handle->num_topk = args->num_topk;
     handle->quant = args->quant;
+    ctx->pending[ctx->num_pending++] = *handle;
     return DFM_SUCCESS;
 }
 
@@ -410,7 +418,7 @@ dfm_status_t dfm_combine(dfm_ctx_t *ctx, const dfm_combine_args_t *args) {
     dfm_status_t st = ctx->ops->combine(ctx, args);
     if (st == DFM_ERROR_TIMEOUT) ctx->fatal = st;
     /* The dispatch is consumed whatever happened: its half is reused. */
-    ctx->pending_seq[0] = ctx->pending_seq[1];
+    ctx->pending[0] = ctx->pending[1];
     ctx->num_pending--;
     return st;
 }

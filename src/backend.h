@@ -28,7 +28,7 @@ struct dfm_ctx {
     /* Host-side count of operations, for pairing dispatch/combine (the
      * device keeps its own sequence numbers, see dfm_common.h). */
     uint64_t num_calls;
-    uint64_t pending_seq[2]; /* dispatches not yet combined, oldest first */
+    dfm_handle_t pending[2]; /* dispatches not yet combined, oldest first */
     int num_pending;
 
     dfm_status_t fatal; /* sticky: once a timeout, every call fails fast */

@@ -44,7 +44,7 @@ typedef struct {
     uint64_t config_hash;
     uint64_t segment_bytes;
     uint8_t token[CPU_TOKEN_BYTES];
-    _Atomic int32_t num_attached;
+    _Atomic int32_t num_attached; /* CPU_WORLD_ABANDONED once a rank gave up */
     _Atomic int32_t joined[DFM_MAX_RANKS];
 } cpu_header_t;
 
@@ -145,6 +145,43 @@ static void free_scratch(dfm_cpu_t *c) {
     free(c->acc);
 }
 
+#define CPU_WORLD_ABANDONED (-1)
+
+/*
+ * Count this rank in and wait for the others. The count and the decision to
+ * give up are one atomic word: once it reaches R nobody can abandon the
+ * world, and once a rank has abandoned it (after its timeout) nobody can
+ * complete it, so a late rank is refused instead of joining a dead world.
+ */
+static dfm_status_t join_world(dfm_ctx_t *ctx, cpu_header_t *hdr, const char *name,
+                               double deadline) {
+    int R = ctx->config.num_ranks;
+    int32_t cur = atomic_load(&hdr->num_attached);
+    do {
+        if (cur == CPU_WORLD_ABANDONED)
+            return dfm_set_error(ctx, DFM_ERROR_TIMEOUT,
+                                 "rank %d: the world of segment %s was abandoned by a rank that "
+                                 "timed out; make a new id",
+                                 ctx->rank, name);
+    } while (!atomic_compare_exchange_weak(&hdr->num_attached, &cur, cur + 1));
+    if (cur + 1 == R) shm_unlink(name);
+    for (;;) {
+        cur = atomic_load(&hdr->num_attached);
+        if (cur == R) return DFM_SUCCESS;
+        if (cur == CPU_WORLD_ABANDONED)
+            return dfm_set_error(ctx, DFM_ERROR_TIMEOUT,
+                                 "rank %d: another rank gave up waiting for the world", ctx->rank);
+        if (dfm_now_s() > deadline &&
+            atomic_compare_exchange_strong(&hdr->num_attached, &cur, CPU_WORLD_ABANDONED)) {
+            shm_unlink(name); /* may be gone already */
+            return dfm_set_error(ctx, DFM_ERROR_TIMEOUT,
+                                 "rank %d: only %d of %d ranks joined within %.3g s", ctx->rank,
+                                 (int)cur, R, ctx->config.timeout_s);
+        }
+        nap();
+    }
+}
+
 dfm_status_t cpu_create(dfm_ctx_t *ctx, const dfm_unique_id_t *id) {
     cpu_id_t cid;
     memcpy(&cid, id->internal, sizeof cid);
@@ -239,17 +276,7 @@ dfm_status_t cpu_create(dfm_ctx_t *ctx, const dfm_unique_id_t *id) {
                            "rank: %d joined this world twice", rank);
         goto fail;
     }
-    if (atomic_fetch_add(&hdr->num_attached, 1) + 1 == R) shm_unlink(cid.shm_name);
-    while (atomic_load(&hdr->num_attached) < R) {
-        if (dfm_now_s() > deadline) {
-            st = dfm_set_error(ctx, DFM_ERROR_TIMEOUT,
-                               "rank %d: only %d of %d ranks joined within %.3g s", rank,
-                               (int)atomic_load(&hdr->num_attached), R, cfg->timeout_s);
-            if (rank == 0) shm_unlink(cid.shm_name);
-            goto fail;
-        }
-        nap();
-    }
+    DFM_CHECK_GOTO(join_world(ctx, hdr, cid.shm_name, deadline), st, fail);
     return DFM_SUCCESS;
 
 fail:
