@@ -860,14 +860,39 @@ static void run_world(world_t *w) {
 
 /* ---- main --------------------------------------------------------------------- */
 
+/* GPUs visible, counted in a child so this process never initializes CUDA
+ * (its forked rank processes could not use it). */
+static int count_gpus_in_child(void) {
+    int fds[2], n = 0;
+    if (pipe(fds) != 0) return 0;
+    pid_t pid = fork();
+    if (pid == 0) {
+        int count = 0;
+#ifdef DFM_WITH_CUDA
+        if (cudaGetDeviceCount(&count) != cudaSuccess) count = 0;
+#endif
+        ssize_t wr = write(fds[1], &count, sizeof count);
+        _exit(wr == (ssize_t)sizeof count ? 0 : 1);
+    }
+    close(fds[1]);
+    if (pid < 0 || read(fds[0], &n, sizeof n) != (ssize_t)sizeof n) n = 0;
+    close(fds[0]);
+    if (pid > 0) waitpid(pid, NULL, 0);
+    return n;
+}
+
 static void usage(void) {
-    fprintf(stderr, "usage: test_moe [-o NAME-SUBSTRING] [-b cpu|cuda] [-s SEED] [-l]\n");
+    fprintf(stderr, "usage: test_moe [-o NAME-SUBSTRING] [-b cpu|cuda] [-p threads|procs] "
+                    "[-s SEED] [-l]\n"
+                    "  -p  run only the cases whose ranks are threads (or processes); with -b cuda\n"
+                    "      the default is threads: a process that has used CUDA cannot fork\n"
+                    "      ranks that use it, so the process cases need a run of their own\n");
 }
 
 int main(int argc, char **argv) {
     const char *filter = NULL;
     dfm_backend_t backend = DFM_BACKEND_CPU;
-    int list = 0;
+    int list = 0, kind = -1; /* -1: all; 0: threads; 1: processes */
     setvbuf(stdout, NULL, _IOLBF, 0);
     th_seed = th_fresh_seed();
     for (int i = 1; i < argc; i++) {
@@ -885,6 +910,13 @@ int main(int argc, char **argv) {
                 usage();
                 return 2;
             }
+        } else if (strcmp(argv[i], "-p") == 0 && i + 1 < argc) {
+            const char *k = argv[++i];
+            if (strcmp(k, "threads") != 0 && strcmp(k, "procs") != 0) {
+                usage();
+                return 2;
+            }
+            kind = strcmp(k, "procs") == 0;
         } else if (strcmp(argv[i], "-l") == 0) {
             list = 1;
         } else {
@@ -899,9 +931,10 @@ int main(int argc, char **argv) {
         return backend == DFM_BACKEND_CUDA ? 0 : 1;
     }
     int num_gpus = MAX_RANKS;
-#ifdef DFM_WITH_CUDA
-    if (backend == DFM_BACKEND_CUDA && cudaGetDeviceCount(&num_gpus) != cudaSuccess) num_gpus = 0;
-#endif
+    if (backend == DFM_BACKEND_CUDA) {
+        if (kind < 0) kind = 0;
+        num_gpus = count_gpus_in_child();
+    }
     printf("test_moe: backend %s, seed %llu\n", backend == DFM_BACKEND_CUDA ? "cuda" : "cpu",
            (unsigned long long)th_seed);
     int passed = 0, failed = 0, skipped = 0;
@@ -909,6 +942,7 @@ int main(int argc, char **argv) {
         char name[256];
         case_name(&cases[i], name, sizeof name);
         if (filter && strstr(name, filter) == NULL) continue;
+        if (kind >= 0 && cases[i].procs != kind) continue;
         if (list) {
             printf("%s\n", name);
             continue;
