@@ -1,0 +1,769 @@
+"""Buffer: one rank's share of a DeepFusedMoE world, DeepEP-style.
+
+A Buffer is created collectively over a torch.distributed group, once, with
+everything that sizes its buffers (SPEC section 6); afterwards each operator
+call is collective over the same group and allocates nothing in the library.
+
+- CUDA (group backend 'nccl'): rank 0 makes the world id (it wraps an NCCL
+  unique id), broadcasts it over the group, and every rank joins on its
+  current CUDA device. Operators are stream-ordered on the caller's current
+  stream (or the buffer's own stream with ``async_finish=True``) and
+  capturable in CUDA graphs.
+- CPU (group backend 'gloo'): the same, and the world is a shared-memory
+  segment of the ranks (processes on one host). Operators complete before
+  they return.
+
+Every tensor argument is checked (type, dtype, device, shape, strides) before
+anything is launched; a bad one raises TypeError (wrong type or dtype) or
+ValueError (anything else) naming the argument.
+"""
+import ctypes
+
+import torch
+import torch.distributed as dist
+
+from . import _lib
+from .utils import (EventOverlap, code_dtype, code_dtypes, current_raw_stream, noop_hook,
+                    parse_quant, parse_quant_modes, reject_recv_hook)
+
+ALL_QUANT_MODES = ("fp8", "int8", "bf16")
+
+
+class _SeedDefaultTrue(int):
+    """The default of ``use_fp8``: behaves as True and prints as True, but lets
+    the operator tell an explicit ``use_fp8=True`` (which contradicts
+    ``quant='int8'`` or ``'bf16'``) from the default (which ``quant`` overrides)."""
+
+    def __repr__(self):
+        return "True"
+
+    __str__ = __repr__
+
+
+_USE_FP8_DEFAULT = _SeedDefaultTrue(1)
+
+
+def _mode_of(use_fp8, quant, where):
+    if quant is None:
+        return "fp8" if use_fp8 else "bf16"
+    q = parse_quant(quant, where + ": quant")
+    if use_fp8 is _USE_FP8_DEFAULT:
+        return q
+    if use_fp8 and q != "fp8":
+        raise ValueError("%s: quant=%r contradicts use_fp8=True (use_fp8=True means the FP8 "
+                         "path; leave use_fp8 at its default when passing quant)" % (where, q))
+    if not use_fp8 and q != "bf16":
+        raise ValueError("%s: quant=%r contradicts use_fp8=False (use_fp8=False means the "
+                         "unquantized bf16 path)" % (where, q))
+    return q
+
+
+def _global_rank(group, group_rank):
+    if group is None or group is dist.group.WORLD:
+        return group_rank
+    if hasattr(dist, "get_global_rank"):
+        return dist.get_global_rank(group, group_rank)
+    return dist.distributed_c10d._get_global_rank(group, group_rank)  # torch < 2.0
+
+
+def _config(backend, num_ranks, hidden, inter, num_experts, max_topk, num_max, quant_mask,
+            timeout_s, device):
+    c = _lib.Config()
+    c.size = ctypes.sizeof(_lib.Config)
+    c.version = _lib.lib().dfm_get_version()
+    c.backend = _lib.BACKEND_IDS[backend]
+    c.num_ranks = num_ranks
+    c.hidden = hidden
+    c.inter = inter
+    c.num_experts = num_experts
+    c.max_topk = max_topk
+    c.num_max_dispatch_tokens_per_rank = num_max
+    c.quant_modes = quant_mask
+    c.timeout_s = float(timeout_s)
+    c.device = device
+    return c
+
+
+_CONFIG_FIELDS = ("version", "backend", "num_ranks", "hidden", "inter", "num_experts", "max_topk",
+                  "num_max_dispatch_tokens_per_rank", "quant_modes")
+
+
+def config_problem(num_ranks, hidden, inter, num_experts, max_topk, num_max, timeout_s):
+    """Why a configuration is outside the limits of SPEC section 6 (a string), or None."""
+    rules = [
+        (1 <= num_ranks <= 8, "the group size %d is outside 1..8" % num_ranks),
+        (256 <= hidden <= 16384 and hidden % 128 == 0,
+         "hidden: %d must be in 256..16384 and a multiple of 128" % hidden),
+        (64 <= inter <= 8192 and inter % 64 == 0,
+         "inter: %d must be in 64..8192 and a multiple of 64" % inter),
+        (1 <= num_experts <= 1024, "num_experts: %d is outside 1..1024" % num_experts),
+        (num_experts % max(num_ranks, 1) == 0,
+         "num_experts: %d is not a multiple of the group size %d" % (num_experts, num_ranks)),
+        (1 <= max_topk <= 16, "max_topk: %d is outside 1..16" % max_topk),
+        (1 <= num_max <= 1024,
+         "num_max_dispatch_tokens_per_rank: %d is outside 1..1024" % num_max),
+        (0 < timeout_s <= 86400, "timeout_s: %g must be > 0 and <= 86400" % timeout_s),
+    ]
+    bad = [text for ok, text in rules if not ok]
+    return "; ".join(bad) if bad else None
+
+
+def get_buffer_size_hint(num_max_dispatch_tokens_per_rank, hidden, num_experts, num_ranks, *,
+                         inter, max_topk=8, quant_modes=ALL_QUANT_MODES, backend="cpu"):
+    """Bytes of buffer memory per rank that a configuration needs (dfm_buffer_size_hint)."""
+    if backend not in _lib.BACKEND_IDS:
+        raise ValueError("backend: %r is not 'cpu' or 'cuda'" % (backend,))
+    c = _config(backend, int(num_ranks), int(hidden), int(inter), int(num_experts), int(max_topk),
+                int(num_max_dispatch_tokens_per_rank), parse_quant_modes(quant_modes), 30.0, -1)
+    problem = config_problem(int(num_ranks), int(hidden), int(inter), int(num_experts),
+                             int(max_topk), int(num_max_dispatch_tokens_per_rank), 30.0)
+    if problem:
+        raise ValueError("get_buffer_size_hint: " + problem)
+    n = ctypes.c_size_t(0)
+    st = _lib.lib().dfm_buffer_size_hint(ctypes.byref(c), ctypes.byref(n))
+    _lib.check_status(st, "get_buffer_size_hint")
+    return n.value
+
+
+class Buffer:
+    """One rank's buffers for the fused MoE operator and its dispatch/combine.
+
+    Collective constructor: every rank of ``group`` calls it with the same
+    arguments.
+
+    Args:
+        group: a torch.distributed process group (None: the default group).
+        num_max_dispatch_tokens_per_rank: the largest T any rank passes (1..1024).
+        hidden: H (256..16384, a multiple of 128).
+        num_experts: E, global expert count (<= 1024, a multiple of the group size).
+        inter: I, the experts' intermediate width (a multiple of 64, 2I <= 16384).
+        max_topk: the largest K of any call (1..16).
+        quant_modes: modes the buffer is sized for: names ('fp8', 'int8', 'bf16')
+            or a DFM_QUANT_MASK bit mask.
+        timeout_s: bound on every wait on a peer (SPEC section 7).
+        backend: 'cuda', 'cpu', or None: 'cuda' when the group's backend is NCCL.
+        debug: check expert ids on the host before each call (synchronizes).
+    """
+
+    def __init__(self, group, num_max_dispatch_tokens_per_rank, hidden, num_experts, *, inter,
+                 max_topk=8, quant_modes=ALL_QUANT_MODES, timeout_s=30.0, backend=None,
+                 debug=False):
+        self._ctx = None
+        if not dist.is_available() or not dist.is_initialized():
+            raise RuntimeError("Buffer: torch.distributed is not initialized "
+                               "(call torch.distributed.init_process_group first)")
+        self.group = group if group is not None else dist.group.WORLD
+        self.rank = dist.get_rank(self.group)
+        self.group_size = dist.get_world_size(self.group)
+        group_backend = str(dist.get_backend(self.group)).lower()
+        if backend is None:
+            backend = "cuda" if group_backend == "nccl" else "cpu"
+        if backend not in _lib.BACKEND_IDS:
+            raise ValueError("backend: %r is not 'cpu', 'cuda' or None" % (backend,))
+        self.backend = backend
+        self.num_max_dispatch_tokens_per_rank = int(num_max_dispatch_tokens_per_rank)
+        self.hidden = int(hidden)
+        self.inter = int(inter)
+        self.num_experts = int(num_experts)
+        self.max_topk = int(max_topk)
+        self.timeout_s = float(timeout_s)
+        self.debug = bool(debug)
+        self.quant_mask = parse_quant_modes(quant_modes)
+        self.quant_modes = tuple(q for q in ALL_QUANT_MODES
+                                 if self.quant_mask & (1 << _lib.QUANT_IDS[q]))
+        R = self.group_size
+        self.num_local_experts = self.num_experts // R
+
+        lib = _lib.lib()
+        self._lib = lib
+        if backend == "cuda":
+            self.device = torch.device("cuda", torch.cuda.current_device())
+            device_ordinal = self.device.index
+        else:
+            self.device = torch.device("cpu")
+            device_ordinal = -1
+        self._is_cuda = backend == "cuda"
+        self._device_index = self.device.index
+        comm_device = torch.device("cuda", torch.cuda.current_device()) \
+            if group_backend == "nccl" else torch.device("cpu")
+
+        cfg = _config(backend, R, self.hidden, self.inter, self.num_experts, self.max_topk,
+                      self.num_max_dispatch_tokens_per_rank, self.quant_mask, self.timeout_s,
+                      device_ordinal)
+        self._config = cfg
+        bad_config = config_problem(R, self.hidden, self.inter, self.num_experts,
+                                    self.max_topk, self.num_max_dispatch_tokens_per_rank,
+                                    self.timeout_s)
+        local_problem = bad_config or self._local_problem(lib, backend)
+
+        # Every rank publishes its config row (and whether it can join at all);
+        # every rank then names every difference, so all raise together.
+        nfields = len(_CONFIG_FIELDS) + 2
+        table = torch.zeros(R, nfields, dtype=torch.int64)
+        table[self.rank, 0] = 1 if local_problem else 0
+        for i, f in enumerate(_CONFIG_FIELDS):
+            table[self.rank, 1 + i] = int(getattr(cfg, f))
+        table[self.rank, nfields - 1] = int(round(cfg.timeout_s * 1000.0))
+        self._all_reduce(table, comm_device, dist.ReduceOp.SUM)
+        if local_problem:
+            if bad_config:
+                raise _lib.DFMInvalidArgumentError("Buffer: " + bad_config,
+                                                   _lib.ERROR_INVALID_ARGUMENT)
+            raise _lib.DFMError("Buffer: rank %d cannot join: %s" % (self.rank, local_problem),
+                                _lib.ERROR_UNSUPPORTED)
+        diffs = []
+        bad = [r for r in range(R) if int(table[r, 0])]
+        if bad:
+            diffs.append("rank(s) %s cannot join (configuration, backend or NCCL; see their "
+                         "error)" % bad)
+        names = _CONFIG_FIELDS + ("timeout_s",)
+        for r in range(1, R):
+            for i, f in enumerate(names):
+                root, theirs = int(table[0, 1 + i]), int(table[r, 1 + i])
+                if root != theirs:
+                    if f == "timeout_s":
+                        root, theirs = root / 1000.0, theirs / 1000.0
+                    diffs.append("%s: rank 0 has %s, rank %d has %s" % (f, root, r, theirs))
+        if diffs:
+            raise _lib.DFMError("Buffer: the ranks disagree, no world was formed: "
+                                + "; ".join(diffs), _lib.ERROR_MISMATCH)
+
+        # Rank 0 makes the world id and broadcasts it (with its status) over the group.
+        msg = torch.zeros(1 + _lib.UNIQUE_ID_BYTES // 8, dtype=torch.int64)
+        if self.rank == 0:
+            uid = _lib.UniqueId()
+            msg[0] = lib.dfm_get_unique_id(ctypes.byref(cfg), ctypes.byref(uid))
+            msg[1:] = torch.frombuffer(bytearray(ctypes.string_at(
+                ctypes.addressof(uid), _lib.UNIQUE_ID_BYTES)), dtype=torch.int64)
+        t = msg.to(comm_device)
+        dist.broadcast(t, src=_global_rank(self.group, 0), group=self.group)
+        msg = t.cpu()
+        root_status = int(msg[0])
+        if root_status != _lib.SUCCESS:
+            raise _lib.error_for(root_status, "Buffer: dfm_get_unique_id on rank 0",
+                                 _lib.status_string(root_status))
+
+        uid = _lib.UniqueId()
+        id_words = msg[1:].contiguous()
+        ctypes.memmove(ctypes.addressof(uid), id_words.data_ptr(), _lib.UNIQUE_ID_BYTES)
+        ctx = ctypes.c_void_p()
+        err = ctypes.create_string_buffer(512)
+        st = lib.dfm_ctx_create(ctypes.byref(ctx), ctypes.byref(cfg), ctypes.byref(uid),
+                                self.rank, err, len(err))
+        ok = torch.zeros(R, dtype=torch.int64)
+        ok[self.rank] = 0 if st == _lib.SUCCESS else 1
+        self._all_reduce(ok, comm_device, dist.ReduceOp.SUM)
+        if st != _lib.SUCCESS:
+            raise _lib.error_for(st, "Buffer: dfm_ctx_create", err.value.decode(errors="replace"))
+        if int(ok.sum()) != 0:
+            lib.dfm_ctx_destroy(ctx)
+            raise _lib.DFMError("Buffer: dfm_ctx_create failed on rank(s) %s (see their error)"
+                                % [r for r in range(R) if int(ok[r])], _lib.ERROR_MISMATCH)
+        self._ctx = ctx.value
+        self._destroy_fn = lib.dfm_ctx_destroy
+
+        # Per-call state, allocated once: the argument structs and the C calls.
+        self._moe_args = _lib.MoeArgs()
+        self._moe_args_ref = ctypes.byref(self._moe_args)
+        self._disp_args = _lib.DispatchArgs()
+        self._comb_args = _lib.CombineArgs()
+        self._async_status = ctypes.c_int(0)
+        self._async_ref = ctypes.byref(self._async_status)
+        self._fused_fn = lib.dfm_fused_moe
+        self._get_async_fn = lib.dfm_get_async_error
+        self._comm_stream = torch.cuda.Stream(self.device) if self._is_cuda else None
+        G, H, I = self.num_local_experts, self.hidden, self.inter
+        self._shape_x_tail = H
+        self._shape_w1 = (G, H, 2 * I)
+        self._stride_w1 = (2 * I * H, 1, H)
+        self._shape_s1 = (G, 2 * I)
+        self._shape_w2 = (G, H, I)
+        self._shape_s2 = (G, H)
+        self._num_ep = G * R
+        self._code_dtypes = {q: code_dtypes(q) for q in ALL_QUANT_MODES}
+        self._quant_id = dict(_lib.QUANT_IDS)
+
+    # ---- construction helpers ------------------------------------------------
+
+    def _local_problem(self, lib, backend):
+        """Why this rank cannot join (a string), or None."""
+        if not lib.dfm_backend_available(_lib.BACKEND_IDS[backend]):
+            return ("backend %r was not built into %s (build with CUDA=1 for the cuda backend)"
+                    % (backend, _lib.library_path()))
+        if backend == "cuda":
+            if not torch.cuda.is_available():
+                return "backend 'cuda' needs a CUDA device, and torch sees none"
+            ver, path = _lib.loaded_nccl()
+            if ver is not None and ver < _lib.NCCL_MIN_VERSION:
+                return ("NCCL %s is loaded from %s; the cuda backend needs NCCL >= 2.28.7 "
+                        "(torch's nvidia.nccl package carries one; load it first)"
+                        % (_lib.nccl_version_string(ver), path))
+        return None
+
+    def _all_reduce(self, t, comm_device, op):
+        tt = t.to(comm_device)
+        dist.all_reduce(tt, op=op, group=self.group)
+        t.copy_(tt.cpu())
+
+    # ---- life cycle -------------------------------------------------------------
+
+    def destroy(self):
+        """Free the library's context (not collective). Waits for this device's work."""
+        ctx, self._ctx = self._ctx, None
+        if ctx:
+            if self._is_cuda:
+                torch.cuda.synchronize(self.device)
+            self._destroy_fn(ctx)
+
+    def __del__(self):
+        try:
+            self.destroy()
+        except Exception:  # interpreter shutdown: nothing sensible to do
+            pass
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        self.destroy()
+        return False
+
+    def _live_ctx(self, where):
+        if self._ctx is None:
+            raise RuntimeError("%s: this Buffer was destroyed" % where)
+        return self._ctx
+
+    # ---- asynchronous errors ----------------------------------------------------------
+
+    def check_async_error(self, raise_error=True):
+        """The asynchronous error of SPEC section 7 (does not synchronize).
+
+        Returns None when there is none. Otherwise raises DFMAsyncError (or
+        returns it, with ``raise_error=False``). DFM_ERROR_INVALID_EXPERT
+        (an expert id outside [-1, E) was dropped) is cleared once reported;
+        DFM_ERROR_TIMEOUT is fatal: destroy and recreate the Buffer. On CUDA it
+        reflects work that has completed. Every operator call checks it first
+        and raises it before launching anything.
+        """
+        ctx = self._live_ctx("check_async_error")
+        self._get_async_fn(ctx, self._async_ref)
+        st = self._async_status.value
+        if st == _lib.SUCCESS:
+            return None
+        e = _lib.error_for(st, "deepfusedmoe asynchronous error", _lib.last_error(ctx))
+        e = _lib.DFMAsyncError(str(e), st)
+        if raise_error:
+            raise e
+        return e
+
+    # ---- argument checks ---------------------------------------------------------------
+
+    def _tensor(self, t, name, dtypes, shape, dims_text):
+        """Check a tensor's type, dtype, device, shape and contiguity."""
+        if not isinstance(t, torch.Tensor):
+            raise TypeError("%s: expected a torch.Tensor, got %s" % (name, type(t).__name__))
+        if t.dtype not in dtypes:
+            raise TypeError("%s: dtype must be %s, got %s"
+                            % (name, " or ".join(str(d) for d in dtypes), t.dtype))
+        if t.device != self.device:
+            raise ValueError("%s: must be on the buffer's device %s, got %s"
+                             % (name, self.device, t.device))
+        if t.shape != shape:
+            raise ValueError("%s: shape must be %s = %s, got %s"
+                             % (name, dims_text, tuple(shape), tuple(t.shape)))
+        if not t.is_contiguous():
+            raise ValueError("%s: must be contiguous (row-major), got strides %s"
+                             % (name, tuple(t.stride())))
+
+    def _tokens(self, x, topk_idx, where):
+        """Check x [T, H] bf16 and topk_idx [T, K] int64; returns (T, K)."""
+        if not isinstance(x, torch.Tensor):
+            raise TypeError("x: expected a torch.Tensor, got %s" % type(x).__name__)
+        if not isinstance(topk_idx, torch.Tensor):
+            raise TypeError("topk_idx: expected a torch.Tensor, got %s" % type(topk_idx).__name__)
+        if x.dim() != 2:
+            raise ValueError("x: must be 2-D [T, hidden], got shape %s" % (tuple(x.shape),))
+        if topk_idx.dim() != 2:
+            raise ValueError("topk_idx: must be 2-D [T, num_topk], got shape %s"
+                             % (tuple(topk_idx.shape),))
+        T, K = x.shape[0], topk_idx.shape[1]
+        if T > self.num_max_dispatch_tokens_per_rank:
+            raise ValueError("x: T = %d tokens exceeds num_max_dispatch_tokens_per_rank = %d"
+                             % (T, self.num_max_dispatch_tokens_per_rank))
+        if K > self.max_topk or (K < 1 and T > 0):
+            raise ValueError("topk_idx: num_topk = %d is outside 1..max_topk = %d"
+                             % (K, self.max_topk))
+        self._tensor(x, "x", (torch.bfloat16,), (T, self.hidden), "[T, hidden]")
+        self._tensor(topk_idx, "topk_idx", (torch.int64,), (T, K), "[T (x's), num_topk]")
+        if self.debug and T > 0:
+            bad = (topk_idx < -1) | (topk_idx >= self.num_experts)
+            if bool(bad.any()):
+                pos = bad.nonzero()[0].tolist()
+                raise ValueError("topk_idx: entry %s = %d is outside [-1, num_experts = %d) "
+                                 "(debug check)" % (tuple(pos), int(topk_idx[pos[0], pos[1]]),
+                                                     self.num_experts))
+        return T, max(K, 1)
+
+    def _common(self, num_max, num_experts, where):
+        if num_max != self.num_max_dispatch_tokens_per_rank:
+            raise ValueError("num_max_dispatch_tokens_per_rank: %r differs from the buffer's %d"
+                             % (num_max, self.num_max_dispatch_tokens_per_rank))
+        if num_experts != self.num_experts:
+            raise ValueError("num_experts: %r differs from the buffer's %d"
+                             % (num_experts, self.num_experts))
+
+    def _mode(self, q, where):
+        if not self.quant_mask & (1 << self._quant_id[q]):
+            raise ValueError("%s: mode %r was not among the buffer's quant_modes %s"
+                             % (where, q, self.quant_modes))
+        return self._quant_id[q]
+
+    def _ep_recv_count(self, t):
+        if t is None:
+            return None
+        if not isinstance(t, torch.Tensor):
+            raise TypeError("ep_recv_count: expected a torch.Tensor, got %s" % type(t).__name__)
+        if t.dtype != torch.int32:
+            raise TypeError("ep_recv_count: dtype must be torch.int32, got %s" % t.dtype)
+        if t.device != self.device:
+            raise ValueError("ep_recv_count: must be on the buffer's device %s, got %s"
+                             % (self.device, t.device))
+        G, R = self.num_local_experts, self.group_size
+        if tuple(t.shape) not in ((G * R,), (G, R)) or not t.is_contiguous():
+            raise ValueError("ep_recv_count: must be a contiguous [G * R] = [%d] (or [G, R]) "
+                             "tensor, got shape %s strides %s"
+                             % (G * R, tuple(t.shape), tuple(t.stride())))
+        return t.data_ptr()
+
+    def _out(self, out, T, name="out"):
+        if out is None:
+            return torch.empty((T, self.hidden), dtype=torch.bfloat16, device=self.device)
+        self._tensor(out, name, (torch.bfloat16,), (T, self.hidden), "[T, hidden]")
+        return out
+
+    def _stream(self, async_finish):
+        """(torch stream or None, cudaStream_t as int or None) the op runs on."""
+        if not self._is_cuda:
+            return None, None
+        if async_finish:
+            comm = self._comm_stream
+            comm.wait_stream(torch.cuda.current_stream(self.device))
+            return comm, comm.cuda_stream
+        return None, current_raw_stream(self._device_index)
+
+    def _event(self, stream, stream_ptr, async_finish, tensors):
+        if not self._is_cuda:
+            return EventOverlap()
+        if async_finish:
+            for t in tensors:
+                if t is not None and t.is_cuda:
+                    t.record_stream(stream)
+            ev = torch.cuda.Event()
+            ev.record(stream)
+            return EventOverlap(ev, extra_tensors=tuple(tensors), stream=stream)
+        return EventOverlap(None, raw_stream=stream_ptr)
+
+    def _call(self, fn, ctx, args_ref, where, *extra):
+        st = fn(ctx, args_ref, *extra)
+        if st != _lib.SUCCESS:
+            raise _lib.error_for(st, where, _lib.last_error(ctx))
+
+    # ---- the fused operator -----------------------------------------------------------------
+
+    def fused_deep_moe(self, x, topk_idx, topk_weights, gmm1_permuted_weight,
+                       gmm1_permuted_weight_scale, gmm2_weight, gmm2_weight_scale,
+                       num_max_dispatch_tokens_per_rank, num_experts, use_fp8=_USE_FP8_DEFAULT,
+                       *, quant=None, async_finish=False, return_recv_hook=False,
+                       ep_recv_count=None, out=None):
+        """Dispatch + expert FFNs (GEMM, SwiGLU, GEMM) + combine, in one collective call.
+
+        The seed's API (SPEC section 1), positional order and defaults as written:
+
+        Args:
+            x: [T, hidden] bfloat16, this rank's tokens (T <= num_max_dispatch_tokens_per_rank).
+            topk_idx: [T, K] int64, expert of each slot, -1 = unused.
+            topk_weights: [T, K] float32.
+            gmm1_permuted_weight: [G, hidden, 2*inter] codes with memory [G][2I][H]
+                (strides (2I*H, 1, H)), from prepare_gmm1_weight().
+            gmm1_permuted_weight_scale: [G, 2*inter] float32 (None allowed in bf16 mode).
+            gmm2_weight: [G, hidden, inter] codes, contiguous.
+            gmm2_weight_scale: [G, hidden] float32 (None allowed in bf16 mode).
+            num_max_dispatch_tokens_per_rank, num_experts: must equal the buffer's.
+            use_fp8: True: FP8 E4M3 path; False: bf16 (unquantized) path.
+            quant: 'fp8' | 'int8' | 'bf16' (keyword): overrides the default use_fp8;
+                contradicting an explicit use_fp8 is an error.
+            async_finish: run on the buffer's own stream; wait through the returned
+                EventOverlap (CUDA).
+            return_recv_hook: not supported (raises NotImplementedError).
+            ep_recv_count: optional int32 [G * R] out-tensor: entry g*R + src = tokens that
+                rank src sent to local expert g in this call (works in CUDA graphs).
+            out: optional [T, hidden] bf16 output tensor.
+
+        Returns:
+            (output [T, hidden] bf16, EventOverlap, hook); hook is a documented no-op.
+        """
+        ctx = self._ctx
+        if ctx is None:
+            self._live_ctx("fused_deep_moe")
+        if return_recv_hook:
+            reject_recv_hook(return_recv_hook, "fused_deep_moe")
+        if quant is None and (use_fp8 is _USE_FP8_DEFAULT or use_fp8 is True):
+            q = "fp8"
+        else:
+            q = _mode_of(use_fp8, quant, "fused_deep_moe")
+        qid = self._mode(q, "fused_deep_moe")
+        if (num_max_dispatch_tokens_per_rank != self.num_max_dispatch_tokens_per_rank
+                or num_experts != self.num_experts):
+            self._common(num_max_dispatch_tokens_per_rank, num_experts, "fused_deep_moe")
+        T, K = self._tokens(x, topk_idx, "fused_deep_moe")
+        self._tensor(topk_weights, "topk_weights", (torch.float32,), topk_idx.shape,
+                     "[T, num_topk] (topk_idx's shape)")
+        cdt = self._code_dtypes[q]
+        w1 = gmm1_permuted_weight
+        if not isinstance(w1, torch.Tensor) or w1.dtype not in cdt or w1.device != self.device \
+                or w1.shape != self._shape_w1 or not self._w1_strides_ok(w1):
+            self._bad_w1(w1, cdt, q)
+        self._tensor(gmm2_weight, "gmm2_weight", cdt, self._shape_w2, "[G, hidden, inter]")
+        s1, s2 = gmm1_permuted_weight_scale, gmm2_weight_scale
+        if s1 is not None:
+            self._tensor(s1, "gmm1_permuted_weight_scale", (torch.float32,), self._shape_s1,
+                         "[G, 2*inter]")
+        elif q != "bf16":
+            raise ValueError("gmm1_permuted_weight_scale: required in %s mode (None is only "
+                             "allowed in bf16 mode)" % q)
+        if s2 is not None:
+            self._tensor(s2, "gmm2_weight_scale", (torch.float32,), self._shape_s2,
+                         "[G, hidden]")
+        elif q != "bf16":
+            raise ValueError("gmm2_weight_scale: required in %s mode (None is only allowed "
+                             "in bf16 mode)" % q)
+        ep_ptr = self._ep_recv_count(ep_recv_count)
+        out = self._out(out, T)
+        self._raise_async_error(ctx)
+
+        stream, stream_ptr = self._stream(async_finish)
+        a = self._moe_args
+        a.x = x.data_ptr()
+        a.topk_idx = topk_idx.data_ptr()
+        a.topk_weights = topk_weights.data_ptr()
+        a.num_tokens = T
+        a.num_topk = K
+        a.quant = qid
+        a.w1 = w1.data_ptr()
+        a.w1_scale = s1.data_ptr() if s1 is not None else None
+        a.w2 = gmm2_weight.data_ptr()
+        a.w2_scale = s2.data_ptr() if s2 is not None else None
+        a.out = out.data_ptr()
+        a.ep_recv_count = ep_ptr
+        a.stream = stream_ptr
+        st = self._fused_fn(ctx, self._moe_args_ref)
+        if st != _lib.SUCCESS:
+            raise _lib.error_for(st, "fused_deep_moe", _lib.last_error(ctx))
+        if stream_ptr is None:
+            return out, EventOverlap(), noop_hook
+        return out, self._event(stream, stream_ptr, async_finish,
+                                (x, topk_idx, topk_weights, w1, s1, gmm2_weight, s2, out,
+                                 ep_recv_count)), noop_hook
+
+    def _raise_async_error(self, ctx):
+        self._get_async_fn(ctx, self._async_ref)
+        if self._async_status.value != _lib.SUCCESS:
+            st = self._async_status.value
+            raise _lib.DFMAsyncError(
+                str(_lib.error_for(st, "deepfusedmoe asynchronous error (raised at the next "
+                                       "call)", _lib.last_error(ctx))), st)
+
+    def _w1_strides_ok(self, w):
+        s = w.stride()
+        G, H, N = self._shape_w1
+        return s[1] == 1 and s[2] == H and (s[0] == N * H or G == 1)
+
+    def _bad_w1(self, w1, cdt, q):
+        name = "gmm1_permuted_weight"
+        if not isinstance(w1, torch.Tensor):
+            raise TypeError("%s: expected a torch.Tensor, got %s" % (name, type(w1).__name__))
+        if w1.dtype not in cdt:
+            raise TypeError("%s: dtype must be %s for mode %r, got %s"
+                            % (name, " or ".join(str(d) for d in cdt), q, w1.dtype))
+        if w1.device != self.device:
+            raise ValueError("%s: must be on the buffer's device %s, got %s"
+                             % (name, self.device, w1.device))
+        if w1.shape != self._shape_w1:
+            raise ValueError("%s: shape must be [G, hidden, 2*inter] = %s, got %s"
+                             % (name, self._shape_w1, tuple(w1.shape)))
+        raise ValueError("%s: strides must be %s (memory [G][2*inter][hidden], each output "
+                         "channel contiguous: a transpose(1, 2) view of a contiguous "
+                         "[G, 2*inter, hidden] tensor, as prepare_gmm1_weight() returns), got %s"
+                         % (name, self._stride_w1, tuple(w1.stride())))
+
+    # ---- dispatch and combine -----------------------------------------------------------------
+
+    def low_latency_dispatch(self, x, topk_idx, num_max_dispatch_tokens_per_rank, num_experts,
+                             cumulative_local_expert_recv_stats=None,
+                             dispatch_wait_recv_cost_stats=None, use_fp8=_USE_FP8_DEFAULT,
+                             round_scale=False, use_ue8m0=False, async_finish=False,
+                             return_recv_hook=False, *, quant=None, ep_recv_count=None):
+        """Dispatch only (SPEC section 5), DeepEP's signature and return structure.
+
+        Returns ``(recv_x, recv_count, handle, event, hook)``:
+
+        - recv_x: ``(codes, scales)`` in fp8/int8 mode (codes [G, R*num_max, H]
+          float8_e4m3fn (uint8 where torch has no float8) or int8; scales
+          [G, R*num_max] float32, one per row), or the bf16 tensor [G, R*num_max, H]
+          in bf16 mode. Rows 0..recv_count[g]-1 of expert g are valid, ordered by
+          source rank, then token.
+        - recv_count: [G] int32.
+        - handle: a LowLatencyHandle; as DeepEP's tuple, handle[0] = src_info
+          [G, R*num_max] int32 (src_rank * num_max + token) and handle[1] =
+          layout_range [G, R] int64 (begin << 32 | count); handle[2..4] =
+          num_max, hidden, num_experts. Pass it to low_latency_combine().
+        - event: EventOverlap; hook: a no-op.
+
+        cumulative_local_expert_recv_stats (int32 [G]) is incremented by
+        recv_count if given; dispatch_wait_recv_cost_stats, round_scale,
+        use_ue8m0 and return_recv_hook are not supported. ``quant`` and
+        ``ep_recv_count`` as in fused_deep_moe.
+        """
+        ctx = self._live_ctx("low_latency_dispatch")
+        reject_recv_hook(return_recv_hook, "low_latency_dispatch")
+        if dispatch_wait_recv_cost_stats is not None:
+            raise NotImplementedError("low_latency_dispatch: dispatch_wait_recv_cost_stats is "
+                                      "not supported")
+        if round_scale or use_ue8m0:
+            raise NotImplementedError("low_latency_dispatch: round_scale/use_ue8m0 are not "
+                                      "supported (scales are fp32 per token, SPEC 3.1)")
+        q = _mode_of(use_fp8, quant, "low_latency_dispatch")
+        qid = self._mode(q, "low_latency_dispatch")
+        self._common(num_max_dispatch_tokens_per_rank, num_experts, "low_latency_dispatch")
+        T, K = self._tokens(x, topk_idx, "low_latency_dispatch")
+        G, R, M, H = self.num_local_experts, self.group_size, \
+            self.num_max_dispatch_tokens_per_rank, self.hidden
+        stats = cumulative_local_expert_recv_stats
+        if stats is not None:
+            self._tensor(stats, "cumulative_local_expert_recv_stats", (torch.int32,), (G,), "[G]")
+        ep_ptr = self._ep_recv_count(ep_recv_count)
+        self._raise_async_error(ctx)
+
+        dev = self.device
+        recv_dtype = torch.uint8 if q == "fp8" else code_dtype(q)  # fp8 viewed below
+        recv_x = torch.empty((G, R * M, H), dtype=recv_dtype, device=dev)
+        recv_scale = torch.empty((G, R * M), dtype=torch.float32, device=dev)
+        recv_count = torch.empty((G,), dtype=torch.int32, device=dev)
+        layout_range = torch.empty((G, R), dtype=torch.int64, device=dev)
+        src_info = torch.empty((G, R * M), dtype=torch.int32, device=dev)
+        stream, stream_ptr = self._stream(async_finish)
+        a = self._disp_args
+        a.x = x.data_ptr()
+        a.topk_idx = topk_idx.data_ptr()
+        a.num_tokens = T
+        a.num_topk = K
+        a.quant = qid
+        a.recv_x = recv_x.data_ptr()
+        a.recv_scale = recv_scale.data_ptr()
+        a.recv_count = recv_count.data_ptr()
+        a.layout_range = layout_range.data_ptr()
+        a.recv_src_info = src_info.data_ptr()
+        a.ep_recv_count = ep_ptr
+        a.stream = stream_ptr
+        h = _lib.Handle()
+        self._call(self._lib.dfm_dispatch, ctx, ctypes.byref(a), "low_latency_dispatch",
+                   ctypes.byref(h))
+        if q == "fp8" and code_dtype("fp8") != torch.uint8:
+            recv_x = recv_x.view(code_dtype("fp8"))
+        if stats is not None:
+            with torch.cuda.stream(stream) if stream is not None else _nullcontext():
+                stats.add_(recv_count)
+        handle = LowLatencyHandle(src_info, layout_range, M, H, self.num_experts, h, self, q)
+        event = self._event(stream, stream_ptr, async_finish,
+                            (x, topk_idx, recv_x, recv_scale, recv_count, layout_range, src_info,
+                             ep_recv_count, stats))
+        packed = recv_x if q == "bf16" else (recv_x, recv_scale)
+        return packed, recv_count, handle, event, noop_hook
+
+    def low_latency_combine(self, x, topk_idx, topk_weights, handle, use_logfmt=False,
+                            zero_copy=False, async_finish=False, return_recv_hook=False,
+                            out=None, combine_wait_recv_cost_stats=None):
+        """Combine only (SPEC section 5), DeepEP's signature.
+
+        ``x``: the expert outputs [G, R*num_max, hidden] bf16 in recv_x's row
+        order; ``topk_idx``/``topk_weights`` [T, K] as at dispatch; ``handle``
+        from low_latency_dispatch (combines follow their dispatches in order, at
+        most two outstanding). Returns ``(combined_x [T, hidden] bf16,
+        EventOverlap, hook)``. use_logfmt, zero_copy, return_recv_hook and
+        combine_wait_recv_cost_stats are not supported.
+        """
+        ctx = self._live_ctx("low_latency_combine")
+        reject_recv_hook(return_recv_hook, "low_latency_combine")
+        if use_logfmt or zero_copy or combine_wait_recv_cost_stats is not None:
+            raise NotImplementedError("low_latency_combine: use_logfmt, zero_copy and "
+                                      "combine_wait_recv_cost_stats are not supported")
+        if not isinstance(handle, LowLatencyHandle) or handle.buffer is not self:
+            raise ValueError("handle: must be the handle that this Buffer's "
+                             "low_latency_dispatch returned")
+        h = handle.c_handle
+        T, K = h.num_tokens, h.num_topk
+        G, R, M, H = self.num_local_experts, self.group_size, \
+            self.num_max_dispatch_tokens_per_rank, self.hidden
+        self._tensor(x, "x", (torch.bfloat16,), (G, R * M, H),
+                     "[G, R * num_max_dispatch_tokens_per_rank, hidden]")
+        self._tensor(topk_idx, "topk_idx", (torch.int64,), (T, K), "[T, num_topk] (dispatch's)")
+        self._tensor(topk_weights, "topk_weights", (torch.float32,), (T, K),
+                     "[T, num_topk] (dispatch's)")
+        out = self._out(out, T)
+        self._raise_async_error(ctx)
+        stream, stream_ptr = self._stream(async_finish)
+        a = self._comb_args
+        a.y = x.data_ptr()
+        a.topk_idx = topk_idx.data_ptr()
+        a.topk_weights = topk_weights.data_ptr()
+        a.handle = ctypes.pointer(h)
+        a.out = out.data_ptr()
+        a.stream = stream_ptr
+        self._call(self._lib.dfm_combine, ctx, ctypes.byref(a), "low_latency_combine")
+        event = self._event(stream, stream_ptr, async_finish, (x, topk_idx, topk_weights, out))
+        return out, event, noop_hook
+
+    # ---- sizes ---------------------------------------------------------------------------------
+
+    @staticmethod
+    def get_buffer_size_hint(num_max_dispatch_tokens_per_rank, hidden, num_experts, num_ranks, *,
+                             inter, max_topk=8, quant_modes=ALL_QUANT_MODES, backend="cpu"):
+        """See deepfusedmoe.get_buffer_size_hint."""
+        return get_buffer_size_hint(num_max_dispatch_tokens_per_rank, hidden, num_experts,
+                                    num_ranks, inter=inter, max_topk=max_topk,
+                                    quant_modes=quant_modes, backend=backend)
+
+    def __repr__(self):
+        return ("Buffer(backend=%r, rank=%d/%d, device=%s, num_max=%d, hidden=%d, inter=%d, "
+                "num_experts=%d, max_topk=%d, quant_modes=%s)"
+                % (self.backend, self.rank, self.group_size, self.device,
+                   self.num_max_dispatch_tokens_per_rank, self.hidden, self.inter,
+                   self.num_experts, self.max_topk, self.quant_modes))
+
+
+class _nullcontext:
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *exc):
+        return False
+
+
+class LowLatencyHandle(tuple):
+    """What low_latency_combine needs from its dispatch. As DeepEP's handle tuple:
+    (src_info, layout_range, num_max_dispatch_tokens_per_rank, hidden, num_experts),
+    plus the library's dfm_handle_t, the Buffer and the mode as attributes."""
+
+    def __new__(cls, src_info, layout_range, num_max, hidden, num_experts, c_handle, buffer,
+                quant):
+        self = super().__new__(cls, (src_info, layout_range, num_max, hidden, num_experts))
+        self.c_handle = c_handle
+        self.buffer = buffer
+        self.quant = quant
+        return self
+
+    src_info = property(lambda self: self[0])
+    layout_range = property(lambda self: self[1])
+    num_max_dispatch_tokens_per_rank = property(lambda self: self[2])
+    hidden = property(lambda self: self[3])
+    num_experts = property(lambda self: self[4])
