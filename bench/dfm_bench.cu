@@ -1,17 +1,38 @@
 /*
  * dfm_bench.cu - the benchmark driver, nccl-tests form: named configurations
  * of PERF.md, R ranks as threads (one GPU each), warm-up and iteration flags,
- * median CUDA-event times of dfm_dispatch, dfm_combine and dfm_fused_moe,
- * and the floor of PERF.md computed from the same run's measured
- * device-to-device copy bandwidth and flag hop. One row per config and T,
- * CSV with -o.
+ * median CUDA-event times, a floor column, CSV out.
  *
- * The expert GEMMs only run inside the fused call today, so "gemms" is
- * estimated as fused - dispatch - combine (dispatch here also packs, combine
- * also copies y home: the estimate is low). Not here yet: the torch
- * baseline of PERF.md (NCCL all_to_all + torch._scaled_grouped_mm).
+ * Per configuration, T and routing it times, on every rank:
+ *   dispatch  dfm_dispatch (route + quantize + send + pack), alone
+ *   combine   dfm_combine (y home + weighted reduce), alone
+ *   layer     dfm_fused_moe, the whole unfused pipeline of launches today
+ *   gemms     the expert phase inside dfm_fused_moe (GEMM1 + SwiGLU, requant,
+ *             GEMM2 writing into the home ranks' combine slots), from the
+ *             internal phase events (dfm_cuda_time_phases), in a second pass
+ * Each is the median over -n iterations after -w warm-up, then the max over
+ * ranks (the layer ends when the slowest rank ends). Weights are random codes
+ * (never zeros) in >= 2 sets, rotated every call, >= 512 MB apart, so that
+ * no call finds its weights in L2 (50-60 MB).
  *
- *   dfm_bench [-r ranks] [-c config-substring] [-w warmup] [-n iters] [-o csv]
+ * The floor (PERF.md), from this run's own measurements:
+ *   floor = max over ranks r of max( active_experts(r) * 3*I*H * code bytes / copy_bw,
+ *                                    rows(r) * 6*I*H / datasheet tensor peak )
+ *           + 2 flag hops
+ * copy_bw = device-to-device copy of 1 GiB (bytes read + written, best GPU),
+ * hop = st.release.sys / ld.acquire.sys ping-pong between GPU 0 and 1.
+ *
+ * Routing (PERF.md): "uniform" = K distinct experts from uniform random
+ * scores, at every T; "skew" = each slot to one of 2 hot experts with
+ * probability 1/2, else uniform (duplicates allowed, as SPEC 3 permits), and
+ * "drop10" = uniform with each slot -1 at 10%, both at T = -s (32).
+ *
+ * With -d DIR the routing of every case is written there (int64 idx[T*K]
+ * then float weights[T*K] per rank) with manifest.csv, so that
+ * bench/torch_baseline.py times the torch baseline on the very same tokens.
+ *
+ *   dfm_bench [-r ranks] [-c config-substring] [-t T,T,..] [-s T_routes]
+ *             [-w warmup] [-n iters] [-o csv] [-d routing-dir]
  */
 #include <math.h>
 #include <pthread.h>
@@ -25,6 +46,7 @@
 extern "C" {
 #include "dfm.h"
 }
+#include "cuda/cuda_internal.h" /* dfm_cuda_time_phases */
 
 #define CK(call)                                                                            \
     do {                                                                                    \
@@ -36,11 +58,15 @@ extern "C" {
         }                                                                                   \
     } while (0)
 
+#define MAX_T 8
+#define MAX_CASES 16
+#define MAX_R 8
+
 typedef struct {
     const char *name;
     int H, I, E, K;
     dfm_quant_t quant;
-    int Ts[6];
+    int Ts[MAX_T]; /* PERF.md's T per rank, 0-terminated */
 } bench_config_t;
 
 static const bench_config_t configs[] = {
@@ -52,14 +78,29 @@ static const bench_config_t configs[] = {
 };
 #define NUM_CONFIGS (int)(sizeof configs / sizeof configs[0])
 
-static uint64_t rng_state = 0x1234567u;
-static uint64_t rng_u64(void) {
-    uint64_t z = (rng_state += 0x9e3779b97f4a7c15ull);
+/* Datasheet dense tensor peaks (H100/H200 SXM: same SMs and clocks). */
+#define PEAK_FP8_FLOPS 1979e12
+#define PEAK_BF16_FLOPS 989e12
+
+enum { ROUTE_UNIFORM = 0, ROUTE_SKEW = 1, ROUTE_DROP10 = 2 };
+static const char *const route_names[] = {"uniform", "skew", "drop10"};
+
+static const char *quant_name(dfm_quant_t q) {
+    return q == DFM_QUANT_FP8 ? "fp8" : q == DFM_QUANT_INT8 ? "int8" : "bf16";
+}
+
+/* splitmix64, seeded per (config, case, rank) so every run routes alike. */
+typedef struct {
+    uint64_t s;
+} rng_t;
+static uint64_t rng_u64(rng_t *r) {
+    uint64_t z = (r->s += 0x9e3779b97f4a7c15ull);
     z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
     z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
     return z ^ (z >> 31);
 }
-static double rng_uniform(void) { return (double)(rng_u64() >> 11) * (1.0 / 9007199254740992.0); }
+static double rng_uniform(rng_t *r) { return (double)(rng_u64(r) >> 11) * (1.0 / 9007199254740992.0); }
+static int rng_int(rng_t *r, int n) { return (int)(rng_u64(r) % (uint64_t)n); }
 
 static uint16_t f2bf(float f) {
     uint32_t u;
@@ -75,6 +116,24 @@ static int cmp_f(const void *a, const void *b) {
 static float median(float *v, int n) {
     qsort(v, (size_t)n, sizeof *v, cmp_f);
     return v[n / 2];
+}
+
+/* Random weight codes, never NaN/Inf and never zero-filled: fp8 e4m3 codes
+ * of magnitude 0.5..0.94 with random sign; int8 in [-127, 127]; bf16 of
+ * magnitude 2^-7..2^-6 with random sign. */
+static __global__ void fill_codes_kernel(uint8_t *p, size_t n, uint64_t seed, int mode) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < n;
+         i += (size_t)gridDim.x * blockDim.x) {
+        uint64_t z = seed + (i + 1) * 0x9e3779b97f4a7c15ull;
+        z = (z ^ (z >> 30)) * 0xbf58476d1ce4e5b9ull;
+        z = (z ^ (z >> 27)) * 0x94d049bb133111ebull;
+        z ^= z >> 31;
+        uint8_t b = (uint8_t)z;
+        if (mode == 0) b = (uint8_t)((b & 0x87u) | 0x30u);
+        else if (mode == 1) b = b == 0x80u ? 0x81u : b;
+        else b = (i & 1) ? (uint8_t)((b & 0x80u) | 0x3cu) : b; /* bf16, little endian */
+        p[i] = b;
+    }
 }
 
 /* ---- the two measured ceilings ------------------------------------------ */
@@ -93,13 +152,15 @@ static double measure_copy_bw(int dev) {
     float t[10];
     for (int i = 0; i < 12; i++) {
         CK(cudaEventRecord(e0));
-        CK(cudaMemcpy(b, a, bytes, cudaMemcpyDeviceToDevice));
+        CK(cudaMemcpyAsync(b, a, bytes, cudaMemcpyDeviceToDevice));
         CK(cudaEventRecord(e1));
         CK(cudaEventSynchronize(e1));
         if (i >= 2) CK(cudaEventElapsedTime(&t[i - 2], e0, e1));
     }
     cudaFree(a);
     cudaFree(b);
+    cudaEventDestroy(e0);
+    cudaEventDestroy(e1);
     return 2.0 * (double)bytes / (median(t, 10) * 1e-3);
 }
 
@@ -140,9 +201,11 @@ static double measure_hop_us(int ndev) {
     CK(cudaEventCreate(&e1));
     CK(cudaSetDevice(1));
     pingpong_kernel<<<1, 1>>>(f[1], f[0], 0, n);
+    CK(cudaGetLastError());
     CK(cudaSetDevice(0));
     CK(cudaEventRecord(e0));
     pingpong_kernel<<<1, 1>>>(f[0], f[1], 1, n);
+    CK(cudaGetLastError());
     CK(cudaEventRecord(e1));
     CK(cudaEventSynchronize(e1));
     float ms;
@@ -158,14 +221,21 @@ static double measure_hop_us(int ndev) {
 /* ---- one configuration -------------------------------------------------- */
 
 typedef struct {
+    int T, route;
+    int64_t *idx[MAX_R]; /* per rank [T][K] */
+    float *wt[MAX_R];
+    /* per-rank medians, us */
+    float disp[MAX_R], comb[MAX_R], layer[MAX_R];
+    float ph_disp[MAX_R], ph_gemm[MAX_R], ph_comb[MAX_R], ph_total[MAX_R];
+    int failed;
+} bench_case_t;
+
+typedef struct {
     const bench_config_t *c;
-    int R, M, warmup, iters;
+    int R, M, warmup, iters, num_cases;
+    bench_case_t cases[MAX_CASES];
     dfm_config_t cfg;
     dfm_unique_id_t id;
-    int64_t *idx[8][6];  /* per rank, per T */
-    float *wt[8][6];
-    int active[8][6];    /* local experts that receive a token */
-    float t_disp[8][6], t_comb[8][6], t_fused[8][6];
     pthread_barrier_t bar;
 } bench_world_t;
 
@@ -173,6 +243,8 @@ typedef struct {
     bench_world_t *w;
     int rank;
 } bench_arg_t;
+
+#define MAX_SETS 8
 
 static void *bench_rank(void *p) {
     bench_arg_t *a = (bench_arg_t *)p;
@@ -189,24 +261,30 @@ static void *bench_rank(void *p) {
         fprintf(stderr, "rank %d: %s\n", rank, err);
         exit(2);
     }
-    /* Weight sets rotated so that they are not served from L2 (50 MB). */
-    const size_t wbytes = (size_t)G * 3 * I * H * cb;
-    int nsets = (int)((256ull << 20) / wbytes) + 1;
-    if (nsets > 4) nsets = 4;
-    void *w1[4], *w2[4];
+    /* Weight sets, rotated every call: >= 2 sets and >= 512 MB between two
+     * uses of one set, at most ~30 GB. */
+    const size_t w1b = (size_t)G * 2 * I * H * cb, w2b = (size_t)G * H * I * cb;
+    int nsets = (int)((512ull << 20) / (w1b + w2b)) + 1;
+    if (nsets < 2) nsets = 2;
+    if (nsets > MAX_SETS) nsets = MAX_SETS;
+    while (nsets > 1 && (size_t)nsets * (w1b + w2b) > (30ull << 30)) nsets--;
+    void *w1[MAX_SETS], *w2[MAX_SETS];
     float *s1, *s2;
+    const int mode = c->quant == DFM_QUANT_FP8 ? 0 : c->quant == DFM_QUANT_INT8 ? 1 : 2;
     for (int s = 0; s < nsets; s++) {
-        CK(cudaMalloc(&w1[s], (size_t)G * 2 * I * H * cb));
-        CK(cudaMalloc(&w2[s], (size_t)G * H * I * cb));
-        CK(cudaMemset(w1[s], 0x31, (size_t)G * 2 * I * H * cb)); /* small codes, no NaN */
-        CK(cudaMemset(w2[s], 0x31, (size_t)G * H * I * cb));
+        CK(cudaMalloc(&w1[s], w1b));
+        CK(cudaMalloc(&w2[s], w2b));
+        fill_codes_kernel<<<1024, 256>>>((uint8_t *)w1[s], w1b, 0x1000u * rank + 2 * s, mode);
+        fill_codes_kernel<<<1024, 256>>>((uint8_t *)w2[s], w2b, 0x1000u * rank + 2 * s + 1, mode);
+        CK(cudaGetLastError());
     }
     CK(cudaMalloc(&s1, (size_t)G * 2 * I * 4));
     CK(cudaMalloc(&s2, (size_t)G * H * 4));
     CK(cudaMemset(s1, 0x3c, (size_t)G * 2 * I * 4)); /* 0.0115 */
     CK(cudaMemset(s2, 0x3c, (size_t)G * H * 4));
+    rng_t xr = {0xabcdefull + (uint64_t)rank};
     uint16_t *hx = (uint16_t *)malloc((size_t)M * H * 2);
-    for (size_t i = 0; i < (size_t)M * H; i++) hx[i] = f2bf((float)(rng_uniform() * 2 - 1));
+    for (size_t i = 0; i < (size_t)M * H; i++) hx[i] = f2bf((float)(rng_uniform(&xr) * 2 - 1));
     void *x, *out, *recv_x, *y, *idx, *wt;
     float *recv_scale;
     int32_t *recv_count;
@@ -216,77 +294,104 @@ static void *bench_rank(void *p) {
     CK(cudaMalloc(&out, (size_t)M * H * 2));
     CK(cudaMalloc(&recv_x, rows * H * cb));
     CK(cudaMalloc(&y, rows * H * 2));
-    CK(cudaMemset(y, 0, rows * H * 2));
+    fill_codes_kernel<<<1024, 256>>>((uint8_t *)y, rows * H * 2, 0x77u + rank, 2);
+    CK(cudaGetLastError());
     CK(cudaMalloc(&recv_scale, rows * 4));
     CK(cudaMalloc(&recv_count, G * 4));
     CK(cudaMalloc(&range, G * R * 8));
     CK(cudaMalloc(&idx, (size_t)M * K * 8));
     CK(cudaMalloc(&wt, (size_t)M * K * 4));
+    CK(cudaDeviceSynchronize());
     cudaStream_t st;
     CK(cudaStreamCreateWithFlags(&st, cudaStreamNonBlocking));
     const int n = w->warmup + w->iters;
-    cudaEvent_t ev[2][64];
-    for (int i = 0; i < 2; i++)
-        for (int j = 0; j < 64; j++) CK(cudaEventCreate(&ev[i][j]));
-    float *td = (float *)malloc(n * sizeof(float)), *tc = (float *)malloc(n * sizeof(float)),
-          *tf = (float *)malloc(n * sizeof(float));
+    cudaEvent_t ev[4], ph[4];
+    for (int j = 0; j < 4; j++) {
+        CK(cudaEventCreate(&ev[j]));
+        CK(cudaEventCreate(&ph[j]));
+    }
+    float *t[7];
+    for (int j = 0; j < 7; j++) t[j] = (float *)malloc(n * sizeof(float));
 
-    for (int ti = 0; ti < 6 && c->Ts[ti]; ti++) {
-        const int T = c->Ts[ti];
-        CK(cudaMemcpy(idx, w->idx[rank][ti], (size_t)T * K * 8, cudaMemcpyHostToDevice));
-        CK(cudaMemcpy(wt, w->wt[rank][ti], (size_t)T * K * 4, cudaMemcpyHostToDevice));
-        for (int it = 0; it < n; it++) {
-            const int set = it % nsets;
-            dfm_dispatch_args_t da = {};
-            da.x = x;
-            da.topk_idx = (const int64_t *)idx;
-            da.num_tokens = T;
-            da.num_topk = K;
-            da.quant = c->quant;
-            da.recv_x = recv_x;
-            da.recv_scale = recv_scale;
-            da.recv_count = recv_count;
-            da.layout_range = range;
-            da.stream = st;
-            dfm_handle_t h;
-            dfm_combine_args_t ca = {};
-            ca.y = y;
-            ca.topk_idx = (const int64_t *)idx;
-            ca.topk_weights = (const float *)wt;
-            ca.handle = &h;
-            ca.out = out;
-            ca.stream = st;
-            dfm_moe_args_t fa = {};
-            fa.x = x;
-            fa.topk_idx = (const int64_t *)idx;
-            fa.topk_weights = (const float *)wt;
-            fa.num_tokens = T;
-            fa.num_topk = K;
-            fa.quant = c->quant;
-            fa.w1 = w1[set];
-            fa.w1_scale = s1;
-            fa.w2 = w2[set];
-            fa.w2_scale = s2;
-            fa.out = out;
-            fa.stream = st;
-            CK(cudaEventRecord(ev[0][0], st));
-            if (dfm_dispatch(ctx, &da, &h) != DFM_SUCCESS) fprintf(stderr, "%s\n", dfm_ctx_last_error(ctx));
-            CK(cudaEventRecord(ev[0][1], st));
-            if (dfm_combine(ctx, &ca) != DFM_SUCCESS) fprintf(stderr, "%s\n", dfm_ctx_last_error(ctx));
-            CK(cudaEventRecord(ev[0][2], st));
-            if (dfm_fused_moe(ctx, &fa) != DFM_SUCCESS) fprintf(stderr, "%s\n", dfm_ctx_last_error(ctx));
-            CK(cudaEventRecord(ev[0][3], st));
-            CK(cudaEventSynchronize(ev[0][3]));
-            CK(cudaEventElapsedTime(&td[it], ev[0][0], ev[0][1]));
-            CK(cudaEventElapsedTime(&tc[it], ev[0][1], ev[0][2]));
-            CK(cudaEventElapsedTime(&tf[it], ev[0][2], ev[0][3]));
+    for (int ci = 0; ci < w->num_cases; ci++) {
+        bench_case_t *bc = &w->cases[ci];
+        const int T = bc->T;
+        CK(cudaMemcpy(idx, bc->idx[rank], (size_t)T * K * 8, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(wt, bc->wt[rank], (size_t)T * K * 4, cudaMemcpyHostToDevice));
+        int bad = 0;
+        /* pass 0: dispatch, combine, whole layer; pass 1: layer with phase events */
+        for (int pass = 0; pass < 2; pass++) {
+            if (pass == 1 && dfm_cuda_time_phases(ctx, ph) != DFM_SUCCESS) {
+                fprintf(stderr, "rank %d: dfm_cuda_time_phases failed\n", rank);
+                exit(2);
+            }
+            for (int it = 0; it < n; it++) {
+                const int set = (it + pass) % nsets;
+                dfm_moe_args_t fa = {};
+                fa.x = x;
+                fa.topk_idx = (const int64_t *)idx;
+                fa.topk_weights = (const float *)wt;
+                fa.num_tokens = T;
+                fa.num_topk = K;
+                fa.quant = c->quant;
+                fa.w1 = w1[set];
+                fa.w1_scale = s1;
+                fa.w2 = w2[set];
+                fa.w2_scale = s2;
+                fa.out = out;
+                fa.stream = st;
+                if (pass == 1) {
+                    bad |= dfm_fused_moe(ctx, &fa) != DFM_SUCCESS;
+                    CK(cudaEventSynchronize(ph[3]));
+                    CK(cudaEventElapsedTime(&t[3][it], ph[0], ph[1]));
+                    CK(cudaEventElapsedTime(&t[4][it], ph[1], ph[2]));
+                    CK(cudaEventElapsedTime(&t[5][it], ph[2], ph[3]));
+                    CK(cudaEventElapsedTime(&t[6][it], ph[0], ph[3]));
+                    continue;
+                }
+                dfm_dispatch_args_t da = {};
+                da.x = x;
+                da.topk_idx = (const int64_t *)idx;
+                da.num_tokens = T;
+                da.num_topk = K;
+                da.quant = c->quant;
+                da.recv_x = recv_x;
+                da.recv_scale = recv_scale;
+                da.recv_count = recv_count;
+                da.layout_range = range;
+                da.stream = st;
+                dfm_handle_t h;
+                dfm_combine_args_t ca = {};
+                ca.y = y;
+                ca.topk_idx = (const int64_t *)idx;
+                ca.topk_weights = (const float *)wt;
+                ca.handle = &h;
+                ca.out = out;
+                ca.stream = st;
+                CK(cudaEventRecord(ev[0], st));
+                bad |= dfm_dispatch(ctx, &da, &h) != DFM_SUCCESS;
+                CK(cudaEventRecord(ev[1], st));
+                bad |= dfm_combine(ctx, &ca) != DFM_SUCCESS;
+                CK(cudaEventRecord(ev[2], st));
+                bad |= dfm_fused_moe(ctx, &fa) != DFM_SUCCESS;
+                CK(cudaEventRecord(ev[3], st));
+                CK(cudaEventSynchronize(ev[3]));
+                CK(cudaEventElapsedTime(&t[0][it], ev[0], ev[1]));
+                CK(cudaEventElapsedTime(&t[1][it], ev[1], ev[2]));
+                CK(cudaEventElapsedTime(&t[2][it], ev[2], ev[3]));
+            }
+            if (pass == 1) dfm_cuda_time_phases(ctx, NULL);
         }
-        w->t_disp[rank][ti] = median(td + w->warmup, w->iters) * 1e3f;
-        w->t_comb[rank][ti] = median(tc + w->warmup, w->iters) * 1e3f;
-        w->t_fused[rank][ti] = median(tf + w->warmup, w->iters) * 1e3f;
-        dfm_status_t ae;
+        float *med[7] = {&bc->disp[rank], &bc->comb[rank], &bc->layer[rank], &bc->ph_disp[rank],
+                         &bc->ph_gemm[rank], &bc->ph_comb[rank], &bc->ph_total[rank]};
+        for (int j = 0; j < 7; j++) *med[j] = median(t[j] + w->warmup, w->iters) * 1e3f;
+        dfm_status_t ae = DFM_SUCCESS;
         dfm_get_async_error(ctx, &ae);
-        if (ae != DFM_SUCCESS) fprintf(stderr, "rank %d async error: %s\n", rank, dfm_ctx_last_error(ctx));
+        if (bad || ae != DFM_SUCCESS) {
+            fprintf(stderr, "rank %d %s T=%d %s: %s\n", rank, c->name, T, route_names[bc->route],
+                    dfm_ctx_last_error(ctx));
+            bc->failed = 1;
+        }
     }
     pthread_barrier_wait(&w->bar);
     dfm_ctx_destroy(ctx);
@@ -296,39 +401,115 @@ static void *bench_rank(void *p) {
     }
     cudaFree(s1); cudaFree(s2); cudaFree(x); cudaFree(out); cudaFree(recv_x); cudaFree(y);
     cudaFree(recv_scale); cudaFree(recv_count); cudaFree(range); cudaFree(idx); cudaFree(wt);
+    for (int j = 0; j < 4; j++) {
+        cudaEventDestroy(ev[j]);
+        cudaEventDestroy(ph[j]);
+    }
     cudaStreamDestroy(st);
-    free(hx); free(td); free(tc); free(tf);
+    free(hx);
+    for (int j = 0; j < 7; j++) free(t[j]);
     return NULL;
 }
 
+/* Routing of one case on one rank (PERF.md). */
+static void make_routing(const bench_config_t *c, int route, int T, rng_t *r, int hot0, int hot1,
+                         int64_t *idx, float *wt) {
+    const int K = c->K, E = c->E;
+    for (int t = 0; t < T; t++)
+        for (int k = 0; k < K; k++) {
+            int64_t e;
+            if (route == ROUTE_SKEW && rng_int(r, 2)) {
+                e = rng_int(r, 2) ? hot0 : hot1;
+            } else if (route == ROUTE_SKEW) {
+                e = rng_int(r, E);
+            } else { /* K distinct experts = top-k of uniform random scores */
+                int again;
+                do {
+                    e = rng_int(r, E);
+                    again = 0;
+                    for (int j = 0; j < k; j++) again |= idx[t * K + j] == e;
+                } while (again);
+            }
+            idx[t * K + k] = e;
+            wt[t * K + k] = (float)rng_uniform(r);
+        }
+    if (route == ROUTE_DROP10)
+        for (int i = 0; i < T * K; i++)
+            if (rng_int(r, 10) == 0) idx[i] = -1;
+}
+
+static int parse_list(const char *s, int *v, int max) {
+    int n = 0;
+    while (s && *s && n < max) {
+        v[n++] = atoi(s);
+        s = strchr(s, ',');
+        if (s) s++;
+    }
+    return n;
+}
+
 int main(int argc, char **argv) {
-    int R = 0, warmup = 5, iters = 30, opt;
-    const char *filter = NULL, *csv = NULL;
-    while ((opt = getopt(argc, argv, "r:c:w:n:o:")) != -1) {
+    int R = 0, warmup = 5, iters = 30, opt, route_T = 32, num_tf = 0, tf[MAX_T];
+    const char *filter = NULL, *csv = NULL, *dump = NULL;
+    while ((opt = getopt(argc, argv, "r:c:t:s:w:n:o:d:")) != -1) {
         if (opt == 'r') R = atoi(optarg);
         else if (opt == 'c') filter = optarg;
+        else if (opt == 't') num_tf = parse_list(optarg, tf, MAX_T - 1);
+        else if (opt == 's') route_T = atoi(optarg);
         else if (opt == 'w') warmup = atoi(optarg);
         else if (opt == 'n') iters = atoi(optarg);
         else if (opt == 'o') csv = optarg;
+        else if (opt == 'd') dump = optarg;
+        else {
+            fprintf(stderr, "usage: %s [-r ranks] [-c config] [-t T,T,..] [-s T_routes] "
+                            "[-w warmup] [-n iters] [-o csv] [-d routing-dir]\n", argv[0]);
+            return 2;
+        }
     }
+    if (iters < 1) iters = 1;
     int ndev = 0;
     CK(cudaGetDeviceCount(&ndev));
     if (R <= 0) R = ndev;
-    if (R > ndev || R > 8) {
+    if (R > ndev || R > MAX_R) {
         fprintf(stderr, "dfm_bench: %d ranks but %d GPUs\n", R, ndev);
         return 2;
     }
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
-    const double bw = measure_copy_bw(0), hop = measure_hop_us(R);
-    printf("# dfm_bench: %d x %s, d2d copy %.2f TB/s (read+write), flag hop %.2f us\n", R,
-           prop.name, bw / 1e12, hop);
-    printf("# times: median of %d iterations after %d warm-up, max over ranks, us\n", iters, warmup);
-    printf("%-16s %5s %5s %9s %9s %9s %9s %9s %8s\n", "config", "ranks", "T", "floor", "dispatch",
-           "combine", "gemms~", "fused", "fus/flr");
+    double bw = 0;
+    for (int d = 0; d < R; d++) {
+        const double b = measure_copy_bw(d);
+        bw = b > bw ? b : bw;
+    }
+    const double hop = measure_hop_us(R);
+    printf("# dfm_bench: %d x %s, d2d copy %.2f TB/s (read+write, best GPU), flag hop %.2f us\n",
+           R, prop.name, bw / 1e12, hop);
+    printf("# times: median of %d iterations after %d warm-up, max over ranks, us; "
+           "gemms = expert phase inside the layer\n", iters, warmup);
+    printf("%-15s %5s %5s %-8s %8s %8s %8s %8s %8s %7s\n", "config", "ranks", "T", "routing",
+           "floor", "dispatch", "gemms", "combine", "layer", "lay/flr");
     FILE *fcsv = csv ? fopen(csv, "w") : NULL;
+    if (csv && !fcsv) {
+        fprintf(stderr, "dfm_bench: cannot write %s\n", csv);
+        return 2;
+    }
     if (fcsv)
-        fprintf(fcsv, "config,ranks,T,card,copy_TBps,hop_us,floor_us,dispatch_us,combine_us,gemms_est_us,fused_us,fused_over_floor\n");
+        fprintf(fcsv, "config,ranks,T,routing,mode,card,copy_TBps,hop_us,active_max,rows_max,"
+                      "floor_weights_us,floor_flops_us,floor_us,dispatch_us,gemms_us,combine_us,"
+                      "layer_us,layer_over_floor,layer_dispatch_us,layer_combine_us,"
+                      "layer_phased_us,ok\n");
+    FILE *man = NULL;
+    if (dump) {
+        char path[1024];
+        snprintf(path, sizeof path, "%s/manifest.csv", dump);
+        man = fopen(path, "w");
+        if (!man) {
+            fprintf(stderr, "dfm_bench: cannot write %s\n", path);
+            return 2;
+        }
+        fprintf(man, "config,H,I,E,K,mode,ranks,M,T,routing,prefix\n");
+    }
+    int status = 0;
     for (int ci = 0; ci < NUM_CONFIGS; ci++) {
         const bench_config_t *c = &configs[ci];
         if (filter && !strstr(c->name, filter)) continue;
@@ -338,29 +519,54 @@ int main(int argc, char **argv) {
         w->R = R;
         w->warmup = warmup;
         w->iters = iters;
+        const int *Ts = num_tf ? tf : c->Ts; /* -t replaces PERF.md's list */
+        const int nT = num_tf ? num_tf : MAX_T;
+        int cnt = 0;
+        for (int ti = 0; ti < nT && Ts[ti] > 0; ti++) {
+            w->cases[cnt].T = Ts[ti];
+            w->cases[cnt++].route = ROUTE_UNIFORM;
+        }
+        for (int route = ROUTE_SKEW; route <= ROUTE_DROP10 && route_T > 0; route++) {
+            w->cases[cnt].T = route_T;
+            w->cases[cnt++].route = route;
+        }
+        w->num_cases = cnt;
         int M = 0;
-        for (int ti = 0; ti < 6 && c->Ts[ti]; ti++) M = c->Ts[ti] > M ? c->Ts[ti] : M;
+        for (int i = 0; i < cnt; i++) M = w->cases[i].T > M ? w->cases[i].T : M;
         w->M = M;
-        const int G = c->E / R;
-        /* routing: top-k of uniform random scores = K distinct random experts */
-        for (int r = 0; r < R; r++)
-            for (int ti = 0; ti < 6 && c->Ts[ti]; ti++) {
-                const int T = c->Ts[ti];
-                w->idx[r][ti] = (int64_t *)malloc((size_t)T * c->K * 8);
-                w->wt[r][ti] = (float *)malloc((size_t)T * c->K * 4);
-                for (int t = 0; t < T; t++)
-                    for (int k = 0; k < c->K; k++) {
-                        int64_t e;
-                        int again;
-                        do {
-                            e = (int64_t)(rng_u64() % (uint64_t)c->E);
-                            again = 0;
-                            for (int j = 0; j < k; j++) again |= w->idx[r][ti][t * c->K + j] == e;
-                        } while (again);
-                        w->idx[r][ti][t * c->K + k] = e;
-                        w->wt[r][ti][t * c->K + k] = (float)rng_uniform();
+        const int G = c->E / R, K = c->K;
+        rng_t hr = {0x5eedull * (ci + 1)};
+        const int hot0 = rng_int(&hr, c->E);
+        int hot1;
+        do hot1 = rng_int(&hr, c->E);
+        while (hot1 == hot0);
+        for (int i = 0; i < cnt; i++) {
+            bench_case_t *bc = &w->cases[i];
+            for (int r = 0; r < R; r++) {
+                rng_t rr = {0x1234567ull + 7919ull * ci + 104729ull * (uint64_t)bc->T +
+                            15485863ull * bc->route + 32452843ull * r};
+                bc->idx[r] = (int64_t *)malloc((size_t)bc->T * K * 8);
+                bc->wt[r] = (float *)malloc((size_t)bc->T * K * 4);
+                make_routing(c, bc->route, bc->T, &rr, hot0, hot1, bc->idx[r], bc->wt[r]);
+                if (man) {
+                    char path[1024];
+                    snprintf(path, sizeof path, "%s/%s.%s.T%d.r%d.bin", dump, c->name,
+                             route_names[bc->route], bc->T, r);
+                    FILE *f = fopen(path, "wb");
+                    if (!f || fwrite(bc->idx[r], 8, (size_t)bc->T * K, f) != (size_t)bc->T * K ||
+                        fwrite(bc->wt[r], 4, (size_t)bc->T * K, f) != (size_t)bc->T * K) {
+                        fprintf(stderr, "dfm_bench: cannot write %s\n", path);
+                        return 2;
                     }
+                    fclose(f);
+                }
             }
+            if (man)
+                fprintf(man, "%s,%d,%d,%d,%d,%s,%d,%d,%d,%s,%s.%s.T%d\n", c->name, c->H, c->I,
+                        c->E, c->K, quant_name(c->quant), R, M, bc->T, route_names[bc->route],
+                        c->name, route_names[bc->route], bc->T);
+        }
+        if (man) fflush(man);
         dfm_config_t cfg = DFM_CONFIG_INIT;
         cfg.backend = DFM_BACKEND_CUDA;
         cfg.num_ranks = R;
@@ -377,46 +583,78 @@ int main(int argc, char **argv) {
             return 2;
         }
         pthread_barrier_init(&w->bar, NULL, (unsigned)R);
-        pthread_t th[8];
-        bench_arg_t args[8];
+        pthread_t th[MAX_R];
+        bench_arg_t args[MAX_R];
         for (int r = 0; r < R; r++) {
             args[r].w = w;
             args[r].rank = r;
             pthread_create(&th[r], NULL, bench_rank, &args[r]);
         }
         for (int r = 0; r < R; r++) pthread_join(th[r], NULL);
+        pthread_barrier_destroy(&w->bar);
         const size_t cbw = c->quant == DFM_QUANT_BF16 ? 2 : 1;
-        for (int ti = 0; ti < 6 && c->Ts[ti]; ti++) {
-            /* active experts per owner rank: any token of any rank routed there */
-            int max_active = 0;
-            for (int owner = 0; owner < R; owner++) {
-                int active = 0;
-                for (int g = 0; g < G; g++) {
-                    const int e = owner * G + g;
-                    int hit = 0;
-                    for (int r = 0; r < R && !hit; r++)
-                        for (int i = 0; i < c->Ts[ti] * c->K && !hit; i++) hit = w->idx[r][ti][i] == e;
-                    active += hit;
-                }
-                max_active = active > max_active ? active : max_active;
+        const double peak = c->quant == DFM_QUANT_BF16 ? PEAK_BF16_FLOPS : PEAK_FP8_FLOPS;
+        const double ih = (double)c->I * c->H;
+        char *seen = (char *)malloc((size_t)c->E);
+        for (int i = 0; i < cnt; i++) {
+            bench_case_t *bc = &w->cases[i];
+            /* per owner rank: active local experts (any slot of any rank) and
+             * received rows (distinct (source token, expert) pairs) */
+            int active[MAX_R] = {0}, nrows[MAX_R] = {0};
+            memset(seen, 0, (size_t)c->E);
+            for (int r = 0; r < R; r++)
+                for (int t = 0; t < bc->T; t++)
+                    for (int k = 0; k < K; k++) {
+                        const int64_t e = bc->idx[r][t * K + k];
+                        if (e < 0) continue;
+                        int dup = 0;
+                        for (int j = 0; j < k; j++) dup |= bc->idx[r][t * K + j] == e;
+                        if (dup) continue;
+                        nrows[e / G]++;
+                        if (!seen[e]) {
+                            seen[e] = 1;
+                            active[e / G]++;
+                        }
+                    }
+            double fw = 0, ff = 0, fl = 0;
+            int amax = 0, rmax = 0;
+            for (int o = 0; o < R; o++) {
+                const double wo = active[o] * 3.0 * ih * cbw / bw * 1e6;
+                const double fo = nrows[o] * 6.0 * ih / peak * 1e6;
+                fw = wo > fw ? wo : fw;
+                ff = fo > ff ? fo : ff;
+                fl = fmax(fl, fmax(wo, fo));
+                amax = active[o] > amax ? active[o] : amax;
+                rmax = nrows[o] > rmax ? nrows[o] : rmax;
             }
-            const double floor_us =
-                (double)max_active * 3.0 * c->I * c->H * cbw / bw * 1e6 + 2.0 * hop;
-            float d = 0, cm = 0, f = 0;
+            const double floor_us = fl + 2.0 * hop;
+            float v[7] = {0};
             for (int r = 0; r < R; r++) {
-                d = fmaxf(d, w->t_disp[r][ti]);
-                cm = fmaxf(cm, w->t_comb[r][ti]);
-                f = fmaxf(f, w->t_fused[r][ti]);
+                const float m[7] = {bc->disp[r], bc->comb[r], bc->layer[r], bc->ph_disp[r],
+                                    bc->ph_gemm[r], bc->ph_comb[r], bc->ph_total[r]};
+                for (int j = 0; j < 7; j++) v[j] = fmaxf(v[j], m[j]);
             }
-            const float gm = f - d - cm;
-            printf("%-16s %5d %5d %9.1f %9.1f %9.1f %9.1f %9.1f %8.2f\n", c->name, R, c->Ts[ti],
-                   floor_us, d, cm, gm, f, f / floor_us);
+            status |= bc->failed;
+            printf("%-15s %5d %5d %-8s %8.1f %8.1f %8.1f %8.1f %8.1f %7.2f%s\n", c->name, R, bc->T,
+                   route_names[bc->route], floor_us, v[0], v[4], v[1], v[2], v[2] / floor_us,
+                   bc->failed ? "  FAILED" : "");
             if (fcsv)
-                fprintf(fcsv, "%s,%d,%d,%s,%.3f,%.3f,%.1f,%.1f,%.1f,%.1f,%.1f,%.3f\n", c->name, R,
-                        c->Ts[ti], prop.name, bw / 1e12, hop, floor_us, d, cm, gm, f, f / floor_us);
+                fprintf(fcsv, "%s,%d,%d,%s,%s,%s,%.3f,%.3f,%d,%d,%.1f,%.1f,%.1f,%.1f,%.1f,%.1f,"
+                              "%.1f,%.3f,%.1f,%.1f,%.1f,%d\n",
+                        c->name, R, bc->T, route_names[bc->route], quant_name(c->quant), prop.name,
+                        bw / 1e12, hop, amax, rmax, fw, ff, floor_us, v[0], v[4], v[1], v[2],
+                        v[2] / floor_us, v[3], v[5], v[6], !bc->failed);
+            for (int r = 0; r < R; r++) {
+                free(bc->idx[r]);
+                free(bc->wt[r]);
+            }
         }
+        free(seen);
+        free(w);
         fflush(stdout);
+        if (fcsv) fflush(fcsv);
     }
     if (fcsv) fclose(fcsv);
-    return 0;
+    if (man) fclose(man);
+    return status ? 1 : 0;
 }

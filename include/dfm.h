@@ -201,6 +201,13 @@ int dfm_backend_available(dfm_backend_t backend);
 /* ---- world creation ---------------------------------------------------- */
 
 /*
+ * Check a config against the limits of SPEC section 6 without creating
+ * anything: DFM_SUCCESS, or DFM_ERROR_INVALID_ARGUMENT with a message in
+ * err (optional, err_bytes long) naming the field, the rule and the value.
+ */
+dfm_status_t dfm_config_check(const dfm_config_t *config, char *err, size_t err_bytes);
+
+/*
  * Make a fresh world id for `config` on one rank; share it with all ranks.
  * CPU: names a new shared-memory segment (random, unguessable) and carries a
  * random token and a hash of the config. CUDA: wraps an NCCL unique id.

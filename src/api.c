@@ -130,6 +130,16 @@ static dfm_status_t check_config(const dfm_config_t *c, char *err, size_t err_by
     return DFM_SUCCESS;
 }
 
+dfm_status_t dfm_config_check(const dfm_config_t *config, char *err, size_t err_bytes) {
+    char scratch[DFM_ERROR_BYTES];
+    if (err == NULL || err_bytes == 0) {
+        err = scratch;
+        err_bytes = sizeof scratch;
+    }
+    err[0] = '\0';
+    return check_config(config, err, err_bytes);
+}
+
 dfm_status_t dfm_buffer_size_hint(const dfm_config_t *config, size_t *bytes) {
     char err[256];
     if (bytes == NULL) return DFM_ERROR_INVALID_ARGUMENT;

@@ -28,6 +28,8 @@ typedef struct {
     uint16_t *y;       /* [H] expert output row */
     float *acc;        /* [H] combine accumulator */
 
+    float e4m3_value[256]; /* decode table for FP8 codes */
+
     int dropped_pending; /* slots dropped in calls not yet reported */
     int mismatch_pending; /* a peer used another mode in some call */
 } dfm_cpu_t;

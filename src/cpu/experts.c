@@ -7,7 +7,14 @@
 #include "cpu/cpu.h"
 
 /* sum_j value(a[j]) * value(w[j]) over n elements of two code rows. */
-static float dot_codes(const void *a, const void *w, size_t n, dfm_quant_t q) {
+static float dot_codes(const dfm_cpu_t *c, const void *a, const void *w, size_t n,
+                       dfm_quant_t q) {
+    if (q == DFM_QUANT_FP8) { /* the same values as dfm_e4m3_to_f32, from a table */
+        const uint8_t *a8 = (const uint8_t *)a, *w8 = (const uint8_t *)w;
+        float acc = 0.0f;
+        for (size_t j = 0; j < n; j++) acc += c->e4m3_value[a8[j]] * c->e4m3_value[w8[j]];
+        return acc;
+    }
     if (q == DFM_QUANT_INT8) {
         const int8_t *ai = (const int8_t *)a, *wi = (const int8_t *)w;
         int32_t acc = 0;
@@ -33,7 +40,7 @@ static void expert_row(dfm_cpu_t *c, const dfm_layout_t *L, dfm_quant_t q, const
     int bf16 = q == DFM_QUANT_BF16;
 
     for (size_t n = 0; n < 2 * I; n++) {
-        float acc = dot_codes(codes, w1 + n * H * cb, H, q);
+        float acc = dot_codes(c, codes, w1 + n * H * cb, H, q);
         c->h[n] = bf16 ? acc : acc * s_a * s1[n];
     }
     float amax = 0.0f;
@@ -48,7 +55,7 @@ static void expert_row(dfm_cpu_t *c, const dfm_layout_t *L, dfm_quant_t q, const
     float s_b = dfm_quant_scale(amax, q);
     for (size_t i = 0; i < I; i++) dfm_code_store(c->act_codes, i, c->act[i], s_b, q);
     for (size_t m = 0; m < H; m++) {
-        float acc = dot_codes(c->act_codes, w2 + m * I * cb, I, q);
+        float acc = dot_codes(c, c->act_codes, w2 + m * I * cb, I, q);
         y[m] = dfm_f32_to_bf16(bf16 ? acc : acc * s_b * s2[m]);
     }
 }

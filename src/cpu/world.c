@@ -127,6 +127,7 @@ static dfm_status_t alloc_scratch(dfm_ctx_t *ctx) {
     c->act_codes = malloc(I * 2);
     c->y = malloc(H * sizeof(uint16_t));
     c->acc = malloc(H * sizeof(float));
+    for (int i = 0; i < 256; i++) c->e4m3_value[i] = dfm_e4m3_to_f32((uint8_t)i);
     if (!c->x_codes || !c->x_scale || !c->send_counts || !c->h || !c->act || !c->act_codes ||
         !c->y || !c->acc)
         return dfm_set_error(ctx, DFM_ERROR_OUT_OF_MEMORY, "rank %d: out of host memory for "

@@ -18,6 +18,9 @@ typedef struct {
     dfm_cuda_transport_t *transport;
     dfm_cuda_world_t world;
     dfm_cuda_async_t *async_host; /* host view of world.async */
+    /* Benchmark-only phase timing (dfm_cuda_time_phases): four events the
+     * caller owns, recorded around the phases of dfm_fused_moe; NULL: off. */
+    const cudaEvent_t *phase_ev;
 } cuda_impl_t;
 
 static dfm_status_t cuda_get_unique_id(const dfm_config_t *config, dfm_unique_id_t *id) {
@@ -195,10 +198,23 @@ static dfm_status_t cuda_fused_moe(dfm_ctx_t *ctx, const dfm_moe_args_t *a, uint
     int prev = 0;
     cudaGetDevice(&prev);
     cudaSetDevice(im->device);
-    cudaError_t err = dfm_cuda_dispatch(&im->world, &op, s);
+    const cudaEvent_t *ev = im->phase_ev;
+    cudaError_t err = ev ? cudaEventRecord(ev[0], s) : cudaSuccess;
+    if (err == cudaSuccess) err = dfm_cuda_dispatch(&im->world, &op, s);
+    if (err == cudaSuccess && ev) err = cudaEventRecord(ev[1], s);
     if (err == cudaSuccess) err = dfm_cuda_experts(&im->world, &op, s);
+    if (err == cudaSuccess && ev) err = cudaEventRecord(ev[2], s);
     if (err == cudaSuccess) err = dfm_cuda_combine(&im->world, &op, s);
+    if (err == cudaSuccess && ev) err = cudaEventRecord(ev[3], s);
     return launched(ctx, prev, err, "dfm_fused_moe");
+}
+
+/* Internal, for bench/dfm_bench.cu only (declared in cuda_internal.h). */
+extern "C" dfm_status_t dfm_cuda_time_phases(dfm_ctx_t *ctx, const cudaEvent_t events[4]) {
+    if (ctx == NULL || ctx->impl == NULL || ctx->ops != &dfm_cuda_backend)
+        return DFM_ERROR_INVALID_ARGUMENT;
+    ((cuda_impl_t *)ctx->impl)->phase_ev = events;
+    return DFM_SUCCESS;
 }
 
 static dfm_status_t cuda_dispatch(dfm_ctx_t *ctx, const dfm_dispatch_args_t *a, uint64_t seq) {

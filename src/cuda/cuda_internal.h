@@ -146,4 +146,16 @@ cudaError_t dfm_cuda_experts(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
 cudaError_t dfm_cuda_combine(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
                              cudaStream_t stream);
 
+/* ---- benchmark hook (backend.cu) ------------------------------------------ */
+
+/*
+ * Phase timing for bench/dfm_bench.cu, not part of the public API: with
+ * `events` (four events of the context's device, owned by the caller and
+ * alive while set) every later dfm_fused_moe on this context records
+ * events[0] before dispatch, [1] after dispatch, [2] after the expert GEMMs,
+ * [3] after combine, on the call's stream. NULL turns it off (the default;
+ * off costs one pointer test per call). Not for calls under graph capture.
+ */
+extern "C" dfm_status_t dfm_cuda_time_phases(dfm_ctx_t *ctx, const cudaEvent_t events[4]);
+
 #endif /* DFM_CUDA_INTERNAL_H */
