@@ -207,6 +207,7 @@ _PROTOTYPES = {
     "dfm_get_version": (c_int, []),
     "dfm_backend_available": (c_int, [c_int]),
     "dfm_get_unique_id": (c_int, [ctypes.POINTER(Config), ctypes.POINTER(UniqueId)]),
+    "dfm_config_check": (c_int, [ctypes.POINTER(Config), c_char_p, c_size_t]),
     "dfm_ctx_create": (
         c_int,
         [ctypes.POINTER(c_void_p), ctypes.POINTER(Config), ctypes.POINTER(UniqueId), c_int,

@@ -88,24 +88,13 @@ _CONFIG_FIELDS = ("version", "backend", "num_ranks", "hidden", "inter", "num_exp
                   "num_max_dispatch_tokens_per_rank", "quant_modes")
 
 
-def config_problem(num_ranks, hidden, inter, num_experts, max_topk, num_max, timeout_s):
-    """Why a configuration is outside the limits of SPEC section 6 (a string), or None."""
-    rules = [
-        (1 <= num_ranks <= 8, "the group size %d is outside 1..8" % num_ranks),
-        (256 <= hidden <= 16384 and hidden % 128 == 0,
-         "hidden: %d must be in 256..16384 and a multiple of 128" % hidden),
-        (64 <= inter <= 8192 and inter % 64 == 0,
-         "inter: %d must be in 64..8192 and a multiple of 64" % inter),
-        (1 <= num_experts <= 1024, "num_experts: %d is outside 1..1024" % num_experts),
-        (num_experts % max(num_ranks, 1) == 0,
-         "num_experts: %d is not a multiple of the group size %d" % (num_experts, num_ranks)),
-        (1 <= max_topk <= 16, "max_topk: %d is outside 1..16" % max_topk),
-        (1 <= num_max <= 1024,
-         "num_max_dispatch_tokens_per_rank: %d is outside 1..1024" % num_max),
-        (0 < timeout_s <= 86400, "timeout_s: %g must be > 0 and <= 86400" % timeout_s),
-    ]
-    bad = [text for ok, text in rules if not ok]
-    return "; ".join(bad) if bad else None
+def config_problem(cfg):
+    """Why a configuration is outside the limits of SPEC section 6 (the library's
+    message, naming the field), or None."""
+    err = ctypes.create_string_buffer(512)
+    if _lib.lib().dfm_config_check(ctypes.byref(cfg), err, len(err)) == 0:
+        return None
+    return err.value.decode(errors="replace")
 
 
 def get_buffer_size_hint(num_max_dispatch_tokens_per_rank, hidden, num_experts, num_ranks, *,
@@ -115,8 +104,7 @@ def get_buffer_size_hint(num_max_dispatch_tokens_per_rank, hidden, num_experts, 
         raise ValueError("backend: %r is not 'cpu' or 'cuda'" % (backend,))
     c = _config(backend, int(num_ranks), int(hidden), int(inter), int(num_experts), int(max_topk),
                 int(num_max_dispatch_tokens_per_rank), parse_quant_modes(quant_modes), 30.0, -1)
-    problem = config_problem(int(num_ranks), int(hidden), int(inter), int(num_experts),
-                             int(max_topk), int(num_max_dispatch_tokens_per_rank), 30.0)
+    problem = config_problem(c)
     if problem:
         raise ValueError("get_buffer_size_hint: " + problem)
     n = ctypes.c_size_t(0)
@@ -191,9 +179,7 @@ class Buffer:
                       self.num_max_dispatch_tokens_per_rank, self.quant_mask, self.timeout_s,
                       device_ordinal)
         self._config = cfg
-        bad_config = config_problem(R, self.hidden, self.inter, self.num_experts,
-                                    self.max_topk, self.num_max_dispatch_tokens_per_rank,
-                                    self.timeout_s)
+        bad_config = config_problem(cfg)
         local_problem = bad_config or self._local_problem(lib, backend)
 
         # Every rank publishes its config row (and whether it can join at all);
