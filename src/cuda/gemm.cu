@@ -5,13 +5,25 @@
  * bf16 whose epilogue stores each result straight into the home rank's
  * combine slot through its LSA pointer.
  *
- * Tensor cores through mma.sync (m16n8k32 e4m3/s8, m16n8k16 bf16) with a
- * 3-stage cp.async pipeline: correct and simple, not yet on the weight
- * floor (wgmma/TMA GEMMs with swapped A/B for small M are the next issue).
+ * Two GEMM implementations:
+ *   - the default: swap-AB wgmma + TMA persistent grouped GEMM of
+ *     gemm_wgmma.cuh (dev/cuda/gemm_wgmma.cu version 1; QGMMA/IGMMA/HGMMA,
+ *     weights streamed once per token pass of up to 128 rows per expert);
+ *   - the fallback: mma.sync (m16n8k32 e4m3/s8, m16n8k16 bf16) with a
+ *     3-stage cp.async pipeline (issue 3's kernel), used when a tensor map
+ *     cannot be built (driver entry point missing, weights not 16-byte
+ *     aligned) or when DFM_CUDA_GEMM=mma is set in the environment.
  * FP8 partial sums are promoted into fp32 after every 128 values of K (one
- * pipeline stage); INT8 accumulates exactly in int32.
+ * pipeline stage) in both; INT8 accumulates exactly in int32.
  */
 #include "device_common.cuh"
+#include "gemm_wgmma.cuh"
+
+#include <stdlib.h>
+
+static_assert(DFM_QUANT_FP8 == DFM_QUANT_FP8_ID && DFM_QUANT_INT8 == DFM_QUANT_INT8_ID &&
+                  DFM_QUANT_BF16 == DFM_QUANT_BF16_ID,
+              "gemm_wgmma.cuh mode ids");
 
 #define GEMM_BM 64      /* rows (tokens) per tile */
 #define GEMM_BN 128     /* output channels per tile: one permuted gate/up tile */
@@ -365,19 +377,112 @@ static const void *gemm_kernel(int quant, int phase) {
                       : (const void *)expert_gemm_kernel<DFM_QUANT_BF16, 2>;
 }
 
+/* ---- the wgmma path ---------------------------------------------------------- */
+
+/* GEMM2's destination of row (g, src, j): the home rank's combine slot of
+ * its (token, slot), read from recv_meta (clamped like the fallback does). */
+struct combine_out_t {
+    dfm_cuda_world_t w;
+    __device__ uint16_t *row(int g, int src, int j, long long phys, int half) const {
+        const char *local = w.peer[w.rank];
+        const int meta = *(const int32_t *)(local + dfm_off_recv_meta(&w.L, half, (size_t)phys));
+        int t = meta / w.max_topk, k = meta % w.max_topk;
+        t = t < 0 ? 0 : (t >= w.num_max ? w.num_max - 1 : t);
+        k = k < 0 ? 0 : k;
+        return (uint16_t *)(w.peer[src] + dfm_off_combine_row(&w.L, half, t, k));
+    }
+};
+
+static const void *wg_kernel(int quant, int phase) {
+    if (quant == DFM_QUANT_FP8)
+        return phase == 1 ? (const void *)wg_gemm_kernel<DFM_QUANT_FP8, 1, combine_out_t>
+                          : (const void *)wg_gemm_kernel<DFM_QUANT_FP8, 2, combine_out_t>;
+    if (quant == DFM_QUANT_INT8)
+        return phase == 1 ? (const void *)wg_gemm_kernel<DFM_QUANT_INT8, 1, combine_out_t>
+                          : (const void *)wg_gemm_kernel<DFM_QUANT_INT8, 2, combine_out_t>;
+    return phase == 1 ? (const void *)wg_gemm_kernel<DFM_QUANT_BF16, 1, combine_out_t>
+                      : (const void *)wg_gemm_kernel<DFM_QUANT_BF16, 2, combine_out_t>;
+}
+
+static int wg_num_sms;
+static int wg_disabled; /* DFM_CUDA_GEMM=mma */
+
 cudaError_t dfm_cuda_experts_init(void) {
     for (int q = 0; q < DFM_NUM_QUANT; q++)
         for (int phase = 1; phase <= 2; phase++) {
             cudaError_t err = cudaFuncSetAttribute(gemm_kernel(q, phase),
                                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                    GEMM_SMEM_BYTES);
+            if (err == cudaSuccess)
+                err = cudaFuncSetAttribute(wg_kernel(q, phase),
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, WG_SMEM_BYTES);
             if (err != cudaSuccess) return err;
         }
-    return cudaSuccess;
+    int dev = 0;
+    cudaError_t err = cudaGetDevice(&dev);
+    if (err == cudaSuccess)
+        err = cudaDeviceGetAttribute(&wg_num_sms, cudaDevAttrMultiProcessorCount, dev);
+    const char *e = getenv("DFM_CUDA_GEMM");
+    wg_disabled = e && !strcmp(e, "mma");
+    return err;
+}
+
+/* Launch one wgmma GEMM; returns cudaErrorNotSupported (nothing launched)
+ * when a tensor map cannot be built, so the caller falls back. */
+static cudaError_t wg_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op, int phase,
+                             cudaStream_t stream) {
+    const int G = w->num_local_experts, R = w->num_ranks, M = w->num_max;
+    const int H = w->hidden, I = w->inter;
+    const int cb = op->quant == DFM_QUANT_BF16 ? 2 : 1;
+    const long long rows = (long long)G * R * M;
+    char *local = w->peer[w->rank];
+    CUtensorMap tm_w, tm_a;
+    wg_gemm_args_t a;
+    memset(&a, 0, sizeof a);
+    a.G = G; a.R = R; a.M = M;
+    a.inter = I;
+    a.row_count = w->row_count;
+    if (phase == 1) {
+        a.n_out = 2 * I;
+        a.k_bytes = H * cb;
+        a.a_scale = (const float *)(local + dfm_off_recv_scale(&w->L, 0, 0));
+        a.b_scale = op->w1_scale;
+        a.cur_seq = &w->st->cur_seq;
+        a.half_rows = rows;
+        a.act = w->act;
+        if (wg_make_map(&tm_w, op->w1, (long long)G * 2 * I, H * cb, (size_t)H * cb, 128) ||
+            wg_make_map(&tm_a, local + dfm_off_recv_rows(&w->L, 0, 0), 2 * rows, H * cb,
+                        w->L.row_bytes, 8))
+            return cudaErrorNotSupported;
+    } else {
+        a.n_out = H;
+        a.k_bytes = I * cb;
+        a.a_scale = w->act_s;
+        a.b_scale = op->w2_scale;
+        a.cur_seq = &w->st->cur_seq; /* the combine slots' half */
+        a.half_rows = 0;              /* act_q has one half */
+        if (wg_make_map(&tm_w, op->w2, (long long)G * H, I * cb, (size_t)I * cb, 128) ||
+            wg_make_map(&tm_a, w->act_q, rows, I * cb, (size_t)I * cb, 8))
+            return cudaErrorNotSupported;
+    }
+    combine_out_t out;
+    out.w = *w;
+    void *args[] = {(void *)&tm_w, (void *)&tm_a, (void *)&a, (void *)&out};
+    return cudaLaunchKernel(wg_kernel(op->quant, phase), dim3((unsigned)wg_num_sms), dim3(WG_THREADS),
+                            args, WG_SMEM_BYTES, stream);
+}
+
+static int wg_usable(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op) {
+    return !wg_disabled && wg_num_sms > 0 && w->num_local_experts <= WG_MAX_G &&
+           ((uintptr_t)op->w1 & 15) == 0 && ((uintptr_t)op->w2 & 15) == 0;
 }
 
 static cudaError_t gemm_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op, int phase,
                                cudaStream_t stream) {
+    if (wg_usable(w, op)) {
+        cudaError_t err = wg_launch(w, op, phase, stream);
+        if (err != cudaErrorNotSupported) return err;
+    }
     const int N = phase == 1 ? 2 * w->inter : w->hidden;
     const int mtiles = (w->num_ranks * w->num_max + GEMM_BM - 1) / GEMM_BM;
     int gy = w->num_local_experts * mtiles;

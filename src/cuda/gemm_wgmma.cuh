@@ -1,0 +1,495 @@
+/*
+ * gemm_wgmma.cuh - the swap-AB grouped GEMM of the expert phase on Hopper
+ * tensor cores (wgmma) fed by the bulk tensor copy engine (TMA), shared by
+ * the CUDA backend (gemm.cu) and its scratch benchmark (dev/cuda/gemm_wgmma.cu).
+ *
+ * Swap AB: the weight's output channels sit on wgmma's M side (m64) and the
+ * tokens of one expert on N (n8 .. n128, picked per item from the expert's
+ * row count), so 1..128 rows per expert waste almost no tensor-core work and
+ * every weight byte is read from HBM once per token pass. Both operands are
+ * K-major in shared memory with the 128-byte swizzle that TMA writes.
+ *
+ * What it leaves out: the requantization between the two GEMMs (gemm.cu),
+ * split-K, clusters/multicast, and any wait on dispatch flags (fused path).
+ */
+#ifndef DFM_GEMM_WGMMA_CUH
+#define DFM_GEMM_WGMMA_CUH
+
+#include <cuda.h> /* CUtensorMap and the encode prototype's types; no -lcuda */
+#include <cuda_runtime.h>
+#include <stdint.h>
+
+#include <type_traits>
+
+#include "gemm_wgmma_ops.cuh"
+
+#ifndef DFM_QUANT_FP8_ID
+#define DFM_QUANT_FP8_ID 0 /* must match dfm_quant_t (checked in gemm.cu) */
+#define DFM_QUANT_INT8_ID 1
+#define DFM_QUANT_BF16_ID 2
+#endif
+
+#define WG_BN 128        /* output channels per item: two m64 halves (GEMM1: gate | up) */
+#define WG_BK 128        /* bytes of K per pipeline stage (128 fp8/int8 or 64 bf16) */
+#define WG_MAXCOLS 128   /* token columns per pass (16 chunks of 8 rows) */
+#define WG_STAGES 5
+#define WG_THREADS 288   /* warps 0-7: two consumer warpgroups; warp 8: producer */
+#define WG_MAX_G 1024
+#ifndef WG_PIPE
+#define WG_PIPE 1 /* 0: version 1 consumer (wait for each stage's wgmmas) */
+#endif
+#define WG_W_BYTES (WG_BN * WG_BK)
+#define WG_A_BYTES (WG_MAXCOLS * WG_BK)
+#define WG_STAGE_BYTES (WG_W_BYTES + WG_A_BYTES)
+#define WG_XCH_BYTES (128 * (WG_MAXCOLS / 2) * 4)
+#define WG_SMEM_BYTES (WG_STAGES * WG_STAGE_BYTES + WG_XCH_BYTES + 1024)
+
+/*
+ * One launch. A rows live in the TMA map tm_a: row index = half * half_rows +
+ * (g * R + src) * M + j for the j-th row (j < row_count[g][src]) that rank src
+ * sent to local expert g. W rows in tm_w: g * n_out + channel, k_bytes each.
+ */
+typedef struct {
+    int G, R, M;
+    int n_out;   /* output channels: 2I (GEMM1, permuted gate/up tiles) or H (GEMM2) */
+    int k_bytes; /* K * code bytes */
+    int inter;   /* I: row length of act (GEMM1) */
+    const int *row_count;            /* [G][R] */
+    const float *a_scale;            /* per A row (same index as the map's row) */
+    const float *b_scale;            /* [G][n_out] or NULL (ones) */
+    const unsigned long long *cur_seq; /* buffer half = *cur_seq & 1; NULL: half 0 */
+    long long half_rows;             /* A rows (and a_scale entries) per half */
+    float *act;                      /* GEMM1 output [G*R*M][I] fp32 (no half) */
+} wg_gemm_args_t;
+
+/* ---- PTX wrappers ------------------------------------------------------------ */
+
+static __device__ __forceinline__ uint32_t wg_smem_u32(const void *p) {
+    return (uint32_t)__cvta_generic_to_shared(p);
+}
+static __device__ __forceinline__ void wg_mbar_init(uint64_t *bar, int count) {
+    asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(wg_smem_u32(bar)), "r"(count)
+                 : "memory");
+}
+static __device__ __forceinline__ void wg_mbar_wait(uint64_t *bar, int parity) {
+    const uint32_t a = wg_smem_u32(bar);
+    uint32_t ok;
+    do {
+        asm volatile("{\n.reg .pred p;\n"
+                     "mbarrier.try_wait.parity.shared::cta.b64 p, [%1], %2;\n"
+                     "selp.u32 %0, 1, 0, p;\n}\n"
+                     : "=r"(ok)
+                     : "r"(a), "r"(parity)
+                     : "memory");
+    } while (!ok);
+}
+static __device__ __forceinline__ void wg_mbar_arrive(uint64_t *bar) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(wg_smem_u32(bar)) : "memory");
+}
+static __device__ __forceinline__ void wg_mbar_expect_tx(uint64_t *bar, uint32_t bytes) {
+    asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(wg_smem_u32(bar)),
+                 "r"(bytes)
+                 : "memory");
+}
+static __device__ __forceinline__ void wg_tma_2d(void *dst, const CUtensorMap *map, int c0, int c1,
+                                                 uint64_t *bar) {
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
+                 " [%0], [%1, {%2, %3}], [%4];" ::"r"(wg_smem_u32(dst)),
+                 "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(wg_smem_u32(bar))
+                 : "memory");
+}
+static __device__ __forceinline__ void wg_fence(void) { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
+static __device__ __forceinline__ void wg_commit(void) { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
+static __device__ __forceinline__ void wg_wait0(void) { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
+static __device__ __forceinline__ void wg_reg_fence(float &x) { asm volatile("" : "+f"(x)::"memory"); }
+static __device__ __forceinline__ void wg_reg_fence(int &x) { asm volatile("" : "+r"(x)::"memory"); }
+static __device__ __forceinline__ void wg_bar_sync(int id, int n) {
+    asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(n) : "memory");
+}
+
+/* Shared-memory matrix descriptor: K-major, 128-byte swizzle, 8-row groups
+ * 1024 bytes apart (SBO), LBO unused for this layout (1). */
+static __device__ __forceinline__ uint64_t wg_desc(uint32_t addr) {
+    return (uint64_t)((addr & 0x3FFFFu) >> 4) | ((uint64_t)1 << 16) | ((uint64_t)(1024 >> 4) << 32) |
+           ((uint64_t)1 << 62);
+}
+
+template <int MODE, int N, typename T>
+static __device__ __forceinline__ void wg_mma(T *d, uint64_t da, uint64_t db, int scale_d) {
+    if constexpr (MODE == DFM_QUANT_FP8_ID) {
+        if constexpr (N == 8) wgmma_fp8_n8(d, da, db, scale_d);
+        else if constexpr (N == 16) wgmma_fp8_n16(d, da, db, scale_d);
+        else if constexpr (N == 24) wgmma_fp8_n24(d, da, db, scale_d);
+        else if constexpr (N == 32) wgmma_fp8_n32(d, da, db, scale_d);
+        else if constexpr (N == 48) wgmma_fp8_n48(d, da, db, scale_d);
+        else if constexpr (N == 64) wgmma_fp8_n64(d, da, db, scale_d);
+        else if constexpr (N == 96) wgmma_fp8_n96(d, da, db, scale_d);
+        else wgmma_fp8_n128(d, da, db, scale_d);
+    } else if constexpr (MODE == DFM_QUANT_INT8_ID) {
+        if constexpr (N == 8) wgmma_s8_n8(d, da, db, scale_d);
+        else if constexpr (N == 16) wgmma_s8_n16(d, da, db, scale_d);
+        else if constexpr (N == 24) wgmma_s8_n24(d, da, db, scale_d);
+        else if constexpr (N == 32) wgmma_s8_n32(d, da, db, scale_d);
+        else if constexpr (N == 48) wgmma_s8_n48(d, da, db, scale_d);
+        else if constexpr (N == 64) wgmma_s8_n64(d, da, db, scale_d);
+        else if constexpr (N == 96) wgmma_s8_n96(d, da, db, scale_d);
+        else wgmma_s8_n128(d, da, db, scale_d);
+    } else {
+        if constexpr (N == 8) wgmma_bf16_n8(d, da, db, scale_d);
+        else if constexpr (N == 16) wgmma_bf16_n16(d, da, db, scale_d);
+        else if constexpr (N == 24) wgmma_bf16_n24(d, da, db, scale_d);
+        else if constexpr (N == 32) wgmma_bf16_n32(d, da, db, scale_d);
+        else if constexpr (N == 48) wgmma_bf16_n48(d, da, db, scale_d);
+        else if constexpr (N == 64) wgmma_bf16_n64(d, da, db, scale_d);
+        else if constexpr (N == 96) wgmma_bf16_n96(d, da, db, scale_d);
+        else wgmma_bf16_n128(d, da, db, scale_d);
+    }
+}
+
+static __device__ __forceinline__ uint32_t wg_f32_to_bf16(float f) {
+    uint32_t u = __float_as_uint(f);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x0040u;
+    u += 0x7fffu + ((u >> 16) & 1u);
+    return u >> 16;
+}
+
+/* Item v of the CTA's static schedule -> (expert g, channel tile, token pass).
+ * s_prefix[g] = items of experts < g; an expert has n_tiles * passes items. */
+static __device__ __forceinline__ void wg_item(const int *s_prefix, int G, int n_tiles, int v,
+                                               int &g, int &tile, int &pass) {
+    int lo = 0, hi = G - 1;
+    while (lo < hi) {
+        const int mid = (lo + hi + 1) >> 1;
+        if (s_prefix[mid] <= v) lo = mid;
+        else hi = mid - 1;
+    }
+    g = lo;
+    const int npass = (s_prefix[g + 1] - s_prefix[g]) / n_tiles;
+    const int local = v - s_prefix[g];
+    tile = local / npass;
+    pass = local % npass;
+}
+
+/* Chunk kc (8 rows) of expert g -> first A row of it (relative to the half)
+ * and rows valid in it; also returns the expert's chunk count. */
+static __device__ __forceinline__ int wg_chunk(const wg_gemm_args_t &p, int g, int kc, int &src_out,
+                                               int &j0, int &valid) {
+    int acc = 0;
+    src_out = -1; j0 = 0; valid = 0;
+    for (int src = 0; src < p.R; src++) {
+        const int cnt = p.row_count[g * p.R + src];
+        const int c = (cnt + 7) >> 3;
+        if (kc >= acc && kc < acc + c) {
+            src_out = src;
+            j0 = (kc - acc) * 8;
+            valid = cnt - j0 < 8 ? cnt - j0 : 8;
+        }
+        acc += c;
+    }
+    return acc;
+}
+
+/*
+ * Consumer side of one item: token columns n = 8 * chunks of this pass,
+ * padded up to the wgmma width N. Warpgroup wg multiplies channel rows
+ * wg*64 .. +63 of the stage's W tile by all N columns. FP8: each stage's
+ * 128 values of K go into `part` (fresh) and are added into fp32 `acc`
+ * (SPEC 3.2 step 2); INT8 accumulates in int32; BF16 in fp32.
+ *
+ * Accumulator fragment of m64nN: thread t (warp w4 = t/32 of the
+ * warpgroup, lane l) holds rows w4*16 + l/4 (+8) and columns j*8 + (l%4)*2
+ * (+1) for j < N/8: d[j*4 + {0,1,2,3}] = (r, c), (r, c+1), (r+8, c), (r+8, c+1).
+ */
+template <int MODE, int PHASE, int N, class OUT>
+static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const OUT &out,
+                                                  unsigned char *smem, uint64_t *s_full,
+                                                  uint64_t *s_empty, float *xch, int &it, int g,
+                                                  int tile, int pass, int half) {
+    constexpr int NR = N / 2;
+    typedef typename std::conditional<MODE == DFM_QUANT_INT8_ID, int, float>::type acc_t;
+    const int tid = threadIdx.x, t = tid & 127, wg = tid >> 7, lane = tid & 31, w4 = t >> 5;
+    const int nk = (p.k_bytes + WG_BK - 1) / WG_BK;
+    acc_t acc[NR];
+    float part[MODE == DFM_QUANT_FP8_ID ? NR : 1];
+#pragma unroll
+    for (int i = 0; i < NR; i++) acc[i] = 0;
+
+    /* FP8 keeps version 1: its per-stage promotion reads `part` right after
+     * the wait, and a ping-pong of two parts made ptxas serialize the wgmmas
+     * (C7514) and spill; see docs/PERF_NOTES.md. */
+    constexpr bool PIPE = WG_PIPE && MODE != DFM_QUANT_FP8_ID;
+    if constexpr (!PIPE) {
+        /* version 1: every stage waits for its own wgmmas before releasing */
+        for (int kt = 0; kt < nk; kt++, it++) {
+            const int s = it % WG_STAGES, r = it / WG_STAGES;
+            wg_mbar_wait(&s_full[s], r & 1);
+            unsigned char *st = smem + s * WG_STAGE_BYTES;
+            const uint32_t aw = wg_smem_u32(st) + wg * (64 * WG_BK);
+            const uint32_t aa = wg_smem_u32(st + WG_W_BYTES);
+            if constexpr (MODE == DFM_QUANT_FP8_ID) {
+#pragma unroll
+                for (int i = 0; i < NR; i++) wg_reg_fence(part[i]);
+                wg_fence();
+#pragma unroll
+                for (int kk = 0; kk < 4; kk++)
+                    wg_mma<MODE, N>(part, wg_desc(aw + kk * 32), wg_desc(aa + kk * 32), kk > 0);
+                wg_commit();
+                wg_wait0();
+#pragma unroll
+                for (int i = 0; i < NR; i++) wg_reg_fence(part[i]);
+#pragma unroll
+                for (int i = 0; i < NR; i++) acc[i] += part[i];
+            } else {
+#pragma unroll
+                for (int i = 0; i < NR; i++) wg_reg_fence(acc[i]);
+                wg_fence();
+#pragma unroll
+                for (int kk = 0; kk < 4; kk++)
+                    wg_mma<MODE, N>(acc, wg_desc(aw + kk * 32), wg_desc(aa + kk * 32), 1);
+                wg_commit();
+                wg_wait0();
+#pragma unroll
+                for (int i = 0; i < NR; i++) wg_reg_fence(acc[i]);
+            }
+            __syncwarp();
+            if (lane == 0) wg_mbar_arrive(&s_empty[s]);
+        }
+    } else {
+        /* version 2 (INT8, BF16): stage kt's wgmmas are issued before stage
+         * kt-1's are waited for (wait_group 1), so the tensor cores never
+         * drain between stages; stage kt-1 is released then. */
+        int prev_s = -1;
+        for (int kt = 0; kt < nk; kt++, it++) {
+            const int s = it % WG_STAGES, r = it / WG_STAGES;
+            wg_mbar_wait(&s_full[s], r & 1);
+            unsigned char *st = smem + s * WG_STAGE_BYTES;
+            const uint32_t aw = wg_smem_u32(st) + wg * (64 * WG_BK);
+            const uint32_t aa = wg_smem_u32(st + WG_W_BYTES);
+            {
+                wg_fence();
+#pragma unroll
+                for (int kk = 0; kk < 4; kk++)
+                    wg_mma<MODE, N>(acc, wg_desc(aw + kk * 32), wg_desc(aa + kk * 32), kt > 0 || kk > 0);
+                wg_commit();
+                asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory");
+            }
+            if (prev_s >= 0) {
+                __syncwarp();
+                if (lane == 0) wg_mbar_arrive(&s_empty[prev_s]);
+            }
+            prev_s = s;
+        }
+        wg_wait0();
+        {
+#pragma unroll
+            for (int i = 0; i < NR; i++) wg_reg_fence(acc[i]);
+        }
+        __syncwarp();
+        if (lane == 0) wg_mbar_arrive(&s_empty[prev_s]);
+    }
+
+    /* ---- epilogue ---- */
+    const int r0 = w4 * 16 + (lane >> 2); /* rows r0, r0 + 8 of this warpgroup's 64 */
+    const float *bs = p.b_scale ? p.b_scale + (size_t)g * p.n_out + (size_t)tile * WG_BN + wg * 64 : nullptr;
+    const float sb0 = bs ? bs[r0] : 1.0f, sb1 = bs ? bs[r0 + 8] : 1.0f;
+    const long long hoff = (long long)half * p.half_rows;
+
+    if constexpr (PHASE == 1) {
+        wg_bar_sync(1, 256); /* WG0 is done reading xch of the previous item */
+        if (wg == 1) {
+#pragma unroll
+            for (int j = 0; j < N / 8; j++) {
+                int src, j0, valid;
+                wg_chunk(p, g, pass * 16 + j, src, j0, valid);
+#pragma unroll
+                for (int q = 0; q < 2; q++) {
+                    const int jj = (lane & 3) * 2 + q;
+                    float sa = 0.0f;
+                    if (src >= 0 && jj < valid)
+                        sa = p.a_scale[hoff + (long long)(g * p.R + src) * p.M + j0 + jj];
+                    xch[(j * 4 + q) * 128 + t] = __fmul_rn(__fmul_rn((float)acc[j * 4 + q], sa), sb0);
+                    xch[(j * 4 + 2 + q) * 128 + t] = __fmul_rn(__fmul_rn((float)acc[j * 4 + 2 + q], sa), sb1);
+                }
+            }
+        }
+        wg_bar_sync(1, 256);
+        if (wg == 0) {
+#pragma unroll
+            for (int j = 0; j < N / 8; j++) {
+                int src, j0, valid;
+                wg_chunk(p, g, pass * 16 + j, src, j0, valid);
+#pragma unroll
+                for (int q = 0; q < 2; q++) {
+                    const int jj = (lane & 3) * 2 + q;
+                    if (src < 0 || jj >= valid) continue;
+                    const long long phys = (long long)(g * p.R + src) * p.M + j0 + jj;
+                    const float sa = p.a_scale[hoff + phys];
+                    float *arow = p.act + phys * p.inter + (size_t)tile * 64;
+#pragma unroll
+                    for (int h = 0; h < 2; h++) {
+                        const int i = j * 4 + h * 2 + q;
+                        const float hg = __fmul_rn(__fmul_rn((float)acc[i], sa), h ? sb1 : sb0);
+                        const float hu = xch[i * 128 + t];
+                        arow[r0 + h * 8] = __fmul_rn(hg / (1.0f + expf(-hg)), hu);
+                    }
+                }
+            }
+        }
+    } else {
+#pragma unroll
+        for (int j = 0; j < N / 8; j++) {
+            int src, j0, valid;
+            wg_chunk(p, g, pass * 16 + j, src, j0, valid);
+#pragma unroll
+            for (int q = 0; q < 2; q++) {
+                const int jj = (lane & 3) * 2 + q;
+                if (src < 0 || jj >= valid) continue;
+                const long long phys = (long long)(g * p.R + src) * p.M + j0 + jj;
+                const float sa = p.a_scale[hoff + phys];
+                uint16_t *yrow = out.row(g, src, j0 + jj, phys, half) + (size_t)tile * WG_BN + wg * 64;
+                yrow[r0] = (uint16_t)wg_f32_to_bf16(__fmul_rn(__fmul_rn((float)acc[j * 4 + q], sa), sb0));
+                yrow[r0 + 8] = (uint16_t)wg_f32_to_bf16(__fmul_rn(__fmul_rn((float)acc[j * 4 + 2 + q], sa), sb1));
+            }
+        }
+    }
+}
+
+/*
+ * The persistent grouped GEMM.
+ *   tm_w: W [G * n_out][k_bytes] codes, box 128 x 128 bytes, 128B swizzle.
+ *   tm_a: A [rows][k_bytes] codes (row stride of the buffer), box 8 x 128 bytes.
+ *   PHASE 1 writes act[phys][I] at channel tile*64 + c: silu(gate) * up in fp32,
+ *     gate = (acc * s_a) * s1[ch], up likewise (SPEC 3.2 steps 2-4).
+ *   PHASE 2 writes bf16((acc * s_b) * s2[ch]) at out.row(g, src, j, phys, half)[ch].
+ * Roles: warp 8 lane 0 waits for a free stage and issues the W box, lanes
+ *   0..15 one A box (8 rows) each; warps 0-3 (WG0: gate / channels 0-63) and
+ *   4-7 (WG1: up / channels 64-127) run wgmma and the epilogue. Every role
+ *   walks the same schedule (items blockIdx.x, +gridDim.x, ...), so the ring
+ *   position `it` agrees without any exchange. Shared memory: WG_STAGES x
+ *   (16 KB W + 16 KB A), 32 KB exchange (WG1 -> WG0 up values), barriers.
+ */
+template <int MODE, int PHASE, class OUT>
+static __global__ void __launch_bounds__(WG_THREADS, 1)
+    wg_gemm_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUtensorMap tm_a,
+                   const __grid_constant__ wg_gemm_args_t p, const __grid_constant__ OUT out) {
+    extern __shared__ unsigned char smem_raw[];
+    __shared__ int s_prefix[WG_MAX_G + 1];
+    __shared__ __align__(8) uint64_t s_full[WG_STAGES], s_empty[WG_STAGES];
+    unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    float *xch = (float *)(smem + WG_STAGES * WG_STAGE_BYTES);
+    const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    const int G = p.G;
+    const int n_tiles = p.n_out / WG_BN;
+    const int half = p.cur_seq ? (int)(*p.cur_seq & 1ull) : 0;
+
+    /* items per expert: n_tiles * ceil(chunks / 16) */
+    for (int g = tid; g < G; g += blockDim.x) {
+        int nch = 0;
+        for (int src = 0; src < p.R; src++) nch += (p.row_count[g * p.R + src] + 7) >> 3;
+        s_prefix[g + 1] = ((nch + 15) >> 4) * n_tiles;
+    }
+    if (tid == 0) {
+        s_prefix[0] = 0;
+        for (int s = 0; s < WG_STAGES; s++) {
+            wg_mbar_init(&s_full[s], 1);
+            wg_mbar_init(&s_empty[s], 8);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+    }
+    __syncthreads();
+    if (warp == 0) { /* inclusive scan of s_prefix[1..G] */
+        int carry = 0;
+        for (int b = 0; b < G; b += 32) {
+            int v = b + lane < G ? s_prefix[b + lane + 1] : 0;
+            for (int o = 1; o < 32; o <<= 1) {
+                const int u = __shfl_up_sync(0xffffffffu, v, o);
+                if (lane >= o) v += u;
+            }
+            if (b + lane < G) s_prefix[b + lane + 1] = v + carry;
+            carry += __shfl_sync(0xffffffffu, v, 31);
+        }
+    }
+    __syncthreads();
+    const int total = s_prefix[G];
+    const int nk = (p.k_bytes + WG_BK - 1) / WG_BK;
+
+    if (warp == 8) { /* producer */
+        int it = 0;
+        for (int v = blockIdx.x; v < total; v += gridDim.x) {
+            int g, tile, pass;
+            wg_item(s_prefix, G, n_tiles, v, g, tile, pass);
+            int src, j0, valid;
+            const int nch = wg_chunk(p, g, pass * 16 + (lane & 15), src, j0, valid);
+            const int nch_pass = min(16, nch - pass * 16);
+            const int arow = (int)((long long)half * p.half_rows + (long long)(g * p.R + (src < 0 ? 0 : src)) * p.M + j0);
+            const int wrow = g * p.n_out + tile * WG_BN;
+            for (int kt = 0; kt < nk; kt++, it++) {
+                const int s = it % WG_STAGES, r = it / WG_STAGES;
+                if (lane == 0) {
+                    wg_mbar_wait(&s_empty[s], (r & 1) ^ 1);
+                    wg_mbar_expect_tx(&s_full[s], WG_W_BYTES + nch_pass * 8 * WG_BK);
+                }
+                __syncwarp();
+                unsigned char *st = smem + s * WG_STAGE_BYTES;
+                if (lane == 0) wg_tma_2d(st, &tm_w, kt * WG_BK, wrow, &s_full[s]);
+                if (lane < nch_pass) wg_tma_2d(st + WG_W_BYTES + lane * 8 * WG_BK, &tm_a, kt * WG_BK, arow, &s_full[s]);
+            }
+        }
+    } else { /* consumers */
+        int it = 0;
+        for (int v = blockIdx.x; v < total; v += gridDim.x) {
+            int g, tile, pass;
+            wg_item(s_prefix, G, n_tiles, v, g, tile, pass);
+            int src, j0, valid;
+            const int nch = wg_chunk(p, g, 0, src, j0, valid);
+            const int cols = 8 * min(16, nch - pass * 16);
+            if (cols <= 8) wg_consume<MODE, PHASE, 8>(p, out, smem, s_full, s_empty, xch, it, g, tile, pass, half);
+            else if (cols <= 16) wg_consume<MODE, PHASE, 16>(p, out, smem, s_full, s_empty, xch, it, g, tile, pass, half);
+            else if (cols <= 24) wg_consume<MODE, PHASE, 24>(p, out, smem, s_full, s_empty, xch, it, g, tile, pass, half);
+            else if (cols <= 32) wg_consume<MODE, PHASE, 32>(p, out, smem, s_full, s_empty, xch, it, g, tile, pass, half);
+            else if (cols <= 48) wg_consume<MODE, PHASE, 48>(p, out, smem, s_full, s_empty, xch, it, g, tile, pass, half);
+            else if (cols <= 64) wg_consume<MODE, PHASE, 64>(p, out, smem, s_full, s_empty, xch, it, g, tile, pass, half);
+            else if (cols <= 96) wg_consume<MODE, PHASE, 96>(p, out, smem, s_full, s_empty, xch, it, g, tile, pass, half);
+            else wg_consume<MODE, PHASE, 128>(p, out, smem, s_full, s_empty, xch, it, g, tile, pass, half);
+        }
+    }
+}
+
+/* ---- host side --------------------------------------------------------------- */
+
+typedef CUresult (*wg_encode_fn_t)(CUtensorMap *, CUtensorMapDataType, cuuint32_t, void *,
+                                   const cuuint64_t *, const cuuint64_t *, const cuuint32_t *,
+                                   const cuuint32_t *, CUtensorMapInterleave, CUtensorMapSwizzle,
+                                   CUtensorMapL2promotion, CUtensorMapFloatOOBfill);
+
+/* cuTensorMapEncodeTiled through the runtime's driver entry point (no -lcuda). */
+static inline wg_encode_fn_t wg_encode_fn(void) {
+    static wg_encode_fn_t fn = NULL;
+    if (!fn) {
+        void *f = NULL;
+        cudaDriverEntryPointQueryResult q;
+        if (cudaGetDriverEntryPointByVersion("cuTensorMapEncodeTiled", &f, 12000, cudaEnableDefault, &q) ==
+                cudaSuccess &&
+            q == cudaDriverEntryPointSuccess)
+            fn = (wg_encode_fn_t)f;
+    }
+    return fn;
+}
+
+/* A 2D byte matrix [rows][k_bytes] with row stride `stride` bytes, boxes of
+ * box_rows x 128 bytes, 128B swizzle; rows/columns past the end read as 0. */
+static inline int wg_make_map(CUtensorMap *map, const void *base, long long rows, int k_bytes,
+                              size_t stride, int box_rows) {
+    wg_encode_fn_t fn = wg_encode_fn();
+    if (!fn) return -1;
+    const cuuint64_t dims[2] = {(cuuint64_t)k_bytes, (cuuint64_t)rows};
+    const cuuint64_t strides[1] = {(cuuint64_t)stride};
+    const cuuint32_t box[2] = {WG_BK, (cuuint32_t)box_rows};
+    const cuuint32_t estr[2] = {1, 1};
+    CUresult r = fn(map, CU_TENSOR_MAP_DATA_TYPE_UINT8, 2, (void *)base, dims, strides, box, estr,
+                    CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
+                    CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
+    return r == CUDA_SUCCESS ? 0 : (int)r;
+}
+
+#endif /* DFM_GEMM_WGMMA_CUH */
