@@ -1,0 +1,168 @@
+#!/usr/bin/env bash
+# gpu_all.sh - everything that needs GPUs, in one go, on the GPU machine:
+# build with CUDA, run the C tests on the cuda backend at 1, 2, 3, 4 and 8 ranks
+# (as many as there are GPUs), the Python tests, the demo on all GPUs, and the
+# benchmark when bench/ has one. Every run has its own timeout, so a hang costs one step.
+# Logs go to $OUT (the device tool's output folder) when it is set, else to
+# build/gpu_logs: summary.txt (one line per step), gpu_all.log (every step's
+# output) and bench/ (what bench/run_bench.sh writes). Exit status: non-zero
+# when any step failed.
+#
+#   scripts/gpu_all.sh                 build + tests + demo + bench
+#   SKIP_BUILD=1 scripts/gpu_all.sh    use an existing build/ (made elsewhere)
+#   TEST_TIMEOUT=300 BENCH_TIMEOUT=600 scripts/gpu_all.sh   (defaults 180, 480 s)
+#   SKIP_PYTEST=1 SKIP_BENCH=1 scripts/gpu_all.sh            leave those steps out
+# Fit the whole run in the device tool's 10-minute call with the timeouts.
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+
+# Never NVLink multicast on the shared machines (DEVICE.md).
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+
+# The NCCL the library must run with (>= 2.28.7) is torch's; put it first:
+# nvidia.nccl's lib folder, else (CUDA 13 wheels) any nvidia/*/lib with libnccl.
+PYTHON=${PYTHON:-python3}
+nccl_lib=$("$PYTHON" -c 'import nvidia.nccl,os;print(os.path.dirname(nvidia.nccl.__file__))' \
+    2>/dev/null || true)
+[ -n "$nccl_lib" ] && nccl_lib="$nccl_lib/lib"
+if [ -z "$nccl_lib" ] || [ ! -d "$nccl_lib" ]; then
+    nccl_lib=$("$PYTHON" -c '
+import glob, os, nvidia
+libs = [os.path.dirname(f) for p in nvidia.__path__
+        for f in sorted(glob.glob(os.path.join(p, "*", "lib", "libnccl.so*")))]
+print(libs[0] if libs else "")' 2>/dev/null || true)
+fi
+if [ -n "$nccl_lib" ] && [ -d "$nccl_lib" ]; then
+    export LD_LIBRARY_PATH="$nccl_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+else
+    echo "gpu_all: torch's NCCL not found with $PYTHON; the system NCCL may be too old" >&2
+fi
+
+LOG=${OUT:-build/gpu_logs}
+mkdir -p "$LOG"
+BUILD=${BUILD:-build}
+TEST_TIMEOUT=${TEST_TIMEOUT:-180}
+DEMO_TIMEOUT=${DEMO_TIMEOUT:-120}
+BENCH_TIMEOUT=${BENCH_TIMEOUT:-480}
+PYTEST_TIMEOUT=${PYTEST_TIMEOUT:-300}
+SUMMARY="$LOG/summary.txt"
+FULL="$LOG/gpu_all.log"
+: >"$SUMMARY"
+: >"$FULL"
+status=0
+
+# step NAME TIMEOUT CMD...: run with a timeout, append its output to $FULL,
+# show its tail, record the result in $SUMMARY.
+step() {
+    local name=$1 limit=$2 t0 rc tmp
+    shift 2
+    t0=$(date +%s)
+    tmp=$(mktemp)
+    echo "== $name: $*" | tee -a "$SUMMARY" "$FULL"
+    timeout --kill-after=10 "$limit" "$@" >"$tmp" 2>&1
+    rc=$?
+    cat "$tmp" >>"$FULL"
+    tail -n 15 "$tmp"
+    rm -f "$tmp"
+    if [ $rc -eq 0 ]; then
+        echo "== $name: ok ($(($(date +%s) - t0)) s)" | tee -a "$SUMMARY"
+    else
+        [ $rc -eq 124 ] && echo "== $name: TIMEOUT after $limit s" | tee -a "$SUMMARY"
+        echo "== $name: FAILED rc=$rc ($(($(date +%s) - t0)) s)" | tee -a "$SUMMARY"
+        status=1
+    fi
+    return $rc
+}
+
+num_gpus=$(nvidia-smi -L 2>/dev/null | wc -l)
+echo "gpu_all: $num_gpus GPU(s); LD_LIBRARY_PATH=${LD_LIBRARY_PATH:-}" | tee -a "$SUMMARY"
+nvidia-smi -L 2>/dev/null | tee -a "$SUMMARY"
+if [ "$num_gpus" -lt 1 ]; then
+    echo "gpu_all: no GPU found" | tee -a "$SUMMARY"
+    exit 1
+fi
+
+if ! command -v nvcc >/dev/null && [ -x /usr/local/cuda/bin/nvcc ]; then
+    export PATH="/usr/local/cuda/bin:$PATH"
+fi
+if [ "${SKIP_BUILD:-0}" != 1 ] && ! command -v nvcc >/dev/null; then
+    echo "gpu_all: no nvcc here; using the existing $BUILD (built elsewhere with CUDA=1)" \
+        | tee -a "$SUMMARY"
+    SKIP_BUILD=1
+fi
+if [ "${SKIP_BUILD:-0}" != 1 ]; then
+    step build 900 make -j"$(nproc)" BUILD="$BUILD" CUDA=1 all || exit 1
+fi
+[ -f "$BUILD/libdfm.so" ] || { echo "gpu_all: $BUILD/libdfm.so missing" >&2; exit 1; }
+ldd "$BUILD/libdfm.so" | grep -E 'nccl|cudart' | tee -a "$SUMMARY"
+
+ranks_list=()
+for r in 1 2 3 4 8; do [ "$r" -le "$num_gpus" ] && ranks_list+=("$r"); done
+
+# C tests on the cuda backend. A test takes -b cuda when its source says so
+# (tests/test_moe.c does; the others are host-only and ran in CI). One whose
+# cases are named ...R=<ranks>,... also takes -o and runs once per rank count,
+# each under its own timeout, as the GPUs allow; one with -p threads|procs
+# runs its thread-rank and process-rank cases in separate runs (a process
+# that has used CUDA cannot fork ranks that use it).
+shopt -s nullglob
+for t in "$BUILD"/tests/test_*; do
+    [ -x "$t" ] && [ -f "$t" ] || continue
+    name=$(basename "$t")
+    src="tests/$name.c"
+    grep -q '"-b"' "$src" 2>/dev/null || continue
+    kinds=(all)
+    grep -q '"-p"' "$src" && kinds=(threads procs)
+    for kind in "${kinds[@]}"; do
+        pargs=()
+        [ "$kind" != all ] && pargs=(-p "$kind")
+        if grep -q '"-o"' "$src" && grep -q 'R=%d' "$src"; then
+            for r in "${ranks_list[@]}"; do
+                step "$name-$kind-R$r" "$TEST_TIMEOUT" "$t" -b cuda "${pargs[@]}" -o "R=$r,"
+            done
+        else
+            step "$name-$kind" "$TEST_TIMEOUT" "$t" -b cuda "${pargs[@]}"
+        fi
+    done
+done
+
+# The Python package's tests (their GPU cases run here; CPU ones ran in CI),
+# with the python that has torch and CUDA.
+if [ "${SKIP_PYTEST:-0}" = 1 ]; then
+    echo "== pytest: SKIP_PYTEST=1; skipped" | tee -a "$SUMMARY"
+elif [ -d tests/python ] && "$PYTHON" -c 'import torch,sys;sys.exit(not torch.cuda.is_available())' \
+    2>/dev/null; then
+    step pytest "$PYTEST_TIMEOUT" env DFM_LIBRARY="$PWD/$BUILD/libdfm.so" \
+        "$PYTHON" -m pytest -q -rs tests/python
+else
+    echo "== pytest: no tests/python or no torch with CUDA in $PYTHON; skipped" | tee -a "$SUMMARY"
+fi
+
+# The main job on all GPUs (up to 8), each mode.
+for m in fp8 int8 bf16; do
+    step "demo-$m" "$DEMO_TIMEOUT" "$BUILD/dfm_demo" -b cuda -m "$m" -n 20
+done
+
+# The benchmark: bench/run_bench.sh when there is one (the whole table, torch
+# baseline included, output in $LOG/bench), else each bench/*.cu driver built
+# by make as $BUILD/bench/<name>.
+if [ "${SKIP_BENCH:-0}" = 1 ]; then
+    echo "== bench: SKIP_BENCH=1; skipped" | tee -a "$SUMMARY"
+elif [ -x bench/run_bench.sh ]; then
+    step bench "$BENCH_TIMEOUT" env OUT="$LOG/bench" BUILD="$BUILD" PYTHON="$PYTHON" \
+        bench/run_bench.sh
+else
+    benches=()
+    for b in bench/*.cu; do
+        [ -x "$BUILD/bench/$(basename "$b" .cu)" ] && benches+=("$BUILD/bench/$(basename "$b" .cu)")
+    done
+    [ "${#benches[@]}" -gt 0 ] ||
+        echo "== bench: no benchmark in bench/ (or not built); skipped" | tee -a "$SUMMARY"
+    for b in "${benches[@]}"; do
+        step "$(basename "$b")" "$BENCH_TIMEOUT" "$b" -o "$LOG/$(basename "$b").csv"
+    done
+fi
+
+echo "gpu_all: $([ $status -eq 0 ] && echo all passed || echo SOME STEPS FAILED); logs in $LOG" \
+    | tee -a "$SUMMARY"
+exit $status
