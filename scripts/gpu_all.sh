@@ -22,16 +22,12 @@ export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVL
 # The NCCL the library must run with (>= 2.28.7) is torch's; put it first:
 # nvidia.nccl's lib folder, else (CUDA 13 wheels) any nvidia/*/lib with libnccl.
 PYTHON=${PYTHON:-python3}
-nccl_lib=$("$PYTHON" -c 'import nvidia.nccl,os;print(os.path.dirname(nvidia.nccl.__file__))' \
-    2>/dev/null || true)
-[ -n "$nccl_lib" ] && nccl_lib="$nccl_lib/lib"
-if [ -z "$nccl_lib" ] || [ ! -d "$nccl_lib" ]; then
-    nccl_lib=$("$PYTHON" -c '
+# (nvidia.nccl.__file__ is None there: look in every nvidia/*/lib folder.)
+nccl_lib=$("$PYTHON" -c '
 import glob, os, nvidia
 libs = [os.path.dirname(f) for p in nvidia.__path__
         for f in sorted(glob.glob(os.path.join(p, "*", "lib", "libnccl.so*")))]
 print(libs[0] if libs else "")' 2>/dev/null || true)
-fi
 if [ -n "$nccl_lib" ] && [ -d "$nccl_lib" ]; then
     export LD_LIBRARY_PATH="$nccl_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
 else
@@ -126,6 +122,22 @@ for t in "$BUILD"/tests/test_*; do
     done
 done
 
+# Longer runs and the sanitizers on small cases (SKIP_EXTRA=1 leaves them out):
+# 1000 consecutive calls with varying T; compute-sanitizer memcheck and
+# racecheck on one GPU (NCCL probes kernels of other architectures, hence
+# --report-api-errors no).
+if [ "${SKIP_EXTRA:-0}" != 1 ] && [ -x "$BUILD/tests/test_moe" ]; then
+    step test_moe-1000-calls "$TEST_TIMEOUT" "$BUILD/tests/test_moe" -b cuda -p threads \
+        -o sequence -c 1000
+    if command -v compute-sanitizer >/dev/null; then
+        for tool in memcheck racecheck; do
+            step "sanitizer-$tool" "$TEST_TIMEOUT" compute-sanitizer --tool "$tool" \
+                --report-api-errors no --error-exitcode 9 "$BUILD/tests/test_moe" -b cuda \
+                -p threads -o "pair(q=fp8,R=1,"
+        done
+    fi
+fi
+
 # The Python package's tests (their GPU cases run here; CPU ones ran in CI),
 # with the python that has torch and CUDA.
 if [ "${SKIP_PYTEST:-0}" = 1 ]; then
@@ -161,6 +173,11 @@ else
     for b in "${benches[@]}"; do
         step "$(basename "$b")" "$BENCH_TIMEOUT" "$b" -o "$LOG/$(basename "$b").csv"
     done
+fi
+
+# The GEMM-only benchmark (one GPU): time, TB/s, time / floor beside DeepGEMM.
+if [ "${SKIP_BENCH:-0}" != 1 ] && [ -x "$BUILD/bench/gemm_bench" ]; then
+    step gemm_bench "$BENCH_TIMEOUT" "$BUILD/bench/gemm_bench" -o "$LOG/gemm_bench.csv"
 fi
 
 echo "gpu_all: $([ $status -eq 0 ] && echo all passed || echo SOME STEPS FAILED); logs in $LOG" \

@@ -37,7 +37,8 @@
 #endif
 
 #define MAX_RANKS DFM_MAX_RANKS
-#define NUM_SEQUENCE_CALLS 100
+/* Calls of a sequence case (-c changes it: the GPU script runs 1000). */
+static int num_sequence_calls = 100;
 
 /* SPEC 3.3 tolerances: vs the oracle, and vs the unquantized math. */
 static double tol_oracle(dfm_quant_t q) { return q == DFM_QUANT_BF16 ? 5e-3 : 1e-2; }
@@ -247,7 +248,7 @@ static void world_init(world_t *w, const moe_case_t *c, dfm_backend_t backend, u
     w->G = c->num_experts / c->num_ranks;
     size_t E = (size_t)c->num_experts, H = (size_t)c->hidden, I = (size_t)c->inter;
 
-    w->num_calls = c->op == OP_SEQUENCE ? NUM_SEQUENCE_CALLS : c->op == OP_OVERLAP ? 2 : 1;
+    w->num_calls = c->op == OP_SEQUENCE ? num_sequence_calls : c->op == OP_OVERLAP ? 2 : 1;
     w->calls = calloc((size_t)w->num_calls, sizeof *w->calls);
     for (int i = 0; i < w->num_calls; i++) {
         dfm_quant_t q = (dfm_quant_t)(((int)c->quant + i) % DFM_NUM_QUANT);
@@ -883,7 +884,8 @@ static int count_gpus_in_child(void) {
 
 static void usage(void) {
     fprintf(stderr, "usage: test_moe [-o NAME-SUBSTRING] [-b cpu|cuda] [-p threads|procs] "
-                    "[-s SEED] [-l]\n"
+                    "[-c CALLS] [-s SEED] [-l]\n"
+                    "  -c  calls of each sequence case (default 100)\n"
                     "  -p  run only the cases whose ranks are threads (or processes); with -b cuda\n"
                     "      the default is threads: a process that has used CUDA cannot fork\n"
                     "      ranks that use it, so the process cases need a run of their own\n");
@@ -907,6 +909,12 @@ int main(int argc, char **argv) {
             } else if (strcmp(b, "cuda") == 0) {
                 backend = DFM_BACKEND_CUDA;
             } else {
+                usage();
+                return 2;
+            }
+        } else if (strcmp(argv[i], "-c") == 0 && i + 1 < argc) {
+            num_sequence_calls = atoi(argv[++i]);
+            if (num_sequence_calls < 1) {
                 usage();
                 return 2;
             }

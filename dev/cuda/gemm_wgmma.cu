@@ -4,16 +4,21 @@
  * step 6 (GEMM2 + dequant to bf16) over the same codes, the kernel versions,
  * and a main that validates every version, then times it at the PERF.md shapes.
  *
- * Versions:
- *   1  the swap-AB wgmma + TMA persistent grouped GEMM (src/cuda/gemm_wgmma.cuh,
- *      promoted as is into src/cuda/gemm.cu; included here, not copied)
+ * Versions (src/cuda/gemm_wgmma.cuh, template parameter VER; included here, not copied):
+ *   2  the swap-AB wgmma + TMA persistent grouped GEMM: fixed 5-stage ring
+ *      (16 KB W + 16 KB A), one 8-row A box per chunk (DFM_CUDA_GEMM=v2)
+ *   3  ring sized from the launch's widest item (8-12 stages when few rows
+ *      per expert), exchange sized likewise, A loaded as few large boxes
+ *      (8..128 rows, binary decomposition per source block); the default
  * (v0, the mma.sync + cp.async kernel of issue 3, lives in gemm.cu's history and
  *  in bench/NOTES.md's numbers: it needs the whole backend world to run.)
  *
  * Build (here, nvcc 13.0):
  *   nvcc -std=c++17 -O3 -Isrc -Iinclude -gencode=arch=compute_90a,code=sm_90a \
- *        -Xptxas -v dev/cuda/gemm_wgmma.cu -o build/dev/gemm_wgmma
- * Run: gemm_wgmma [-i iters] [-q] [-m modemask] [-s shape] [-o csv]
+ *        -Xptxas -v dev/cuda/gemm_wgmma.cu build-cuda/libdfm.a -o build/dev/gemm_wgmma
+ *   (or `make CUDA=1` -> $(BUILD)/bench/gemm_bench, which includes this file)
+ * Run: gemm_wgmma [-i iters] [-q] [-m modemask] [-s shape] [-v 32] [-o csv]
+ *   -v: versions to validate and time, in order (default 32: v3 then v2)
  *   -q: one reference sample per big shape; -m: bit 0 fp8, 1 int8, 2 bf16;
  *   -s: only big shape number s (0..4), no small checks (for ncu)
  *
@@ -119,6 +124,16 @@ struct dense_out_t {
 
 /* ---- one problem -------------------------------------------------------------- */
 
+struct result_t {
+    const char *shape;
+    int mode, ver;
+    double rows, us1, us2, bb1, bb2, f1, f2, tbps;
+    const char *dg;
+};
+static std::vector<result_t> results;
+static int ver_list[2] = {3, 2}, n_vers = 2;
+static int smem3[3][2];
+
 struct problem_t {
     const char *name;
     int mode, G, R, M, H, I;
@@ -133,12 +148,12 @@ struct bufs_t {
     float *act;
     uint16_t *y;
     int *counts;
-    CUtensorMap tw1[2], tw2[2], ta1, ta2;
+    CUtensorMap tw1[2], tw2[2], ta1[WG_A_MAPS], ta2[WG_A_MAPS];
 };
 
 static int num_sms;
 
-template <int MODE>
+template <int MODE, int VER>
 static void launch(const problem_t &P, bufs_t &B, int phase, int set, cudaStream_t s) {
     const int cb = MODE == DFM_QUANT_BF16 ? 2 : 1;
     wg_gemm_args_t a;
@@ -149,22 +164,35 @@ static void launch(const problem_t &P, bufs_t &B, int phase, int set, cudaStream
     dense_out_t out = {B.y, P.H};
     if (phase == 1) {
         a.n_out = 2 * P.I; a.k_bytes = P.H * cb; a.a_scale = B.sa1; a.b_scale = B.s1[set]; a.act = B.act;
-        wg_gemm_kernel<MODE, 1, dense_out_t><<<num_sms, WG_THREADS, WG_SMEM_BYTES, s>>>(B.tw1[set], B.ta1, a, out);
+        const CUtensorMap *m = B.ta1;
+        wg_gemm_kernel<MODE, 1, VER, dense_out_t><<<num_sms, WG_THREADS, VER == 2 ? WG_SMEM_BYTES : smem3[MODE][0], s>>>(
+            B.tw1[set], m[0], m[VER == 2 ? 0 : 1], m[VER == 2 ? 0 : 2], m[VER == 2 ? 0 : 3], m[VER == 2 ? 0 : 4], a, out);
     } else {
         a.n_out = P.H; a.k_bytes = P.I * cb; a.a_scale = B.sa2; a.b_scale = B.s2[set];
-        wg_gemm_kernel<MODE, 2, dense_out_t><<<num_sms, WG_THREADS, WG_SMEM_BYTES, s>>>(B.tw2[set], B.ta2, a, out);
+        const CUtensorMap *m = B.ta2;
+        wg_gemm_kernel<MODE, 2, VER, dense_out_t><<<num_sms, WG_THREADS, VER == 2 ? WG_SMEM_BYTES : smem3[MODE][1], s>>>(
+            B.tw2[set], m[0], m[VER == 2 ? 0 : 1], m[VER == 2 ? 0 : 2], m[VER == 2 ? 0 : 3], m[VER == 2 ? 0 : 4], a, out);
     }
 }
 
 template <int MODE> static void set_attrs(void) {
-    CK(cudaFuncSetAttribute(wg_gemm_kernel<MODE, 1, dense_out_t>, cudaFuncAttributeMaxDynamicSharedMemorySize, WG_SMEM_BYTES));
-    CK(cudaFuncSetAttribute(wg_gemm_kernel<MODE, 2, dense_out_t>, cudaFuncAttributeMaxDynamicSharedMemorySize, WG_SMEM_BYTES));
+    CK(cudaFuncSetAttribute(wg_gemm_kernel<MODE, 1, 2, dense_out_t>, cudaFuncAttributeMaxDynamicSharedMemorySize, WG_SMEM_BYTES));
+    CK(cudaFuncSetAttribute(wg_gemm_kernel<MODE, 2, 2, dense_out_t>, cudaFuncAttributeMaxDynamicSharedMemorySize, WG_SMEM_BYTES));
+    smem3[MODE][0] = wg_v3_smem((const void *)wg_gemm_kernel<MODE, 1, 3, dense_out_t>);
+    smem3[MODE][1] = wg_v3_smem((const void *)wg_gemm_kernel<MODE, 2, 3, dense_out_t>);
+    CK(cudaFuncSetAttribute(wg_gemm_kernel<MODE, 1, 3, dense_out_t>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem3[MODE][0]));
+    CK(cudaFuncSetAttribute(wg_gemm_kernel<MODE, 2, 3, dense_out_t>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem3[MODE][1]));
 }
 
-static void do_launch(const problem_t &P, bufs_t &B, int phase, int set, cudaStream_t s) {
-    if (P.mode == DFM_QUANT_FP8) launch<DFM_QUANT_FP8>(P, B, phase, set, s);
-    else if (P.mode == DFM_QUANT_INT8) launch<DFM_QUANT_INT8>(P, B, phase, set, s);
-    else launch<DFM_QUANT_BF16>(P, B, phase, set, s);
+template <int MODE>
+static void launch_ver(const problem_t &P, bufs_t &B, int phase, int set, cudaStream_t s, int ver) {
+    if (ver == 2) launch<MODE, 2>(P, B, phase, set, s);
+    else launch<MODE, 3>(P, B, phase, set, s);
+}
+static void do_launch(const problem_t &P, bufs_t &B, int phase, int set, cudaStream_t s, int ver) {
+    if (P.mode == DFM_QUANT_FP8) launch_ver<DFM_QUANT_FP8>(P, B, phase, set, s, ver);
+    else if (P.mode == DFM_QUANT_INT8) launch_ver<DFM_QUANT_INT8>(P, B, phase, set, s, ver);
+    else launch_ver<DFM_QUANT_BF16>(P, B, phase, set, s, ver);
 }
 
 /* Routing of T tokens per rank on 4 ranks, top-k distinct of E = G * R experts;
@@ -233,24 +261,30 @@ static int run_problem(const problem_t &P, int full, int samples, int iters, dou
             exit(1);
         }
     }
-    if (wg_make_map(&B.ta1, B.a1, (long long)rows, P.H * cb, (size_t)P.H * cb, 8) ||
-        wg_make_map(&B.ta2, B.a2, (long long)rows, P.I * cb, (size_t)P.I * cb, 8)) {
-        fprintf(stderr, "tensor map encode failed\n");
-        exit(1);
-    }
+    for (int i = 0; i < WG_A_MAPS; i++)
+        if (wg_make_map(&B.ta1[i], B.a1, (long long)rows, P.H * cb, (size_t)P.H * cb, 8 << i) ||
+            wg_make_map(&B.ta2[i], B.a2, (long long)rows, P.I * cb, (size_t)P.I * cb, 8 << i)) {
+            fprintf(stderr, "tensor map encode failed\n");
+            exit(1);
+        }
     CK(cudaDeviceSynchronize());
 
-    do_launch(P, B, 1, 0, 0);
-    CK(cudaGetLastError());
-    do_launch(P, B, 2, 0, 0);
-    CK(cudaGetLastError());
-    CK(cudaDeviceSynchronize());
+    /* every version on poisoned outputs; the reference is computed once */
+    std::vector<std::vector<float>> act_v(n_vers, std::vector<float>(rows * P.I));
+    std::vector<std::vector<uint16_t>> y_v(n_vers, std::vector<uint16_t>(rows * P.H));
+    for (int vi = 0; vi < n_vers; vi++) {
+        CK(cudaMemset(B.act, 0xFF, rows * P.I * 4));
+        CK(cudaMemset(B.y, 0xFF, rows * P.H * 2));
+        do_launch(P, B, 1, 0, 0, ver_list[vi]);
+        CK(cudaGetLastError());
+        do_launch(P, B, 2, 0, 0, ver_list[vi]);
+        CK(cudaGetLastError());
+        CK(cudaDeviceSynchronize());
+        CK(cudaMemcpy(act_v[vi].data(), B.act, rows * P.I * 4, cudaMemcpyDeviceToHost));
+        CK(cudaMemcpy(y_v[vi].data(), B.y, rows * P.H * 2, cudaMemcpyDeviceToHost));
+    }
 
     /* ---- validate ---- */
-    std::vector<float> act(rows * P.I);
-    std::vector<uint16_t> y(rows * P.H);
-    CK(cudaMemcpy(act.data(), B.act, act.size() * 4, cudaMemcpyDeviceToHost));
-    CK(cudaMemcpy(y.data(), B.y, y.size() * 2, cudaMemcpyDeviceToHost));
     std::vector<uint8_t> a1(rows * P.H * cb), a2(rows * P.I * cb);
     std::vector<float> sa1(rows), sa2(rows);
     CK(cudaMemcpy(a1.data(), B.a1, a1.size(), cudaMemcpyDeviceToHost));
@@ -258,7 +292,8 @@ static int run_problem(const problem_t &P, int full, int samples, int iters, dou
     CK(cudaMemcpy(sa1.data(), B.sa1, rows * 4, cudaMemcpyDeviceToHost));
     CK(cudaMemcpy(sa2.data(), B.sa2, rows * 4, cudaMemcpyDeviceToHost));
     /* every valid row fully written, no NaN */
-    long long unwritten = 0, valid_rows = 0, active = 0;
+    std::vector<long long> unwritten_v(n_vers, 0);
+    long long valid_rows = 0, active = 0;
     std::vector<std::pair<int, long long>> valid; /* (g, phys) */
     for (int g = 0; g < P.G; g++) {
         int tot = 0;
@@ -269,8 +304,14 @@ static int run_problem(const problem_t &P, int full, int samples, int iters, dou
                 const long long phys = ((long long)g * P.R + src) * P.M + j;
                 valid.push_back({g, phys});
                 valid_rows++;
-                for (int c = 0; c < P.I; c++) unwritten += !(act[phys * P.I + c] == act[phys * P.I + c]);
-                for (int m = 0; m < P.H; m++) unwritten += y[phys * P.H + m] == 0xFFFF;
+                for (int vi = 0; vi < n_vers; vi++) {
+                    const float *act = act_v[vi].data();
+                    const uint16_t *y = y_v[vi].data();
+                    long long u = 0;
+                    for (int c = 0; c < P.I; c++) u += !(act[phys * P.I + c] == act[phys * P.I + c]);
+                    for (int m = 0; m < P.H; m++) u += y[phys * P.H + m] == 0xFFFF;
+                    unwritten_v[vi] += u;
+                }
             }
         }
         active += tot > 0;
@@ -278,7 +319,8 @@ static int run_problem(const problem_t &P, int full, int samples, int iters, dou
     std::vector<int> pick;
     if (full) for (size_t i = 0; i < valid.size(); i++) pick.push_back((int)i);
     else { srand(7); for (int i = 0; i < samples && !valid.empty(); i++) pick.push_back(rand() % (int)valid.size()); }
-    double e1 = 0, n1 = 0, e2 = 0, n2 = 0;
+    std::vector<double> e1(n_vers, 0), e2(n_vers, 0);
+    double n1 = 0, n2 = 0;
     int cur_g = -1;
     std::vector<uint8_t> w1g((size_t)2 * P.I * P.H * cb), w2g((size_t)P.H * P.I * cb);
     std::vector<float> s1g(2 * P.I), s2g(P.H);
@@ -296,25 +338,37 @@ static int run_problem(const problem_t &P, int full, int samples, int iters, dou
         }
         ref_gemm1(a1.data() + phys * P.H * cb, sa1[phys], w1g.data(), s1g.data(), P.H, P.I, P.mode, ract.data());
         for (int c = 0; c < P.I; c++) {
-            const double d = act[phys * P.I + c] - ract[c];
-            e1 += d * d; n1 += ract[c] * ract[c];
+            for (int vi = 0; vi < n_vers; vi++) {
+                const double d = act_v[vi][phys * P.I + c] - ract[c];
+                e1[vi] += d * d;
+            }
+            n1 += ract[c] * ract[c];
         }
         ref_gemm2(a2.data() + phys * P.I * cb, sa2[phys], w2g.data(), s2g.data(), P.I, P.H, P.mode, ry.data());
         for (int m = 0; m < P.H; m++) {
-            const double d = dfm_bf16_to_f32(y[phys * P.H + m]) - ry[m];
-            e2 += d * d; n2 += ry[m] * ry[m];
+            for (int vi = 0; vi < n_vers; vi++) {
+                const double d = dfm_bf16_to_f32(y_v[vi][phys * P.H + m]) - ry[m];
+                e2[vi] += d * d;
+            }
+            n2 += ry[m] * ry[m];
         }
     }
-    const double r1 = sqrt(e1 / (n1 > 0 ? n1 : 1)), r2 = sqrt(e2 / (n2 > 0 ? n2 : 1));
-    /* FP8: the tensor core's own accumulation inside each 128-value stage is
-     * narrower than fp32 (SPEC 3.2 step 2 allows it), measured ~1.7e-4 here. */
-    const double tol1 = P.mode == DFM_QUANT_FP8 ? 1e-3 : 1e-4;
-    const int ok = unwritten == 0 && r1 <= tol1 && r2 <= 4e-3 && r1 == r1 && r2 == r2;
-    printf("check %-12s %-4s G=%d rows=%lld checked=%zu unwritten=%lld  act rel %.2e  y rel %.2e  %s\n",
-           P.name, mode_name(P.mode), P.G, valid_rows, pick.size(), unwritten, r1, r2, ok ? "OK" : "FAIL");
+    int ok = 1;
+    for (int vi = 0; vi < n_vers; vi++) {
+        const double r1 = sqrt(e1[vi] / (n1 > 0 ? n1 : 1)), r2 = sqrt(e2[vi] / (n2 > 0 ? n2 : 1));
+        /* FP8: the tensor core's own accumulation inside each 128-value stage is
+         * narrower than fp32 (SPEC 3.2 step 2 allows it), measured ~1.7e-4 here. */
+        const double tol1 = P.mode == DFM_QUANT_FP8 ? 1e-3 : 1e-4;
+        const int okv = unwritten_v[vi] == 0 && r1 <= tol1 && r2 <= 4e-3 && r1 == r1 && r2 == r2;
+        printf("check v%d %-12s %-4s G=%d rows=%lld checked=%zu unwritten=%lld  act rel %.2e  y rel %.2e  %s\n",
+               ver_list[vi], P.name, mode_name(P.mode), P.G, valid_rows, pick.size(), unwritten_v[vi], r1, r2,
+               okv ? "OK" : "FAIL");
+        ok &= okv;
+    }
 
     /* ---- time ---- */
-    if (iters > 0) {
+    for (int vi = 0; vi < n_vers && iters > 0; vi++) {
+        const int ver = ver_list[vi];
         cudaEvent_t ev[2];
         CK(cudaEventCreate(&ev[0]));
         CK(cudaEventCreate(&ev[1]));
@@ -322,7 +376,7 @@ static int run_problem(const problem_t &P, int full, int samples, int iters, dou
         for (int i = 0; i < iters + 3; i++)
             for (int ph = 1; ph <= 2; ph++) {
                 CK(cudaEventRecord(ev[0]));
-                do_launch(P, B, ph, i & 1, 0);
+                do_launch(P, B, ph, i & 1, 0, ver);
                 CK(cudaEventRecord(ev[1]));
                 CK(cudaEventSynchronize(ev[1]));
                 float ms;
@@ -334,7 +388,7 @@ static int run_problem(const problem_t &P, int full, int samples, int iters, dou
         for (int ph = 1; ph <= 2; ph++) {
             const int n = 20;
             CK(cudaEventRecord(ev[0]));
-            for (int i = 0; i < n; i++) do_launch(P, B, ph, i & 1, 0);
+            for (int i = 0; i < n; i++) do_launch(P, B, ph, i & 1, 0, ver);
             CK(cudaEventRecord(ev[1]));
             CK(cudaEventSynchronize(ev[1]));
             float ms;
@@ -345,14 +399,17 @@ static int run_problem(const problem_t &P, int full, int samples, int iters, dou
         const double us1 = median(t1), us2 = median(t2);
         const double b1 = (double)active * 2 * P.I * P.H * cb, b2 = (double)active * P.H * P.I * cb;
         const double f1 = b1 / bw * 1e6, f2 = b2 / bw * 1e6;
-        printf("time  %-12s %-4s G=%-3d rows/exp %6.1f | gemm1 %7.1f us (%.2fx, %.2f TB/s) gemm2 %7.1f us (%.2fx, %.2f TB/s) | "
-               "sum %7.1f floor %7.1f  = %.3fx  [b2b %.1f+%.1f = %.3fx]  %s\n",
-               P.name, mode_name(P.mode), P.G, (double)valid_rows / P.G, us1, us1 / f1, b1 / us1 * 1e-6, us2,
+        const double tbps = (b1 + b2) / (bb[0] + bb[1]) * 1e-6;
+        printf("time v%d %-12s %-4s G=%-3d rows/exp %6.1f | gemm1 %7.1f us (%.2fx, %.2f TB/s) gemm2 %7.1f us (%.2fx, %.2f TB/s) | "
+               "sum %7.1f floor %7.1f  = %.3fx  [b2b %.1f+%.1f = %.3fx, %.2f TB/s]  %s\n",
+               ver, P.name, mode_name(P.mode), P.G, (double)valid_rows / P.G, us1, us1 / f1, b1 / us1 * 1e-6, us2,
                us2 / f2, b2 / us2 * 1e-6, us1 + us2, f1 + f2, (us1 + us2) / (f1 + f2), bb[0], bb[1],
-               (bb[0] + bb[1]) / (f1 + f2), dg ? dg : "");
+               (bb[0] + bb[1]) / (f1 + f2), tbps, dg ? dg : "");
         if (csv)
-            fprintf(csv, "%s,%s,%d,%.1f,%.2f,%.2f,%.2f,%.2f,%.4f\n", P.name, mode_name(P.mode), P.G,
-                    (double)valid_rows / P.G, us1, us2, f1, f2, (us1 + us2) / (f1 + f2));
+            fprintf(csv, "%s,%s,v%d,%d,%.1f,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.3f,%.4f,%.4f,\"%s\"\n", P.name,
+                    mode_name(P.mode), ver, P.G, (double)valid_rows / P.G, us1, us2, bb[0], bb[1], f1, f2, tbps,
+                    (us1 + us2) / (f1 + f2), (bb[0] + bb[1]) / (f1 + f2), dg ? dg : "");
+        results.push_back({P.name, P.mode, ver, (double)valid_rows / P.G, us1, us2, bb[0], bb[1], f1, f2, tbps, dg});
         cudaEventDestroy(ev[0]);
         cudaEventDestroy(ev[1]);
     }
@@ -397,6 +454,13 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-m") && i + 1 < argc) modes = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-o") && i + 1 < argc) csv_path = argv[++i];
         else if (!strcmp(argv[i], "-s") && i + 1 < argc) only = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "-v") && i + 1 < argc) {
+            const char *v = argv[++i];
+            n_vers = 0;
+            for (; *v && n_vers < 2; v++)
+                if (*v == '2' || *v == '3') ver_list[n_vers++] = *v - '0';
+            if (!n_vers) { ver_list[0] = 3; n_vers = 1; }
+        }
     }
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
@@ -408,7 +472,9 @@ int main(int argc, char **argv) {
     printf("# gemm_wgmma: %s, %d SMs, L2 %d MB, d2d copy %.2f TB/s (read+write)\n", prop.name, num_sms,
            prop.l2CacheSize >> 20, bw * 1e-12);
     FILE *csv = csv_path ? fopen(csv_path, "w") : NULL;
-    if (csv) fprintf(csv, "shape,mode,G,rows_per_expert,gemm1_us,gemm2_us,floor1_us,floor2_us,ratio\n");
+    if (csv)
+        fprintf(csv, "shape,mode,version,G,rows_per_expert,gemm1_us,gemm2_us,gemm1_b2b_us,gemm2_b2b_us,floor1_us,"
+                     "floor2_us,tb_per_s_b2b,ratio_median,ratio_b2b,deepgemm_fp8_h100\n");
     int fails = 0;
     /* small shapes, every row checked: empty experts, partial chunks, 3 passes */
     for (int mode = 0; mode < 3 && only < 0; mode++) {
@@ -419,6 +485,10 @@ int main(int argc, char **argv) {
         problem_t Q = {"small-k", mode, 5, 2, 40, 384, 192, {}};
         Q.counts = {1, 2, 3, 4, 40, 40, 7, 0, 9, 33};
         fails += run_problem(Q, 1, 0, 0, bw, NULL, NULL);
+        /* > 128 rows from one source: 128-row boxes, a source block across passes */
+        problem_t L = {"small-big", mode, 2, 2, 300, 256, 128, {}};
+        L.counts = {300, 7, 0, 129};
+        fails += run_problem(L, 1, 0, 0, bw, NULL, NULL);
     }
     struct { const char *name; int G, H, I, T; const char *dg; } shapes[] = {
         {"dsv3-T32", 8, 7168, 2048, 32, "DeepGEMM 88+49=137us 1.13x"},
@@ -433,10 +503,27 @@ int main(int argc, char **argv) {
             const auto &s = shapes[si];
             if (only >= 0 && si != only) continue;
             problem_t P = {s.name, mode, s.G, 4, s.T, s.H, s.I, route_counts(s.G, 4, s.T, 8, 1234)};
-            fails += run_problem(P, 0, quick ? 1 : 3, iters, bw, csv, mode == 0 ? s.dg : NULL);
+            fails += run_problem(P, 0, quick ? 1 : 3, iters, bw, csv, s.dg);
         }
     }
     if (csv) fclose(csv);
+    /* the table: GEMM1 + GEMM2 back to back, per version; DeepGEMM's recorded FP8 figure (H100) */
+    if (!results.empty()) {
+        printf("\n| shape | mode | rows/expert |");
+        for (int vi = 0; vi < n_vers; vi++) printf(" v%d us (g1+g2) | v%d TB/s | v%d /floor |", ver_list[vi], ver_list[vi], ver_list[vi]);
+        printf(" DeepGEMM fp8 (H100, recorded) |\n|---|---|---|");
+        for (int vi = 0; vi < n_vers; vi++) printf("---|---|---|");
+        printf("---|\n");
+        for (size_t i = 0; i < results.size(); i += n_vers) {
+            const result_t &r0 = results[i];
+            printf("| %s | %s | %.1f |", r0.shape, mode_name(r0.mode), r0.rows);
+            for (int vi = 0; vi < n_vers && i + vi < results.size(); vi++) {
+                const result_t &r = results[i + vi];
+                printf(" %.1f+%.1f | %.2f | %.3f |", r.bb1, r.bb2, r.tbps, (r.bb1 + r.bb2) / (r.f1 + r.f2));
+            }
+            printf(" %s |\n", r0.dg ? r0.dg : "");
+        }
+    }
     printf("%s (%d failed)\n", fails ? "FAIL" : "ALL OK", fails);
     return fails != 0;
 }

@@ -31,8 +31,6 @@ static void free_impl(cuda_impl_t *im) {
     if (im == NULL) return;
     dfm_cuda_world_t *w = &im->world;
     cudaFree(w->st);
-    cudaFree(w->tok_pos);
-    cudaFree(w->tok_count);
     cudaFree(w->row_begin);
     cudaFree(w->row_count);
     cudaFree(w->row_total);
@@ -111,8 +109,6 @@ static dfm_status_t create_common(dfm_ctx_t *ctx, const dfm_unique_id_t *id, voi
         w->num_max = (int)M;
         w->timeout_ns = (unsigned long long)(c->timeout_s * 1e9);
         DFM_CHECK_GOTO(dev_alloc(ctx, (void **)&w->st, sizeof(dfm_cuda_state_t), "state"), st, fail);
-        DFM_CHECK_GOTO(dev_alloc(ctx, (void **)&w->tok_pos, M * c->max_topk * 4, "tok_pos"), st, fail);
-        DFM_CHECK_GOTO(dev_alloc(ctx, (void **)&w->tok_count, (size_t)c->num_experts * 4, "tok_count"), st, fail);
         DFM_CHECK_GOTO(dev_alloc(ctx, (void **)&w->row_begin, G * R * 4, "row_begin"), st, fail);
         DFM_CHECK_GOTO(dev_alloc(ctx, (void **)&w->row_count, G * R * 4, "row_count"), st, fail);
         DFM_CHECK_GOTO(dev_alloc(ctx, (void **)&w->row_total, G * 4, "row_total"), st, fail);
@@ -132,6 +128,13 @@ static dfm_status_t create_common(dfm_ctx_t *ctx, const dfm_unique_id_t *id, voi
             goto fail;
         }
         memset((void *)im->async_host, 0, sizeof(dfm_cuda_async_t));
+        if (cudaDeviceGetAttribute(&w->num_sms, cudaDevAttrMultiProcessorCount, im->device) !=
+                cudaSuccess ||
+            dfm_cuda_comm_init() != cudaSuccess) {
+            st = dfm_set_error(ctx, DFM_ERROR_SYSTEM,
+                               "setting up the dispatch/combine kernels failed");
+            goto fail;
+        }
         if (dfm_cuda_experts_init() != cudaSuccess) {
             st = dfm_set_error(ctx, DFM_ERROR_SYSTEM, "cudaFuncSetAttribute of the GEMM kernels failed");
             goto fail;
@@ -157,20 +160,27 @@ static dfm_status_t cuda_create_from_nccl(dfm_ctx_t *ctx, void *nccl_comm) {
     return create_common(ctx, NULL, nccl_comm);
 }
 
+/* Make the context's device current (no switch when it already is, the
+ * usual case); returns the caller's device for launched() to restore. */
+static int enter_device(const cuda_impl_t *im) {
+    int prev = im->device;
+    if (cudaGetDevice(&prev) != cudaSuccess) prev = im->device;
+    if (prev != im->device) cudaSetDevice(im->device);
+    return prev;
+}
+
 static void cuda_destroy(dfm_ctx_t *ctx) {
     cuda_impl_t *im = (cuda_impl_t *)ctx->impl;
     if (im == NULL) return;
-    int prev = 0;
-    cudaGetDevice(&prev);
-    cudaSetDevice(im->device);
+    const int prev = enter_device(im);
     free_impl(im);
     ctx->impl = NULL;
     cudaSetDevice(prev);
 }
 
-/* Run `body` with the context's device current, restoring the caller's. */
+/* Restore the caller's device; turn a launch error into the status. */
 static dfm_status_t launched(dfm_ctx_t *ctx, int prev, cudaError_t err, const char *what) {
-    cudaSetDevice(prev);
+    if (prev != ((cuda_impl_t *)ctx->impl)->device) cudaSetDevice(prev);
     if (err == cudaSuccess) return DFM_SUCCESS;
     return dfm_set_error(ctx, DFM_ERROR_SYSTEM, "%s: kernel launch failed: %s", what,
                          cudaGetErrorString(err));
@@ -195,9 +205,7 @@ static dfm_status_t cuda_fused_moe(dfm_ctx_t *ctx, const dfm_moe_args_t *a, uint
     op.out = (uint16_t *)a->out;
     op.ep_recv_count = a->ep_recv_count;
     cudaStream_t s = (cudaStream_t)a->stream;
-    int prev = 0;
-    cudaGetDevice(&prev);
-    cudaSetDevice(im->device);
+    const int prev = enter_device(im);
     const cudaEvent_t *ev = im->phase_ev;
     cudaError_t err = ev ? cudaEventRecord(ev[0], s) : cudaSuccess;
     if (err == cudaSuccess) err = dfm_cuda_dispatch(&im->world, &op, s);
@@ -234,9 +242,7 @@ static dfm_status_t cuda_dispatch(dfm_ctx_t *ctx, const dfm_dispatch_args_t *a, 
     op.layout_range = a->layout_range;
     op.recv_src_info = a->recv_src_info;
     op.ep_recv_count = a->ep_recv_count;
-    int prev = 0;
-    cudaGetDevice(&prev);
-    cudaSetDevice(im->device);
+    const int prev = enter_device(im);
     cudaError_t err = dfm_cuda_dispatch(&im->world, &op, (cudaStream_t)a->stream);
     return launched(ctx, prev, err, "dfm_dispatch");
 }
@@ -253,9 +259,7 @@ static dfm_status_t cuda_combine(dfm_ctx_t *ctx, const dfm_combine_args_t *a) {
     op.topk_weights = a->topk_weights;
     op.out = (uint16_t *)a->out;
     op.y = (const uint16_t *)a->y;
-    int prev = 0;
-    cudaGetDevice(&prev);
-    cudaSetDevice(im->device);
+    const int prev = enter_device(im);
     cudaError_t err = dfm_cuda_combine(&im->world, &op, (cudaStream_t)a->stream);
     return launched(ctx, prev, err, "dfm_combine");
 }

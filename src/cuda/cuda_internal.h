@@ -25,22 +25,22 @@ extern "C" {
 }
 
 /*
- * Device memory, one per context. The first kernel of every dispatch or
- * fused call bumps `seq` and records it in `cur_seq`; later kernels of the
- * same call read `cur_seq`. Dispatches push their number into `pend` and the
- * matching combine pops it, so combine finds its buffer half on the device
- * (a value baked into a captured CUDA graph would repeat on replay). Calls
- * of one context must be ordered on the device (one stream, or streams the
- * caller orders).
+ * Device memory, one per context. The dispatch kernel of every dispatch or
+ * fused call takes `seq` + 1 and, from its last CTA, records it in `seq` and
+ * `cur_seq`; later kernels of the same call read `cur_seq`. Dispatches
+ * push their number into `pend` and the matching combine pops it, so combine
+ * finds its buffer half on the device (a value baked into a captured CUDA
+ * graph would repeat on replay). Calls of one context must be ordered on the
+ * device (one stream, or streams the caller orders).
  */
 typedef struct {
     unsigned long long seq;     /* last sequence number issued (0: none) */
     unsigned long long cur_seq; /* sequence number of the call in progress */
     unsigned long long pend[2]; /* dispatches waiting for their combine */
     unsigned int pend_head, pend_tail;
-    unsigned int send_done; /* CTAs of dispatch_send finished (last one resets) */
+    unsigned int send_done; /* CTAs of a dispatch/combine kernel arrived (last resets) */
     unsigned int failed;    /* a wait timed out: later waits give up at once */
-    int dropped;            /* this rank's slots outside [-1, E) in the call */
+    int dropped;            /* unused */
     int pad;
 } dfm_cuda_state_t;
 
@@ -60,9 +60,7 @@ typedef struct {
  * peer[r] is the base of rank r's symmetric region (an NCCL LSA pointer;
  * peer[rank] is this rank's own), laid out by dfm_layout_t.
  * Private scratch (plain device memory of this rank):
- *   tok_pos   [M][Kmax] i32  ordinal j of (token, first slot) among this
- *                            rank's tokens routed to that expert
- *   tok_count [E]       i32  this rank's tokens per global expert
+ *   tok_pos, tok_count       unused (NULL): dispatch routes in shared memory
  *   row_begin [G][R]    i32  packed begin of rows (g, src) in the current call
  *   row_count [G][R]    i32  rows (g, src) in the current call (clamped to M)
  *   row_total [G]       i32  rows of local expert g in the current call
@@ -83,6 +81,7 @@ typedef struct {
     float *act;
     void *act_q;
     float *act_s;
+    int num_sms; /* the device's SMs: the dispatch and combine grids stay <= this */
 } dfm_cuda_world_t;
 
 enum { DFM_CUDA_OP_FUSED = 0, DFM_CUDA_OP_DISPATCH = 1, DFM_CUDA_OP_COMBINE = 2 };
@@ -140,6 +139,9 @@ cudaError_t dfm_cuda_dispatch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op
 cudaError_t dfm_cuda_experts_init(void);
 cudaError_t dfm_cuda_experts(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
                              cudaStream_t stream);
+
+/* Once per context, at creation: the kernel attributes of dispatch/combine. */
+cudaError_t dfm_cuda_comm_init(void);
 
 /* For DFM_CUDA_OP_COMBINE send the caller's y rows home first; then signal,
  * wait for every rank's results and reduce them into out. */

@@ -102,4 +102,56 @@ static __device__ __forceinline__ uint32_t dfm_dev_f32_to_bf16(float f) {
 static __device__ __forceinline__ float dfm_bf16_lo(uint32_t u) { return __uint_as_float(u << 16); }
 static __device__ __forceinline__ float dfm_bf16_hi(uint32_t u) { return __uint_as_float(u & 0xffff0000u); }
 
+#define DFM_SCAN_THREADS 256
+
+/* Exclusive prefix sums of the received counts, flat in (g, src) order:
+ * scan[g*R + src] = packed begin of rows (g, src) counted from row 0 of
+ * expert 0; scan[G*R] = all rows. Counts clamped to [0, M]. Called by the
+ * whole block, which has DFM_SCAN_THREADS threads. */
+static __device__ void dfm_recv_scan(const dfm_cuda_world_t *w, int half, int *scan) {
+    __shared__ int s_part[DFM_SCAN_THREADS];
+    const int R = w->num_ranks, G = w->num_local_experts, M = w->num_max, n = G * R;
+    const int tid = threadIdx.x, per = (n + DFM_SCAN_THREADS - 1) / DFM_SCAN_THREADS;
+    const char *local = w->peer[w->rank];
+    int sum = 0;
+    for (int i = tid * per; i < n && i < (tid + 1) * per; i++) {
+        const int g = i / R, src = i % R;
+        int c = ((const int32_t *)(local + dfm_off_recv_counts(&w->L, half, src)))[g];
+        c = c < 0 ? 0 : (c > M ? M : c);
+        scan[i] = c;
+        sum += c;
+    }
+    s_part[tid] = sum;
+    __syncthreads();
+    if (tid < DFM_WARP) { /* warp 0 scans the partial sums, 8 per lane */
+        int v[DFM_SCAN_THREADS / DFM_WARP], own = 0;
+#pragma unroll
+        for (int i = 0; i < DFM_SCAN_THREADS / DFM_WARP; i++) {
+            v[i] = s_part[tid * (DFM_SCAN_THREADS / DFM_WARP) + i];
+            own += v[i];
+        }
+        int incl = own;
+#pragma unroll
+        for (int o = 1; o < DFM_WARP; o <<= 1) {
+            const int y = __shfl_up_sync(0xffffffffu, incl, o);
+            if (tid >= o) incl += y;
+        }
+        int ex = incl - own;
+#pragma unroll
+        for (int i = 0; i < DFM_SCAN_THREADS / DFM_WARP; i++) {
+            s_part[tid * (DFM_SCAN_THREADS / DFM_WARP) + i] = ex;
+            ex += v[i];
+        }
+        if (tid == DFM_WARP - 1) scan[n] = incl;
+    }
+    __syncthreads();
+    int acc = s_part[tid];
+    for (int i = tid * per; i < n && i < (tid + 1) * per; i++) {
+        const int c = scan[i];
+        scan[i] = acc;
+        acc += c;
+    }
+    __syncthreads();
+}
+
 #endif /* DFM_DEVICE_COMMON_CUH */

@@ -4,301 +4,296 @@
  * receive slots through LSA pointers, the flags, the bounded wait, and the
  * packing into the DeepEP-style outputs of dfm_dispatch (SPEC section 5).
  *
- * Four launches, in stream order: route (also starts the call's sequence
- * number), send, wait, and (dfm_dispatch only) pack. The fused path reads
- * the receive slots in place and skips pack. Fast single-kernel dispatch
- * (counts first, payload overlapped with the weight stream) is later work.
+ * One launch (dispatch_kernel) does all of it. Every CTA routes the whole
+ * batch for itself (a bitmap of first slots per expert in shared memory: no
+ * inter-CTA dependency), quantizes and sends its share of token rows, and
+ * arrives on a counter; the last CTA to arrive publishes the counts and raises
+ * the flags. The fused path then waits in that last CTA only (the expert
+ * GEMMs are the next launch); dfm_dispatch waits in every CTA and packs.
+ *
+ * A CTA that waits holds its SM, so the grid never exceeds the number of SMs
+ * (all CTAs resident, one per SM). Counts first with the payload overlapped
+ * with the weight stream is later work (PERF.md principle 1).
  */
 #include "device_common.cuh"
 
-/* ---- route ------------------------------------------------------------------
- *
- * Reads  topk_idx [T][K] i64 (caller).
- * Writes tok_pos [T][Kmax] (ordinal of token t among this rank's tokens
- *        routed to expert idx[t][k], only for first slots), tok_count [E],
- *        st->seq/cur_seq (and pend for a dispatch), st->dropped.
- * Roles: every CTA stages the first-slot map of all T*K slots in shared
- * memory (i16: expert, or -1 for unused/out-of-range/repeated slots); warp w
- * of CTA b owns expert b*ROUTE_WARPS + w and ranks the tokens that name it
- * in token order with ballots. CTA 0 also counts dropped slots and, thread 0,
- * takes the call's sequence number.
- */
-#define ROUTE_WARPS 16
+#define DISPATCH_THREADS 256
+#define DISPATCH_WARPS (DISPATCH_THREADS / DFM_WARP)
+/* Pack: one warp copies PACK_SEG 16-byte chunks of a row per unit. */
+#define PACK_SEG 64
 
-static __global__ void __launch_bounds__(ROUTE_WARPS * DFM_WARP)
-    route_kernel(const __grid_constant__ dfm_cuda_world_t w,
-                 const __grid_constant__ dfm_cuda_op_t op) {
-    extern __shared__ int16_t s_first[]; /* [T*K] */
-    __shared__ int s_dropped;
-    const int T = op.num_tokens, K = op.num_topk, E = w.num_experts;
-    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+/* Largest dynamic shared memory of the kernel: the bitmap [E][ceil(T/32)]
+ * u32 at E = DFM_MAX_EXPERTS, T = DFM_MAX_TOKENS (128 KB). */
+#define DISPATCH_MAX_SMEM ((size_t)DFM_MAX_EXPERTS * (DFM_MAX_TOKENS / 32) * 4)
 
-    if (blockIdx.x == 0 && tid == 0) {
-        s_dropped = 0;
-        dfm_cuda_state_t *st = w.st;
-        unsigned long long seq = st->seq + 1;
-        st->seq = seq;
-        st->cur_seq = seq;
-        if (op.kind == DFM_CUDA_OP_DISPATCH) {
-            st->pend[st->pend_tail & 1u] = seq;
-            st->pend_tail++;
+static __host__ __device__ __forceinline__ int bitmap_words(int T) {
+    return T > 0 ? (T + 31) / 32 : 1;
+}
+
+/* 16 codes of a row (fp8/int8) or 8 (bf16) from x, as one 16-byte word. */
+static __device__ __forceinline__ uint32_t code1(float v, float s, dfm_quant_t q) {
+    if (s == 0.0f) return 0u;
+    if (q == DFM_QUANT_FP8) return dfm_f32_to_e4m3(v / s);
+    return (uint32_t)(uint8_t)dfm_f32_to_int8(v / s);
+}
+
+static __device__ __forceinline__ uint4 codes16(const uint16_t *xr, int c, float s, dfm_quant_t q) {
+    uint32_t o[4];
+    if (q == DFM_QUANT_BF16) {
+        const uint4 v = *(const uint4 *)(xr + (size_t)c * 8);
+        const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            o[i] = dfm_dev_f32_to_bf16(dfm_bf16_lo(u[i])) |
+                   (dfm_dev_f32_to_bf16(dfm_bf16_hi(u[i])) << 16);
+    } else {
+        const uint4 a = *(const uint4 *)(xr + (size_t)c * 16);
+        const uint4 b = *(const uint4 *)(xr + (size_t)c * 16 + 8);
+        const uint32_t u[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const uint32_t p = u[2 * i], r = u[2 * i + 1];
+            o[i] = code1(dfm_bf16_lo(p), s, q) | (code1(dfm_bf16_hi(p), s, q) << 8) |
+                   (code1(dfm_bf16_lo(r), s, q) << 16) | (code1(dfm_bf16_hi(r), s, q) << 24);
         }
     }
+    return make_uint4(o[0], o[1], o[2], o[3]);
+}
+
+/* ---- the kernel ---------------------------------------------------------------
+ *
+ * Reads  topk_idx [T][K] i64 and x [T][H] bf16 (caller), st->seq.
+ * Writes, on the owner rank of each distinct valid expert e of token t
+ *        (local expert g = e % G, row (g, me, j), j = the ordinal of t among
+ *        this rank's tokens naming e):
+ *          recv_rows[half][row]  H codes   recv_scale[half][row]  f32
+ *          recv_meta[half][row]  t * Kmax + k
+ *        and, from the last CTA to arrive, on every rank dst:
+ *          recv_counts[half][me][g], src_info[half][me] = {quant, K, T, dropped},
+ *          dispatch_flag[half][me] = seq (release, system scope);
+ *        st->seq/cur_seq (and pend for a dispatch).
+ *        After the wait (bounded, one thread per source): row_begin/row_count
+ *        [G][R], row_total [G], ep_recv_count [G*R] (g*R + src),
+ *        async->invalid_expert (last CTA); for dfm_dispatch also recv_x,
+ *        recv_scale, recv_src_info, layout_range, recv_count (SPEC 5).
+ * Shared: bits [E][ceil(T/32)] u32, bit t of expert e set when a first slot
+ *        of token t names e (so j = bits of e below t); reused for the scan
+ *        of the received counts once the counts are published.
+ * Roles: work unit (t, p) = part p of P of token t's codes: the CTA computes
+ *        the row's amax (block reduction over all H), each thread quantizes
+ *        16-byte chunks (IEEE division per element: bit-identical to the CPU
+ *        backend) and stores each to every destination. Pack: warp unit
+ *        (packed row, PACK_SEG chunks), 16 bytes per lane.
+ */
+static __global__ void __launch_bounds__(DISPATCH_THREADS)
+    dispatch_kernel(const __grid_constant__ dfm_cuda_world_t w,
+                    const __grid_constant__ dfm_cuda_op_t op, int parts) {
+    extern __shared__ uint32_t s_bits[]; /* [E][W], later the scan [G*R + 1] */
+    __shared__ float s_red[32];
+    __shared__ int s_dropped, s_last;
+    __shared__ size_t s_dst[DFM_MAX_TOPK]; /* row offset in peer[s_rank[k]], or none */
+    __shared__ int s_rank[DFM_MAX_TOPK];
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int T = op.num_tokens, K = op.num_topk, E = w.num_experts;
+    const int G = w.num_local_experts, R = w.num_ranks, M = w.num_max, H = w.hidden;
+    const int W = bitmap_words(T);
+    const dfm_quant_t q = (dfm_quant_t)op.quant;
+    const int chunks = (int)((size_t)H * dfm_code_bytes(q) / 16);
+    const unsigned long long seq = *(volatile unsigned long long *)&w.st->seq + 1;
+    const int half = dfm_seq_half(seq);
+
+    /* Route: the first-slot bitmap of the whole batch. */
+    for (int i = tid; i < E * W; i += DISPATCH_THREADS) s_bits[i] = 0u;
+    if (tid == 0) s_dropped = 0;
     __syncthreads();
-    for (int i = tid; i < T * K; i += blockDim.x) {
+    for (int i = tid; i < T * K; i += DISPATCH_THREADS) {
         const int t = i / K, k = i % K;
         const int64_t *row = op.topk_idx + (size_t)t * K;
         const int64_t e = row[k];
-        int first = e >= 0 && e < E;
-        for (int j = 0; j < k && first; j++)
-            if (row[j] == e) first = 0;
-        s_first[i] = first ? (int16_t)e : (int16_t)-1;
-        if (blockIdx.x == 0 && (e < -1 || e >= E)) atomicAdd(&s_dropped, 1);
+        if (e < -1 || e >= E) atomicAdd(&s_dropped, 1);
+        if (dfm_slot_is_first(row, k, E)) atomicOr(&s_bits[(int)e * W + (t >> 5)], 1u << (t & 31));
     }
     __syncthreads();
-    if (blockIdx.x == 0 && tid == 0) w.st->dropped = s_dropped;
 
-    const int e = blockIdx.x * ROUTE_WARPS + warp;
-    if (e >= E) return;
-    int base = 0;
-    for (int t0 = 0; t0 < T; t0 += DFM_WARP) {
-        const int t = t0 + lane;
-        int hit = -1;
-        if (t < T)
-            for (int k = 0; k < K; k++)
-                if (s_first[t * K + k] == e) hit = k;
-        const unsigned int ballot = __ballot_sync(0xffffffffu, hit >= 0);
-        if (hit >= 0)
-            w.tok_pos[(size_t)t * w.max_topk + hit] =
-                base + __popc(ballot & ((1u << lane) - 1u));
-        base += __popc(ballot);
-    }
-    if (lane == 0) w.tok_count[e] = base;
-}
-
-/* ---- send -------------------------------------------------------------------
- *
- * Reads  x [T][H] bf16, topk_idx, tok_pos, tok_count, st->cur_seq.
- * Writes, on the owner rank of each distinct valid expert e of token t
- *        (local expert g = e % G, row (g, me, j = tok_pos[t][k])):
- *          recv_rows[half][row]  H codes   recv_scale[half][row]  f32
- *          recv_meta[half][row]  t * Kmax + k
- *        and, from the last CTA to finish, on every rank dst:
- *          recv_counts[half][me][g] = tok_count[dst*G + g]
- *          src_info[half][me] = {quant, K, T, dropped}
- *          dispatch_flag[half][me] = seq (release, system scope)
- * Roles: CTA t quantizes token t once into shared memory (amax by block
- * reduction, s = amax/qmax, IEEE division per element: bit-identical to the
- * CPU backend through dfm_code_store) and copies the codes to each
- * destination with 16-byte stores. Grid max(T, 1) so that T = 0 still signals.
- */
-#define SEND_THREADS 256
-
-static __global__ void __launch_bounds__(SEND_THREADS)
-    send_kernel(const __grid_constant__ dfm_cuda_world_t w,
-                const __grid_constant__ dfm_cuda_op_t op) {
-    extern __shared__ __align__(16) unsigned char s_codes[]; /* H * code bytes */
-    __shared__ float s_red[32];
-    __shared__ int s_last;
-    const int tid = threadIdx.x, t = blockIdx.x;
-    const int H = w.hidden, K = op.num_topk, G = w.num_local_experts, E = w.num_experts;
-    const dfm_quant_t q = (dfm_quant_t)op.quant;
-    const size_t cb = dfm_code_bytes(q);
-    const unsigned long long seq = w.st->cur_seq;
-    const int half = dfm_seq_half(seq);
-
-    if (t < op.num_tokens) {
+    /* Quantize and send. */
+    for (int u = blockIdx.x; u < T * parts; u += gridDim.x) {
+        const int t = u / parts, p = u % parts;
         const uint16_t *xr = op.x + (size_t)t * H;
         float amax = 0.0f;
-        for (int i = tid * 8; i < H; i += SEND_THREADS * 8) {
+        for (int i = tid * 8; i < H; i += DISPATCH_THREADS * 8) {
             const uint4 v = *(const uint4 *)(xr + i);
-            const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+            const uint32_t uu[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
             for (int c = 0; c < 4; c++)
-                amax = fmaxf(amax, fmaxf(fabsf(dfm_bf16_lo(u[c])), fabsf(dfm_bf16_hi(u[c]))));
+                amax = fmaxf(amax, fmaxf(fabsf(dfm_bf16_lo(uu[c])), fabsf(dfm_bf16_hi(uu[c]))));
         }
-        amax = dfm_block_max(amax, s_red);
+        if (tid < K) {
+            const int64_t *ir = op.topk_idx + (size_t)t * K;
+            size_t off = (size_t)-1;
+            int dst = 0;
+            if (dfm_slot_is_first(ir, tid, E)) {
+                const int e = (int)ir[tid];
+                const uint32_t *b = s_bits + (size_t)e * W;
+                int j = __popc(b[t >> 5] & ((1u << (t & 31)) - 1u));
+                for (int x = 0; x < (t >> 5); x++) j += __popc(b[x]);
+                dst = e / G;
+                off = dfm_recv_row(&w.L, e % G, w.rank, j);
+            }
+            s_dst[tid] = off;
+            s_rank[tid] = dst;
+        }
+        amax = dfm_block_max(amax, s_red); /* also orders s_dst/s_rank */
         const float s = dfm_quant_scale(amax, q);
-        for (int i = tid; i < H; i += SEND_THREADS)
-            dfm_code_store(s_codes, (size_t)i, dfm_bf16_to_f32(xr[i]), s, q);
-        __syncthreads();
-
-        const int64_t *ir = op.topk_idx + (size_t)t * K;
-        const int chunks = (int)(H * cb / 16);
-        for (int k = 0; k < K; k++) {
-            const int64_t e = ir[k];
-            int first = e >= 0 && e < E;
-            for (int j = 0; j < k && first; j++)
-                if (ir[j] == e) first = 0;
-            if (!first) continue;
-            const int dst = (int)(e / G), g = (int)(e % G);
-            const int j = w.tok_pos[(size_t)t * w.max_topk + k];
-            const size_t row = dfm_recv_row(&w.L, g, w.rank, j);
-            char *base = w.peer[dst];
-            uint4 *drow = (uint4 *)(base + dfm_off_recv_rows(&w.L, half, row));
-            const uint4 *srow = (const uint4 *)s_codes;
-            for (int c = tid; c < chunks; c += SEND_THREADS) drow[c] = srow[c];
-            if (tid == 0) {
-                *(float *)(base + dfm_off_recv_scale(&w.L, half, row)) = s;
-                *(int32_t *)(base + dfm_off_recv_meta(&w.L, half, row)) = t * w.max_topk + k;
+        const int c0 = (int)((long long)chunks * p / parts);
+        const int c1 = (int)((long long)chunks * (p + 1) / parts);
+        for (int c = c0 + tid; c < c1; c += DISPATCH_THREADS) {
+            const uint4 v = codes16(xr, c, s, q);
+            for (int k = 0; k < K; k++) {
+                const size_t row = s_dst[k];
+                if (row == (size_t)-1) continue;
+                uint4 *d = (uint4 *)(w.peer[s_rank[k]] + dfm_off_recv_rows(&w.L, half, row));
+                d[c] = v;
             }
         }
+        if (p == 0 && tid < K && s_dst[tid] != (size_t)-1) {
+            char *base = w.peer[s_rank[tid]];
+            *(float *)(base + dfm_off_recv_scale(&w.L, half, s_dst[tid])) = s;
+            *(int32_t *)(base + dfm_off_recv_meta(&w.L, half, s_dst[tid])) = t * w.max_topk + tid;
+        }
+        __syncthreads(); /* s_dst is rewritten by the next unit */
     }
 
-    /* Last CTA out publishes the counts and raises the flags. */
+    /* Arrive; the last CTA publishes the counts and raises the flags. Every
+     * thread fences its own stores to peers before the CTA counts as done. */
     __threadfence_system();
     __syncthreads();
     if (tid == 0) s_last = atomicAdd(&w.st->send_done, 1u) == gridDim.x - 1;
     __syncthreads();
-    if (!s_last) return;
-    __threadfence();
-    const int R = w.num_ranks;
-    for (int i = tid; i < R * G; i += SEND_THREADS) {
-        const int dst = i / G, g = i % G;
-        int32_t *cnt = (int32_t *)(w.peer[dst] + dfm_off_recv_counts(&w.L, half, w.rank));
-        cnt[g] = w.tok_count[i];
+    const int last = s_last;
+    if (last) {
+        __threadfence();
+        for (int i = tid; i < R * G; i += DISPATCH_THREADS) {
+            const uint32_t *b = s_bits + (size_t)i * W;
+            int n = 0;
+            for (int x = 0; x < W; x++) n += __popc(b[x]);
+            const int dst = i / G, g = i % G;
+            ((int32_t *)(w.peer[dst] + dfm_off_recv_counts(&w.L, half, w.rank)))[g] = n;
+        }
+        if (tid < R) {
+            int32_t *info = (int32_t *)(w.peer[tid] + dfm_off_src_info(&w.L, half, w.rank));
+            info[DFM_INFO_QUANT] = op.quant;
+            info[DFM_INFO_TOPK] = K;
+            info[DFM_INFO_TOKENS] = T;
+            info[DFM_INFO_DROPPED] = s_dropped;
+        }
+        if (tid == 0) {
+            dfm_cuda_state_t *st = w.st;
+            st->seq = seq;
+            st->cur_seq = seq;
+            if (op.kind == DFM_CUDA_OP_DISPATCH) {
+                st->pend[st->pend_tail & 1u] = seq;
+                st->pend_tail++;
+            }
+            st->send_done = 0;
+        }
+        __threadfence_system();
+        __syncthreads();
+        if (tid < R)
+            dfm_st_release_sys(w.peer[tid] + dfm_off_dispatch_flag(&w.L, half, w.rank), seq);
     }
-    if (tid < R) {
-        int32_t *info = (int32_t *)(w.peer[tid] + dfm_off_src_info(&w.L, half, w.rank));
-        info[DFM_INFO_QUANT] = op.quant;
-        info[DFM_INFO_TOPK] = K;
-        info[DFM_INFO_TOKENS] = op.num_tokens;
-        info[DFM_INFO_DROPPED] = w.st->dropped;
-    }
-    __threadfence_system();
-    __syncthreads();
-    if (tid < R) dfm_st_release_sys(w.peer[tid] + dfm_off_dispatch_flag(&w.L, half, w.rank), seq);
-    if (tid == 0) w.st->send_done = 0;
-}
+    if (!last && op.kind != DFM_CUDA_OP_DISPATCH) return;
 
-/* ---- wait -------------------------------------------------------------------
- *
- * Reads  dispatch_flag[half][*], recv_counts[half][*][*], src_info[half][*]
- *        of this rank's region.
- * Writes row_begin/row_count [G][R], row_total [G], ep_recv_count [G*R]
- *        (optional, g*R + src), async->invalid_expert when a rank dropped
- *        slots. One CTA: thread src < R waits for src's flag (bounded); then
- *        thread g < G (strided) builds expert g's packed row ranges. Counts
- *        are clamped to [0, M], so a timed-out call cannot index out of range.
- */
-#define WAIT_THREADS 256
-
-static __global__ void __launch_bounds__(WAIT_THREADS)
-    wait_kernel(const __grid_constant__ dfm_cuda_world_t w,
-                const __grid_constant__ dfm_cuda_op_t op) {
-    const int tid = threadIdx.x, R = w.num_ranks, G = w.num_local_experts, M = w.num_max;
-    const unsigned long long seq = w.st->cur_seq;
-    const int half = dfm_seq_half(seq);
+    /* Wait for every source (bounded), one thread per source. */
     const char *local = w.peer[w.rank];
     if (tid < R)
         dfm_wait_flag(&w, local + dfm_off_dispatch_flag(&w.L, half, tid), seq, tid,
                       DFM_CUDA_WAIT_DISPATCH);
     __syncthreads();
-    for (int g = tid; g < G; g += WAIT_THREADS) {
-        int begin = 0;
-        for (int src = 0; src < R; src++) {
-            int c = ((const int32_t *)(local + dfm_off_recv_counts(&w.L, half, src)))[g];
-            c = c < 0 ? 0 : (c > M ? M : c);
-            w.row_begin[g * R + src] = begin;
-            w.row_count[g * R + src] = c;
-            if (op.ep_recv_count) op.ep_recv_count[g * R + src] = c;
-            begin += c;
-        }
-        w.row_total[g] = begin;
-    }
-    if (tid == 0) {
-        int dropped = 0;
-        for (int src = 0; src < R; src++)
-            dropped += ((const int32_t *)(local + dfm_off_src_info(&w.L, half, src)))[DFM_INFO_DROPPED];
-        if (dropped > 0) {
-            w.async->invalid_expert = (unsigned int)dropped;
-            __threadfence_system();
-        }
-    }
-}
+    int *scan = (int *)s_bits;
+    dfm_recv_scan(&w, half, scan);
 
-/* ---- pack (dfm_dispatch only) -------------------------------------------------
- *
- * Reads  recv_rows/scale/meta[half] of this rank's region, row_begin/count.
- * Writes recv_x [G][R*M][H] codes: row begin(g,src)+j = slot (g, src, j);
- *        recv_scale [G][R*M]; recv_src_info [G][R*M] = src*M + token;
- *        layout_range [G][R] = begin << 32 | count; recv_count [G].
- * Rows past recv_count[g] are left as they were.
- * Roles: CTA (g*R + src, y); warp w copies rows j = y*8 + w, stepping by
- * gridDim.y*8, 16 bytes per lane.
- */
-#define PACK_THREADS 256
-#define PACK_SPLIT 4
-
-static __global__ void __launch_bounds__(PACK_THREADS)
-    pack_kernel(const __grid_constant__ dfm_cuda_world_t w,
-                const __grid_constant__ dfm_cuda_op_t op) {
-    const int R = w.num_ranks, M = w.num_max, H = w.hidden;
-    const int g = blockIdx.x / R, src = blockIdx.x % R;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    const unsigned long long seq = w.st->cur_seq;
-    const int half = dfm_seq_half(seq);
-    const char *local = w.peer[w.rank];
-    const size_t cb = dfm_code_bytes((dfm_quant_t)op.quant), row_bytes = (size_t)H * cb;
-    const int begin = w.row_begin[g * R + src], count = w.row_count[g * R + src];
-    if (blockIdx.y == 0 && threadIdx.x == 0) {
-        op.layout_range[g * R + src] = ((int64_t)begin << 32) | (int64_t)count;
-        if (src == 0) op.recv_count[g] = w.row_total[g];
+    if (last) {
+        for (int i = tid; i < G * R; i += DISPATCH_THREADS) {
+            const int g = i / R;
+            const int begin = scan[i] - scan[g * R], count = scan[i + 1] - scan[i];
+            w.row_begin[i] = begin;
+            w.row_count[i] = count;
+            if (op.ep_recv_count) op.ep_recv_count[i] = count;
+            if (op.kind == DFM_CUDA_OP_DISPATCH)
+                op.layout_range[i] = ((int64_t)begin << 32) | (int64_t)count;
+        }
+        for (int g = tid; g < G; g += DISPATCH_THREADS) {
+            const int total = scan[(g + 1) * R] - scan[g * R];
+            w.row_total[g] = total;
+            if (op.kind == DFM_CUDA_OP_DISPATCH) op.recv_count[g] = total;
+        }
+        if (tid == 0) {
+            int dropped = 0;
+            for (int src = 0; src < R; src++) {
+                const int32_t *info = (const int32_t *)(local + dfm_off_src_info(&w.L, half, src));
+                dropped += info[DFM_INFO_DROPPED];
+            }
+            if (dropped > 0) {
+                w.async->invalid_expert = (unsigned int)dropped;
+                __threadfence_system();
+            }
+        }
     }
-    const int warps = PACK_THREADS / DFM_WARP;
-    for (int j = blockIdx.y * warps + warp; j < count; j += gridDim.y * warps) {
+    if (op.kind != DFM_CUDA_OP_DISPATCH) return;
+
+    /* Pack: packed row r (flat over g, src, j) of expert g is recv_x row
+     * g*R*M + (r - scan[g*R]). */
+    const size_t row_bytes = (size_t)H * dfm_code_bytes(q);
+    const int segs = (chunks + PACK_SEG - 1) / PACK_SEG;
+    const long long units = (long long)scan[G * R] * segs;
+    for (long long u = (long long)blockIdx.x * DISPATCH_WARPS + warp; u < units;
+         u += (long long)gridDim.x * DISPATCH_WARPS) {
+        const int r = (int)(u / segs), sg = (int)(u % segs);
+        int lo = 0, hi = G * R - 1; /* last i with scan[i] <= r */
+        while (lo < hi) {
+            const int mid = (lo + hi + 1) >> 1;
+            lo = scan[mid] <= r ? mid : lo;
+            hi = scan[mid] <= r ? hi : mid - 1;
+        }
+        const int g = lo / R, src = lo % R, j = r - scan[lo];
         const size_t row = dfm_recv_row(&w.L, g, src, j);
-        const size_t p = (size_t)g * R * M + (size_t)(begin + j);
+        const size_t pr = (size_t)g * R * M + (size_t)(r - scan[g * R]);
         const uint4 *s = (const uint4 *)(local + dfm_off_recv_rows(&w.L, half, row));
-        uint4 *d = (uint4 *)((char *)op.recv_x + p * row_bytes);
-        for (size_t c = lane; c < row_bytes / 16; c += DFM_WARP) d[c] = s[c];
-        if (lane == 0) {
-            op.recv_scale[p] = *(const float *)(local + dfm_off_recv_scale(&w.L, half, row));
+        uint4 *d = (uint4 *)((char *)op.recv_x + pr * row_bytes);
+        const int c1 = min(chunks, (sg + 1) * PACK_SEG);
+        for (int c = sg * PACK_SEG + lane; c < c1; c += DFM_WARP) d[c] = s[c];
+        if (sg == 0 && lane == 0) {
+            op.recv_scale[pr] = *(const float *)(local + dfm_off_recv_scale(&w.L, half, row));
             if (op.recv_src_info) {
                 const int meta = *(const int32_t *)(local + dfm_off_recv_meta(&w.L, half, row));
-                op.recv_src_info[p] = src * M + meta / w.max_topk;
+                op.recv_src_info[pr] = src * M + meta / w.max_topk;
             }
         }
     }
 }
 
-/* ---- launchers and entry ------------------------------------------------------ */
+/* ---- launcher and entry ------------------------------------------------------------ */
 
-static cudaError_t route_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
-                                cudaStream_t stream) {
-    const int blocks = (w->num_experts + ROUTE_WARPS - 1) / ROUTE_WARPS;
-    const size_t smem = (size_t)op->num_tokens * op->num_topk * sizeof(int16_t);
-    route_kernel<<<blocks, ROUTE_WARPS * DFM_WARP, smem, stream>>>(*w, *op);
-    return cudaGetLastError();
-}
-
-static cudaError_t send_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
-                               cudaStream_t stream) {
-    const int blocks = op->num_tokens > 0 ? op->num_tokens : 1;
-    const size_t smem = (size_t)w->hidden * dfm_code_bytes((dfm_quant_t)op->quant);
-    send_kernel<<<blocks, SEND_THREADS, smem, stream>>>(*w, *op);
-    return cudaGetLastError();
-}
-
-static cudaError_t wait_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
-                               cudaStream_t stream) {
-    wait_kernel<<<1, WAIT_THREADS, 0, stream>>>(*w, *op);
-    return cudaGetLastError();
-}
-
-static cudaError_t pack_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
-                               cudaStream_t stream) {
-    const dim3 grid((unsigned)(w->num_local_experts * w->num_ranks), PACK_SPLIT);
-    pack_kernel<<<grid, PACK_THREADS, 0, stream>>>(*w, *op);
-    return cudaGetLastError();
+cudaError_t dfm_cuda_comm_init(void) {
+    return cudaFuncSetAttribute(dispatch_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                (int)DISPATCH_MAX_SMEM);
 }
 
 cudaError_t dfm_cuda_dispatch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
                               cudaStream_t stream) {
-    /* Shared memory stays under 48 KB: T*K*2 <= 32 KB (route), H*2 <= 32 KB
-     * (send), so no opt-in is needed. */
-    cudaError_t err = route_launch(w, op, stream);
-    if (err == cudaSuccess) err = send_launch(w, op, stream);
-    if (err == cudaSuccess) err = wait_launch(w, op, stream);
-    if (err == cudaSuccess && op->kind == DFM_CUDA_OP_DISPATCH) err = pack_launch(w, op, stream);
-    return err;
+    const int T = op->num_tokens, sms = w->num_sms > 0 ? w->num_sms : 1;
+    const int chunks = (int)((size_t)w->hidden * dfm_code_bytes((dfm_quant_t)op->quant) / 16);
+    /* Parts per token: enough units to cover the SMs, each >= 32 chunks. */
+    int parts = T > 0 ? sms / T : 1;
+    if (parts > chunks / 32) parts = chunks / 32;
+    if (parts < 1) parts = 1;
+    int grid = T * parts;
+    if (op->kind == DFM_CUDA_OP_DISPATCH || grid > sms) grid = sms; /* pack uses them all */
+    if (grid < 1) grid = 1;
+    const int E = w->num_experts;
+    size_t smem = (size_t)E * bitmap_words(T) * 4;
+    if (smem < (size_t)(w->num_local_experts * w->num_ranks + 1) * 4)
+        smem = (size_t)(w->num_local_experts * w->num_ranks + 1) * 4;
+    dispatch_kernel<<<grid, DISPATCH_THREADS, smem, stream>>>(*w, *op, parts);
+    return cudaGetLastError();
 }

@@ -7,8 +7,11 @@
  *
  * Two GEMM implementations:
  *   - the default: swap-AB wgmma + TMA persistent grouped GEMM of
- *     gemm_wgmma.cuh (dev/cuda/gemm_wgmma.cu version 1; QGMMA/IGMMA/HGMMA,
- *     weights streamed once per token pass of up to 128 rows per expert);
+ *     gemm_wgmma.cuh (QGMMA/IGMMA/HGMMA, weights streamed once per token
+ *     pass of up to 128 rows per expert), version 3 (ring sized from the
+ *     launch's widest item, few large A boxes); DFM_CUDA_GEMM=v2 selects
+ *     version 2 (fixed 5-stage ring, 8-row A boxes). Tensor maps are cached
+ *     per host thread, keyed by base pointer, shape, stride and box;
  *   - the fallback: mma.sync (m16n8k32 e4m3/s8, m16n8k16 bf16) with a
  *     3-stage cp.async pipeline (issue 3's kernel), used when a tensor map
  *     cannot be built (driver entry point missing, weights not 16-byte
@@ -393,38 +396,97 @@ struct combine_out_t {
     }
 };
 
-static const void *wg_kernel(int quant, int phase) {
+template <int VER> static const void *wg_kernel_v(int quant, int phase) {
     if (quant == DFM_QUANT_FP8)
-        return phase == 1 ? (const void *)wg_gemm_kernel<DFM_QUANT_FP8, 1, combine_out_t>
-                          : (const void *)wg_gemm_kernel<DFM_QUANT_FP8, 2, combine_out_t>;
+        return phase == 1 ? (const void *)wg_gemm_kernel<DFM_QUANT_FP8, 1, VER, combine_out_t>
+                          : (const void *)wg_gemm_kernel<DFM_QUANT_FP8, 2, VER, combine_out_t>;
     if (quant == DFM_QUANT_INT8)
-        return phase == 1 ? (const void *)wg_gemm_kernel<DFM_QUANT_INT8, 1, combine_out_t>
-                          : (const void *)wg_gemm_kernel<DFM_QUANT_INT8, 2, combine_out_t>;
-    return phase == 1 ? (const void *)wg_gemm_kernel<DFM_QUANT_BF16, 1, combine_out_t>
-                      : (const void *)wg_gemm_kernel<DFM_QUANT_BF16, 2, combine_out_t>;
+        return phase == 1 ? (const void *)wg_gemm_kernel<DFM_QUANT_INT8, 1, VER, combine_out_t>
+                          : (const void *)wg_gemm_kernel<DFM_QUANT_INT8, 2, VER, combine_out_t>;
+    return phase == 1 ? (const void *)wg_gemm_kernel<DFM_QUANT_BF16, 1, VER, combine_out_t>
+                      : (const void *)wg_gemm_kernel<DFM_QUANT_BF16, 2, VER, combine_out_t>;
+}
+static const void *wg_kernel(int quant, int phase, int ver) {
+    return ver == 2 ? wg_kernel_v<2>(quant, phase) : wg_kernel_v<3>(quant, phase);
 }
 
 static int wg_num_sms;
 static int wg_disabled; /* DFM_CUDA_GEMM=mma */
+static int wg_version;  /* 3, or 2 with DFM_CUDA_GEMM=v2 */
+static int wg_smem3[DFM_NUM_QUANT][2]; /* version 3's dynamic shared memory */
 
 cudaError_t dfm_cuda_experts_init(void) {
+    const char *e = getenv("DFM_CUDA_GEMM");
+    wg_disabled = e && !strcmp(e, "mma");
+    wg_version = e && !strcmp(e, "v2") ? 2 : 3;
     for (int q = 0; q < DFM_NUM_QUANT; q++)
         for (int phase = 1; phase <= 2; phase++) {
             cudaError_t err = cudaFuncSetAttribute(gemm_kernel(q, phase),
                                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                    GEMM_SMEM_BYTES);
             if (err == cudaSuccess)
-                err = cudaFuncSetAttribute(wg_kernel(q, phase),
+                err = cudaFuncSetAttribute(wg_kernel(q, phase, 2),
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, WG_SMEM_BYTES);
+            if (err != cudaSuccess) return err;
+            const int sm3 = wg_v3_smem(wg_kernel(q, phase, 3));
+            wg_smem3[q][phase - 1] = sm3;
+            if (sm3 <= 0) return cudaErrorInvalidValue;
+            err = cudaFuncSetAttribute(wg_kernel(q, phase, 3), cudaFuncAttributeMaxDynamicSharedMemorySize, sm3);
             if (err != cudaSuccess) return err;
         }
     int dev = 0;
     cudaError_t err = cudaGetDevice(&dev);
     if (err == cudaSuccess)
         err = cudaDeviceGetAttribute(&wg_num_sms, cudaDevAttrMultiProcessorCount, dev);
-    const char *e = getenv("DFM_CUDA_GEMM");
-    wg_disabled = e && !strcmp(e, "mma");
     return err;
+}
+
+/* Tensor maps, cached per host thread (each rank of -p threads is a thread):
+ * a map is a pure function of (base, rows, k_bytes, stride, box rows), and is
+ * copied into the launch's parameters, so reusing one is always safe. */
+#define WG_MAP_CACHE 64
+typedef struct {
+    const void *base;
+    long long rows;
+    size_t stride;
+    int k_bytes, box, used;
+    CUtensorMap map;
+} wg_map_ent_t;
+static thread_local wg_map_ent_t wg_maps[WG_MAP_CACHE];
+static thread_local int wg_maps_next;
+
+static int wg_cached_map(CUtensorMap *m, const void *base, long long rows, int k_bytes, size_t stride,
+                         int box) {
+    for (int i = 0; i < WG_MAP_CACHE; i++) {
+        const wg_map_ent_t *c = &wg_maps[i];
+        if (c->used && c->base == base && c->rows == rows && c->stride == stride && c->k_bytes == k_bytes &&
+            c->box == box) {
+            *m = c->map;
+            return 0;
+        }
+    }
+    const int r = wg_make_map(m, base, rows, k_bytes, stride, box);
+    if (r) return r;
+    wg_map_ent_t *c = &wg_maps[wg_maps_next];
+    wg_maps_next = (wg_maps_next + 1) % WG_MAP_CACHE;
+    c->base = base; c->rows = rows; c->stride = stride; c->k_bytes = k_bytes; c->box = box; c->used = 1;
+    c->map = *m;
+    return 0;
+}
+
+/* W map (box 128 rows) and the A maps (version 3: 8..128-row boxes; version
+ * 2: the 8-row map in every slot). */
+static int wg_build_maps(CUtensorMap tm[1 + WG_A_MAPS], const void *w, long long w_rows, const void *a,
+                         long long a_rows, int k_bytes, size_t a_stride, int ver) {
+    if (wg_cached_map(&tm[0], w, w_rows, k_bytes, (size_t)k_bytes, 128)) return -1;
+    for (int i = 0; i < WG_A_MAPS; i++) {
+        if (ver == 2 && i > 0) {
+            tm[1 + i] = tm[1];
+            continue;
+        }
+        if (wg_cached_map(&tm[1 + i], a, a_rows, k_bytes, a_stride, 8 << i)) return -1;
+    }
+    return 0;
 }
 
 /* Launch one wgmma GEMM; returns cudaErrorNotSupported (nothing launched)
@@ -435,8 +497,9 @@ static cudaError_t wg_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
     const int H = w->hidden, I = w->inter;
     const int cb = op->quant == DFM_QUANT_BF16 ? 2 : 1;
     const long long rows = (long long)G * R * M;
+    const int ver = wg_version;
     char *local = w->peer[w->rank];
-    CUtensorMap tm_w, tm_a;
+    CUtensorMap tm[1 + WG_A_MAPS];
     wg_gemm_args_t a;
     memset(&a, 0, sizeof a);
     a.G = G; a.R = R; a.M = M;
@@ -450,9 +513,8 @@ static cudaError_t wg_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
         a.cur_seq = &w->st->cur_seq;
         a.half_rows = rows;
         a.act = w->act;
-        if (wg_make_map(&tm_w, op->w1, (long long)G * 2 * I, H * cb, (size_t)H * cb, 128) ||
-            wg_make_map(&tm_a, local + dfm_off_recv_rows(&w->L, 0, 0), 2 * rows, H * cb,
-                        w->L.row_bytes, 8))
+        if (wg_build_maps(tm, op->w1, (long long)G * 2 * I, local + dfm_off_recv_rows(&w->L, 0, 0), 2 * rows,
+                          H * cb, w->L.row_bytes, ver))
             return cudaErrorNotSupported;
     } else {
         a.n_out = H;
@@ -461,15 +523,16 @@ static cudaError_t wg_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
         a.b_scale = op->w2_scale;
         a.cur_seq = &w->st->cur_seq; /* the combine slots' half */
         a.half_rows = 0;              /* act_q has one half */
-        if (wg_make_map(&tm_w, op->w2, (long long)G * H, I * cb, (size_t)I * cb, 128) ||
-            wg_make_map(&tm_a, w->act_q, rows, I * cb, (size_t)I * cb, 8))
+        if (wg_build_maps(tm, op->w2, (long long)G * H, w->act_q, rows, I * cb, (size_t)I * cb, ver))
             return cudaErrorNotSupported;
     }
     combine_out_t out;
     out.w = *w;
-    void *args[] = {(void *)&tm_w, (void *)&tm_a, (void *)&a, (void *)&out};
-    return cudaLaunchKernel(wg_kernel(op->quant, phase), dim3((unsigned)wg_num_sms), dim3(WG_THREADS),
-                            args, WG_SMEM_BYTES, stream);
+    void *args[] = {(void *)&tm[0], (void *)&tm[1], (void *)&tm[2], (void *)&tm[3],
+                    (void *)&tm[4], (void *)&tm[5], (void *)&a,     (void *)&out};
+    const size_t smem = ver == 2 ? WG_SMEM_BYTES : (size_t)wg_smem3[op->quant][phase - 1];
+    return cudaLaunchKernel(wg_kernel(op->quant, phase, ver), dim3((unsigned)wg_num_sms), dim3(WG_THREADS),
+                            args, smem, stream);
 }
 
 static int wg_usable(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op) {

@@ -9,6 +9,15 @@
  * every weight byte is read from HBM once per token pass. Both operands are
  * K-major in shared memory with the 128-byte swizzle that TMA writes.
  *
+ * Two versions, picked by the template parameter VER (docs/PERF_NOTES.md):
+ *   2  fixed ring of WG_STAGES x (16 KB W + 16 KB A), one 8-row A box per
+ *      chunk (up to 16 TMA boxes per stage);
+ *   3  the ring is sized in the kernel from the widest item of the launch
+ *      (16 KB W + as many A rows as that item's wgmma N), so narrow launches
+ *      keep 8-12 weight stages in flight instead of 5; the exchange buffer is
+ *      sized the same way (GEMM2 has none); each (expert, source) run of
+ *      chunks is loaded as few large boxes (8/16/32/64/128 rows, binary
+ *      decomposition: at most popcount(chunks) boxes per source block).
  * What it leaves out: the requantization between the two GEMMs (gemm.cu),
  * split-K, clusters/multicast, and any wait on dispatch flags (fused path).
  */
@@ -32,7 +41,9 @@
 #define WG_BN 128        /* output channels per item: two m64 halves (GEMM1: gate | up) */
 #define WG_BK 128        /* bytes of K per pipeline stage (128 fp8/int8 or 64 bf16) */
 #define WG_MAXCOLS 128   /* token columns per pass (16 chunks of 8 rows) */
-#define WG_STAGES 5
+#define WG_STAGES 5       /* version 2's ring */
+#define WG_MAX_STAGES 16  /* version 3's ring (sized at run time) */
+#define WG_A_MAPS 5       /* A maps with 8, 16, 32, 64, 128-row boxes */
 #define WG_THREADS 288   /* warps 0-7: two consumer warpgroups; warp 8: producer */
 #define WG_MAX_G 1024
 #ifndef WG_PIPE
@@ -43,6 +54,14 @@
 #define WG_STAGE_BYTES (WG_W_BYTES + WG_A_BYTES)
 #define WG_XCH_BYTES (128 * (WG_MAXCOLS / 2) * 4)
 #define WG_SMEM_BYTES (WG_STAGES * WG_STAGE_BYTES + WG_XCH_BYTES + 1024)
+/* Version 3 takes all the dynamic shared memory a CTA can have: the per-block
+ * opt-in maximum less the kernel's static shared memory (host: wg_v3_smem). */
+
+/* Shared-memory ring of one launch: stages, bytes per stage (W first, then A). */
+typedef struct {
+    int nst;
+    int sb;
+} wg_ring_t;
 
 /*
  * One launch. A rows live in the TMA map tm_a: row index = half * half_rows +
@@ -103,6 +122,11 @@ static __device__ __forceinline__ void wg_commit(void) { asm volatile("wgmma.com
 static __device__ __forceinline__ void wg_wait0(void) { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
 static __device__ __forceinline__ void wg_reg_fence(float &x) { asm volatile("" : "+f"(x)::"memory"); }
 static __device__ __forceinline__ void wg_reg_fence(int &x) { asm volatile("" : "+r"(x)::"memory"); }
+static __device__ __forceinline__ uint32_t wg_dyn_smem_size(void) {
+    uint32_t r;
+    asm volatile("mov.u32 %0, %%dynamic_smem_size;" : "=r"(r));
+    return r;
+}
 static __device__ __forceinline__ void wg_bar_sync(int id, int n) {
     asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(n) : "memory");
 }
@@ -151,6 +175,11 @@ static __device__ __forceinline__ uint32_t wg_f32_to_bf16(float f) {
     if ((u & 0x7fffffffu) > 0x7f800000u) return (u >> 16) | 0x0040u;
     u += 0x7fffu + ((u >> 16) & 1u);
     return u >> 16;
+}
+
+/* The wgmma width that covers `cols` token columns (the template set of N). */
+static __host__ __device__ __forceinline__ int wg_pad_cols(int cols) {
+    return cols <= 32 ? (cols + 7) & ~7 : cols <= 48 ? 48 : cols <= 64 ? 64 : cols <= 96 ? 96 : 128;
 }
 
 /* Item v of the CTA's static schedule -> (expert g, channel tile, token pass).
@@ -202,9 +231,9 @@ static __device__ __forceinline__ int wg_chunk(const wg_gemm_args_t &p, int g, i
  */
 template <int MODE, int PHASE, int N, class OUT>
 static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const OUT &out,
-                                                  unsigned char *smem, uint64_t *s_full,
-                                                  uint64_t *s_empty, float *xch, int &it, int g,
-                                                  int tile, int pass, int half) {
+                                                  unsigned char *smem, const wg_ring_t ring,
+                                                  uint64_t *s_full, uint64_t *s_empty, float *xch,
+                                                  int &it, int g, int tile, int pass, int half) {
     constexpr int NR = N / 2;
     typedef typename std::conditional<MODE == DFM_QUANT_INT8_ID, int, float>::type acc_t;
     const int tid = threadIdx.x, t = tid & 127, wg = tid >> 7, lane = tid & 31, w4 = t >> 5;
@@ -221,9 +250,9 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
     if constexpr (!PIPE) {
         /* version 1: every stage waits for its own wgmmas before releasing */
         for (int kt = 0; kt < nk; kt++, it++) {
-            const int s = it % WG_STAGES, r = it / WG_STAGES;
+            const int s = it % ring.nst, r = it / ring.nst;
             wg_mbar_wait(&s_full[s], r & 1);
-            unsigned char *st = smem + s * WG_STAGE_BYTES;
+            unsigned char *st = smem + s * ring.sb;
             const uint32_t aw = wg_smem_u32(st) + wg * (64 * WG_BK);
             const uint32_t aa = wg_smem_u32(st + WG_W_BYTES);
             if constexpr (MODE == DFM_QUANT_FP8_ID) {
@@ -260,9 +289,9 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
          * drain between stages; stage kt-1 is released then. */
         int prev_s = -1;
         for (int kt = 0; kt < nk; kt++, it++) {
-            const int s = it % WG_STAGES, r = it / WG_STAGES;
+            const int s = it % ring.nst, r = it / ring.nst;
             wg_mbar_wait(&s_full[s], r & 1);
-            unsigned char *st = smem + s * WG_STAGE_BYTES;
+            unsigned char *st = smem + s * ring.sb;
             const uint32_t aw = wg_smem_u32(st) + wg * (64 * WG_BK);
             const uint32_t aa = wg_smem_u32(st + WG_W_BYTES);
             {
@@ -357,40 +386,51 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
 /*
  * The persistent grouped GEMM.
  *   tm_w: W [G * n_out][k_bytes] codes, box 128 x 128 bytes, 128B swizzle.
- *   tm_a: A [rows][k_bytes] codes (row stride of the buffer), box 8 x 128 bytes.
+ *   tm_a8 .. tm_a128: A [rows][k_bytes] codes (row stride of the buffer), boxes
+ *     of 8 .. 128 rows x 128 bytes (version 2 uses tm_a8 alone).
  *   PHASE 1 writes act[phys][I] at channel tile*64 + c: silu(gate) * up in fp32,
  *     gate = (acc * s_a) * s1[ch], up likewise (SPEC 3.2 steps 2-4).
  *   PHASE 2 writes bf16((acc * s_b) * s2[ch]) at out.row(g, src, j, phys, half)[ch].
- * Roles: warp 8 lane 0 waits for a free stage and issues the W box, lanes
- *   0..15 one A box (8 rows) each; warps 0-3 (WG0: gate / channels 0-63) and
- *   4-7 (WG1: up / channels 64-127) run wgmma and the epilogue. Every role
- *   walks the same schedule (items blockIdx.x, +gridDim.x, ...), so the ring
- *   position `it` agrees without any exchange. Shared memory: WG_STAGES x
- *   (16 KB W + 16 KB A), 32 KB exchange (WG1 -> WG0 up values), barriers.
+ * Roles: warp 8 lane 0 waits for a free stage and issues the W box; lanes
+ *   0..15 one A box each (version 2: one per 8-row chunk; version 3: the
+ *   binary decomposition of each source block's chunks of the pass, same
+ *   shared-memory layout: chunk c of the pass at A + c KB); warps 0-3 (WG0:
+ *   gate / channels 0-63) and 4-7 (WG1: up / channels 64-127) run wgmma and
+ *   the epilogue. Every role walks the same schedule (items blockIdx.x,
+ *   +gridDim.x, ...) over the same ring, so the ring position `it` agrees
+ *   without any exchange. Shared memory: ring.nst x (16 KB W + A rows), the
+ *   exchange (WG1 -> WG0 up values, GEMM1), barriers.
  */
-template <int MODE, int PHASE, class OUT>
+template <int MODE, int PHASE, int VER, class OUT>
 static __global__ void __launch_bounds__(WG_THREADS, 1)
-    wg_gemm_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUtensorMap tm_a,
+    wg_gemm_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUtensorMap tm_a8,
+                   const __grid_constant__ CUtensorMap tm_a16, const __grid_constant__ CUtensorMap tm_a32,
+                   const __grid_constant__ CUtensorMap tm_a64, const __grid_constant__ CUtensorMap tm_a128,
                    const __grid_constant__ wg_gemm_args_t p, const __grid_constant__ OUT out) {
     extern __shared__ unsigned char smem_raw[];
     __shared__ int s_prefix[WG_MAX_G + 1];
-    __shared__ __align__(8) uint64_t s_full[WG_STAGES], s_empty[WG_STAGES];
+    __shared__ int s_maxch;
+    __shared__ __align__(8) uint64_t s_full[WG_MAX_STAGES], s_empty[WG_MAX_STAGES];
     unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
-    float *xch = (float *)(smem + WG_STAGES * WG_STAGE_BYTES);
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int G = p.G;
     const int n_tiles = p.n_out / WG_BN;
     const int half = p.cur_seq ? (int)(*p.cur_seq & 1ull) : 0;
 
-    /* items per expert: n_tiles * ceil(chunks / 16) */
+    if (tid == 0) s_maxch = 0;
+    __syncthreads();
+    /* items per expert: n_tiles * ceil(chunks / 16); widest pass of the launch */
+    int my_maxch = 0;
     for (int g = tid; g < G; g += blockDim.x) {
         int nch = 0;
         for (int src = 0; src < p.R; src++) nch += (p.row_count[g * p.R + src] + 7) >> 3;
         s_prefix[g + 1] = ((nch + 15) >> 4) * n_tiles;
+        my_maxch = max(my_maxch, nch);
     }
+    if (my_maxch > 0) atomicMax(&s_maxch, my_maxch);
     if (tid == 0) {
         s_prefix[0] = 0;
-        for (int s = 0; s < WG_STAGES; s++) {
+        for (int s = 0; s < WG_MAX_STAGES; s++) {
             wg_mbar_init(&s_full[s], 1);
             wg_mbar_init(&s_empty[s], 8);
         }
@@ -413,6 +453,22 @@ static __global__ void __launch_bounds__(WG_THREADS, 1)
     const int total = s_prefix[G];
     const int nk = (p.k_bytes + WG_BK - 1) / WG_BK;
 
+    /* the ring */
+    wg_ring_t ring;
+    float *xch;
+    if constexpr (VER == 2) {
+        ring.nst = WG_STAGES;
+        ring.sb = WG_STAGE_BYTES;
+        xch = (float *)(smem + WG_STAGES * WG_STAGE_BYTES);
+    } else {
+        const int acols = wg_pad_cols(8 * min(16, max(s_maxch, 1)));
+        const int xbytes = PHASE == 1 ? 128 * (acols / 2) * 4 : 0;
+        const int avail = (int)wg_dyn_smem_size() - (int)(smem - smem_raw) - xbytes;
+        ring.sb = WG_W_BYTES + acols * WG_BK;
+        ring.nst = min(WG_MAX_STAGES, avail / ring.sb);
+        xch = (float *)(smem + ring.nst * ring.sb);
+    }
+
     if (warp == 8) { /* producer */
         int it = 0;
         for (int v = blockIdx.x; v < total; v += gridDim.x) {
@@ -421,18 +477,50 @@ static __global__ void __launch_bounds__(WG_THREADS, 1)
             int src, j0, valid;
             const int nch = wg_chunk(p, g, pass * 16 + (lane & 15), src, j0, valid);
             const int nch_pass = min(16, nch - pass * 16);
-            const int arow = (int)((long long)half * p.half_rows + (long long)(g * p.R + (src < 0 ? 0 : src)) * p.M + j0);
+            const long long hbase = (long long)half * p.half_rows;
+            int arow, nbox, boff = 0;
+            const CUtensorMap *amap = &tm_a8;
+            if constexpr (VER == 2) {
+                arow = (int)(hbase + (long long)(g * p.R + (src < 0 ? 0 : src)) * p.M + j0);
+                nbox = nch_pass;
+            } else {
+                /* boxes of this pass, largest first within each source block;
+                 * lane l issues box l (at most 16: each box is >= 1 chunk) */
+                const int c_lo = pass * 16, c_hi = c_lo + 16;
+                int acc = 0, bsel = 0;
+                arow = 0;
+                nbox = 0;
+                for (int sr = 0; sr < p.R; sr++) {
+                    const int c = (p.row_count[g * p.R + sr] + 7) >> 3;
+                    int k = max(acc, c_lo);
+                    const int hi = min(acc + c, c_hi);
+                    while (k < hi) {
+                        int b = 31 - __clz(hi - k);
+                        b = b > 4 ? 4 : b;
+                        if (nbox == lane) {
+                            bsel = b;
+                            arow = (int)(hbase + (long long)(g * p.R + sr) * p.M + (k - acc) * 8);
+                            boff = k - c_lo;
+                        }
+                        nbox++;
+                        k += 1 << b;
+                    }
+                    acc += c;
+                }
+                amap = bsel == 0 ? &tm_a8 : bsel == 1 ? &tm_a16 : bsel == 2 ? &tm_a32 : bsel == 3 ? &tm_a64 : &tm_a128;
+            }
+            if constexpr (VER == 2) boff = lane;
             const int wrow = g * p.n_out + tile * WG_BN;
             for (int kt = 0; kt < nk; kt++, it++) {
-                const int s = it % WG_STAGES, r = it / WG_STAGES;
+                const int s = it % ring.nst, r = it / ring.nst;
                 if (lane == 0) {
                     wg_mbar_wait(&s_empty[s], (r & 1) ^ 1);
                     wg_mbar_expect_tx(&s_full[s], WG_W_BYTES + nch_pass * 8 * WG_BK);
                 }
                 __syncwarp();
-                unsigned char *st = smem + s * WG_STAGE_BYTES;
+                unsigned char *st = smem + s * ring.sb;
                 if (lane == 0) wg_tma_2d(st, &tm_w, kt * WG_BK, wrow, &s_full[s]);
-                if (lane < nch_pass) wg_tma_2d(st + WG_W_BYTES + lane * 8 * WG_BK, &tm_a, kt * WG_BK, arow, &s_full[s]);
+                if (lane < nbox) wg_tma_2d(st + WG_W_BYTES + boff * 8 * WG_BK, amap, kt * WG_BK, arow, &s_full[s]);
             }
         }
     } else { /* consumers */
@@ -443,14 +531,16 @@ static __global__ void __launch_bounds__(WG_THREADS, 1)
             int src, j0, valid;
             const int nch = wg_chunk(p, g, 0, src, j0, valid);
             const int cols = 8 * min(16, nch - pass * 16);
-            if (cols <= 8) wg_consume<MODE, PHASE, 8>(p, out, smem, s_full, s_empty, xch, it, g, tile, pass, half);
-            else if (cols <= 16) wg_consume<MODE, PHASE, 16>(p, out, smem, s_full, s_empty, xch, it, g, tile, pass, half);
-            else if (cols <= 24) wg_consume<MODE, PHASE, 24>(p, out, smem, s_full, s_empty, xch, it, g, tile, pass, half);
-            else if (cols <= 32) wg_consume<MODE, PHASE, 32>(p, out, smem, s_full, s_empty, xch, it, g, tile, pass, half);
-            else if (cols <= 48) wg_consume<MODE, PHASE, 48>(p, out, smem, s_full, s_empty, xch, it, g, tile, pass, half);
-            else if (cols <= 64) wg_consume<MODE, PHASE, 64>(p, out, smem, s_full, s_empty, xch, it, g, tile, pass, half);
-            else if (cols <= 96) wg_consume<MODE, PHASE, 96>(p, out, smem, s_full, s_empty, xch, it, g, tile, pass, half);
-            else wg_consume<MODE, PHASE, 128>(p, out, smem, s_full, s_empty, xch, it, g, tile, pass, half);
+#define WG_CONSUME(NN) wg_consume<MODE, PHASE, NN>(p, out, smem, ring, s_full, s_empty, xch, it, g, tile, pass, half)
+            if (cols <= 8) WG_CONSUME(8);
+            else if (cols <= 16) WG_CONSUME(16);
+            else if (cols <= 24) WG_CONSUME(24);
+            else if (cols <= 32) WG_CONSUME(32);
+            else if (cols <= 48) WG_CONSUME(48);
+            else if (cols <= 64) WG_CONSUME(64);
+            else if (cols <= 96) WG_CONSUME(96);
+            else WG_CONSUME(128);
+#undef WG_CONSUME
         }
     }
 }
@@ -490,6 +580,18 @@ static inline int wg_make_map(CUtensorMap *map, const void *base, long long rows
                     CU_TENSOR_MAP_INTERLEAVE_NONE, CU_TENSOR_MAP_SWIZZLE_128B,
                     CU_TENSOR_MAP_L2_PROMOTION_L2_256B, CU_TENSOR_MAP_FLOAT_OOB_FILL_NONE);
     return r == CUDA_SUCCESS ? 0 : (int)r;
+}
+
+/* Dynamic shared memory of a version-3 launch of `kernel`: the per-block
+ * opt-in maximum less the kernel's static shared memory (0 on error). */
+static inline int wg_v3_smem(const void *kernel) {
+    int dev = 0, optin = 0;
+    cudaFuncAttributes fa;
+    if (cudaGetDevice(&dev) != cudaSuccess ||
+        cudaDeviceGetAttribute(&optin, cudaDevAttrMaxSharedMemoryPerBlockOptin, dev) != cudaSuccess ||
+        cudaFuncGetAttributes(&fa, kernel) != cudaSuccess)
+        return 0;
+    return optin - (int)fa.sharedSizeBytes;
 }
 
 #endif /* DFM_GEMM_WGMMA_CUH */
