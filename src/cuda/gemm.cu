@@ -19,6 +19,10 @@
  * FP8 partial sums are promoted into fp32 after every 128 values of K (one
  * pipeline stage) in both; INT8 accumulates exactly in int32.
  */
+#include <atomic>
+#include <cstdio>
+#include <cstdlib>
+
 #include "device_common.cuh"
 #include "gemm_wgmma.cuh"
 
@@ -540,12 +544,23 @@ static int wg_usable(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op) {
            ((uintptr_t)op->w1 & 15) == 0 && ((uintptr_t)op->w2 & 15) == 0;
 }
 
+/* With DFM_DEBUG set, say once per phase and process which kernel ran. */
+static void note_path(int phase, const char *path) {
+    static std::atomic<int> said[3];
+    if (getenv("DFM_DEBUG") && !said[phase].exchange(1))
+        fprintf(stderr, "dfm: GEMM%d runs %s\n", phase, path);
+}
+
 static cudaError_t gemm_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op, int phase,
                                cudaStream_t stream) {
     if (wg_usable(w, op)) {
         cudaError_t err = wg_launch(w, op, phase, stream);
-        if (err != cudaErrorNotSupported) return err;
+        if (err != cudaErrorNotSupported) {
+            note_path(phase, wg_version == 2 ? "wgmma v2" : "wgmma v3");
+            return err;
+        }
     }
+    note_path(phase, "the mma.sync fallback");
     const int N = phase == 1 ? 2 * w->inter : w->hidden;
     const int mtiles = (w->num_ranks * w->num_max + GEMM_BM - 1) / GEMM_BM;
     int gy = w->num_local_experts * mtiles;
