@@ -277,12 +277,26 @@ dfm_status_t dfm_get_async_error(dfm_ctx_t *ctx, dfm_status_t *async_error) {
     return DFM_SUCCESS;
 }
 
-/* A call on a failed context fails fast with the reason. */
+/* A call on a failed context fails fast with the reason. The backend's
+ * asynchronous state is read first (a non-blocking read), so a device-side
+ * timeout stops the next call even when the caller never polled. */
 static dfm_status_t check_usable(dfm_ctx_t *ctx) {
+    if (ctx->fatal == DFM_SUCCESS) {
+        dfm_status_t st = ctx->ops->peek_fatal ? ctx->ops->peek_fatal(ctx) : DFM_SUCCESS;
+        if (st != DFM_SUCCESS) ctx->fatal = st;
+    }
     if (ctx->fatal == DFM_SUCCESS) return DFM_SUCCESS;
     return dfm_set_error(ctx, DFM_ERROR_INVALID_USAGE,
                          "context failed earlier (%s); destroy and recreate it",
                          dfm_status_string(ctx->fatal));
+}
+
+/* A call that fails after its arguments were accepted leaves the world out
+ * of step (peers wait for this rank, or its device queue moved on): the
+ * context is unusable from then on. */
+static dfm_status_t call_failed(dfm_ctx_t *ctx, dfm_status_t st) {
+    if (st != DFM_SUCCESS && ctx->fatal == DFM_SUCCESS) ctx->fatal = st;
+    return st;
 }
 
 /* ---- argument checks ---------------------------------------------------------- */
@@ -315,6 +329,17 @@ static dfm_status_t check_quant(dfm_ctx_t *ctx, const char *what, dfm_quant_t q)
         if ((ptr) == NULL) return BAD("%s." #field ": must not be NULL", what);            \
     } while (0)
 
+/* The CUDA kernels move rows in 16-byte vectors (and TMA needs 16-byte
+ * aligned bases): a misaligned pointer would fault on the device, which
+ * kills the process's CUDA context, so it is refused here. */
+#define ALIGNED(ptr, what, field)                                                          \
+    do {                                                                                   \
+        if (ctx->config.backend == DFM_BACKEND_CUDA && ((uintptr_t)(ptr) & 15u) != 0)      \
+            return BAD("%s." #field ": %p is not 16-byte aligned (the cuda backend needs "  \
+                       "it)",                                                              \
+                       what, (const void *)(ptr));                                         \
+    } while (0)
+
 static dfm_status_t check_moe_args(dfm_ctx_t *ctx, const dfm_moe_args_t *a) {
     const char *w = "args";
     if (a == NULL) return BAD("args: must not be NULL");
@@ -329,6 +354,10 @@ static dfm_status_t check_moe_args(dfm_ctx_t *ctx, const dfm_moe_args_t *a) {
     /* Weights are needed even with T = 0: peers' tokens may arrive. */
     NEED(a->w1, w, w1);
     NEED(a->w2, w, w2);
+    ALIGNED(a->x, w, x);
+    ALIGNED(a->out, w, out);
+    ALIGNED(a->w1, w, w1);
+    ALIGNED(a->w2, w, w2);
     if (a->quant != DFM_QUANT_BF16) {
         NEED(a->w1_scale, w, w1_scale);
         NEED(a->w2_scale, w, w2_scale);
@@ -346,6 +375,8 @@ static dfm_status_t check_dispatch_args(dfm_ctx_t *ctx, const dfm_dispatch_args_
         NEED(a->topk_idx, w, topk_idx);
     }
     NEED(a->recv_x, w, recv_x);
+    ALIGNED(a->x, w, x);
+    ALIGNED(a->recv_x, w, recv_x);
     NEED(a->recv_scale, w, recv_scale);
     NEED(a->recv_count, w, recv_count);
     NEED(a->layout_range, w, layout_range);
@@ -357,6 +388,7 @@ static dfm_status_t check_combine_args(dfm_ctx_t *ctx, const dfm_combine_args_t 
     if (a == NULL) return BAD("args: must not be NULL");
     NEED(a->handle, w, handle);
     NEED(a->y, w, y);
+    ALIGNED(a->y, w, y);
     const dfm_handle_t *h = a->handle;
     if (ctx->num_pending == 0)
         return dfm_set_error(ctx, DFM_ERROR_INVALID_USAGE,
@@ -378,6 +410,7 @@ static dfm_status_t check_combine_args(dfm_ctx_t *ctx, const dfm_combine_args_t 
         NEED(a->topk_weights, w, topk_weights);
         NEED(a->out, w, out);
     }
+    ALIGNED(a->out, w, out);
     return DFM_SUCCESS;
 }
 
@@ -392,9 +425,7 @@ dfm_status_t dfm_fused_moe(dfm_ctx_t *ctx, const dfm_moe_args_t *args) {
                              "dfm_fused_moe: %d dispatch(es) still wait for their combine",
                              ctx->num_pending);
     uint64_t seq = ++ctx->num_calls;
-    dfm_status_t st = ctx->ops->fused_moe(ctx, args, seq);
-    if (st == DFM_ERROR_TIMEOUT) ctx->fatal = st;
-    return st;
+    return call_failed(ctx, ctx->ops->fused_moe(ctx, args, seq));
 }
 
 dfm_status_t dfm_dispatch(dfm_ctx_t *ctx, const dfm_dispatch_args_t *args,
@@ -409,10 +440,7 @@ dfm_status_t dfm_dispatch(dfm_ctx_t *ctx, const dfm_dispatch_args_t *args,
                              "(at most two calls may be in flight)");
     uint64_t seq = ++ctx->num_calls;
     dfm_status_t st = ctx->ops->dispatch(ctx, args, seq);
-    if (st != DFM_SUCCESS) {
-        if (st == DFM_ERROR_TIMEOUT) ctx->fatal = st;
-        return st;
-    }
+    if (st != DFM_SUCCESS) return call_failed(ctx, st);
     handle->seq = seq;
     handle->num_tokens = args->num_tokens;
     handle->num_topk = args->num_topk;
@@ -425,8 +453,7 @@ dfm_status_t dfm_combine(dfm_ctx_t *ctx, const dfm_combine_args_t *args) {
     if (ctx == NULL) return DFM_ERROR_INVALID_ARGUMENT;
     DFM_CHECK(check_usable(ctx));
     DFM_CHECK(check_combine_args(ctx, args));
-    dfm_status_t st = ctx->ops->combine(ctx, args);
-    if (st == DFM_ERROR_TIMEOUT) ctx->fatal = st;
+    dfm_status_t st = call_failed(ctx, ctx->ops->combine(ctx, args));
     /* The dispatch is consumed whatever happened: its half is reused. */
     ctx->pending[0] = ctx->pending[1];
     ctx->num_pending--;

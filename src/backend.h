@@ -49,6 +49,10 @@ struct dfm_backend_ops {
     /* Report (and for DFM_ERROR_INVALID_EXPERT, clear) the asynchronous
      * error the backend has seen; DFM_SUCCESS if none. Must not block. */
     dfm_status_t (*poll_async_error)(dfm_ctx_t *ctx);
+    /* A fatal asynchronous error (a timeout) if the backend has seen one,
+     * else DFM_SUCCESS; reads only, clears nothing, never blocks. NULL when
+     * the backend reports every fault synchronously. */
+    dfm_status_t (*peek_fatal)(dfm_ctx_t *ctx);
 };
 
 extern const dfm_backend_ops_t dfm_cpu_backend;

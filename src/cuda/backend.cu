@@ -264,6 +264,11 @@ static dfm_status_t cuda_combine(dfm_ctx_t *ctx, const dfm_combine_args_t *a) {
     return launched(ctx, prev, err, "dfm_combine");
 }
 
+static dfm_status_t cuda_peek_fatal(dfm_ctx_t *ctx) {
+    const volatile dfm_cuda_async_t *a = ((cuda_impl_t *)ctx->impl)->async_host;
+    return a->timeout ? DFM_ERROR_TIMEOUT : DFM_SUCCESS;
+}
+
 static dfm_status_t cuda_poll_async_error(dfm_ctx_t *ctx) {
     cuda_impl_t *im = (cuda_impl_t *)ctx->impl;
     volatile dfm_cuda_async_t *a = im->async_host;
@@ -296,5 +301,6 @@ const dfm_backend_ops_t dfm_cuda_backend = {
     cuda_dispatch,
     cuda_combine,
     cuda_poll_async_error,
+    cuda_peek_fatal,
 };
 }

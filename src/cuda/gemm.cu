@@ -14,8 +14,9 @@
  *     per host thread, keyed by base pointer, shape, stride and box;
  *   - the fallback: mma.sync (m16n8k32 e4m3/s8, m16n8k16 bf16) with a
  *     3-stage cp.async pipeline (issue 3's kernel), used when a tensor map
- *     cannot be built (driver entry point missing, weights not 16-byte
- *     aligned) or when DFM_CUDA_GEMM=mma is set in the environment.
+ *     cannot be built (driver entry point missing) or when
+ *     DFM_CUDA_GEMM=mma is set in the environment. Both need 16-byte aligned
+ *     weights; src/api.c refuses others before launch.
  * FP8 partial sums are promoted into fp32 after every 128 values of K (one
  * pipeline stage) in both; INT8 accumulates exactly in int32.
  */
