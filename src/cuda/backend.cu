@@ -12,6 +12,7 @@
 #include <stdlib.h>
 
 #include "cuda_internal.h"
+#include "fused.cuh"
 
 typedef struct {
     int device;
@@ -21,6 +22,7 @@ typedef struct {
     /* Benchmark-only phase timing (dfm_cuda_time_phases): four events the
      * caller owns, recorded around the phases of dfm_fused_moe; NULL: off. */
     const cudaEvent_t *phase_ev;
+    dfm_cuda_fused_t *fused; /* one-kernel dfm_fused_moe (DFM_CUDA_FUSED=1), else NULL */
 } cuda_impl_t;
 
 static dfm_status_t cuda_get_unique_id(const dfm_config_t *config, dfm_unique_id_t *id) {
@@ -30,6 +32,7 @@ static dfm_status_t cuda_get_unique_id(const dfm_config_t *config, dfm_unique_id
 static void free_impl(cuda_impl_t *im) {
     if (im == NULL) return;
     dfm_cuda_world_t *w = &im->world;
+    dfm_cuda_fused_destroy(im->fused);
     cudaFree(w->st);
     cudaFree(w->row_begin);
     cudaFree(w->row_count);
@@ -139,6 +142,10 @@ static dfm_status_t create_common(dfm_ctx_t *ctx, const dfm_unique_id_t *id, voi
             st = dfm_set_error(ctx, DFM_ERROR_SYSTEM, "cudaFuncSetAttribute of the GEMM kernels failed");
             goto fail;
         }
+        if (dfm_cuda_fused_create(w, &im->fused) != cudaSuccess) {
+            st = dfm_set_error(ctx, DFM_ERROR_SYSTEM, "DFM_CUDA_FUSED=1: setting up the fused kernel failed");
+            goto fail;
+        }
         if (cudaDeviceSynchronize() != cudaSuccess) {
             st = dfm_set_error(ctx, DFM_ERROR_SYSTEM, "device failed during context creation");
             goto fail;
@@ -207,6 +214,10 @@ static dfm_status_t cuda_fused_moe(dfm_ctx_t *ctx, const dfm_moe_args_t *a, uint
     cudaStream_t s = (cudaStream_t)a->stream;
     const int prev = enter_device(im);
     const cudaEvent_t *ev = im->phase_ev;
+    if (im->fused) { /* one persistent kernel; NotSupported: the pipeline below */
+        cudaError_t ferr = dfm_cuda_fused(im->fused, &im->world, &op, s, ev);
+        if (ferr != cudaErrorNotSupported) return launched(ctx, prev, ferr, "dfm_fused_moe (fused kernel)");
+    }
     cudaError_t err = ev ? cudaEventRecord(ev[0], s) : cudaSuccess;
     if (err == cudaSuccess) err = dfm_cuda_dispatch(&im->world, &op, s);
     if (err == cudaSuccess && ev) err = cudaEventRecord(ev[1], s);

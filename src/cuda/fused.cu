@@ -1,0 +1,827 @@
+/*
+ * fused.cu - dfm_fused_moe as ONE persistent kernel per call (issue 5):
+ * dispatch (route, per-token quantize, send, counts first), the expert GEMMs
+ * (GEMM1 + dequant + SwiGLU, per-expert requantization, GEMM2 writing bf16
+ * into the home ranks' combine slots) and the combine reduction, with no
+ * grid-wide barrier: every dependency is a flag or a counter in memory.
+ *
+ * Version 1, written without device time and UNTESTED (docs/PERF_NOTES.md,
+ * "Fused kernel v1"); selected only with DFM_CUDA_FUSED=1 at context
+ * creation (fused.cuh), the 5-launch pipeline stays the default.
+ *
+ * Reuses the swap-AB wgmma consumer (wg_consume: QGMMA/IGMMA/HGMMA + both
+ * epilogues) and the tensor-map helpers of gemm_wgmma.cuh unchanged. What is
+ * a copy, until the owners of those files share it (noted in PERF_NOTES): the
+ * routing/quantize/send steps of dispatch.cu, the v3 producer's box
+ * decomposition of gemm_wgmma.cuh, the requantization row of gemm.cu and the
+ * reduction of combine.cu, each with the same arithmetic (bit-identical
+ * results are the point).
+ *
+ * Left out of v1: per-token combine counts (one flag per rank once all of its
+ * GEMM2 work is done), A-operand quantize-on-load for GEMM2 (a requant step
+ * per expert by the CTA that finishes its GEMM1), per-source gating of a token
+ * pass (an item waits for every source that sent rows to its expert).
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "device_common.cuh"
+#include "fused.cuh"
+#include "gemm_wgmma.cuh"
+
+static_assert(DFM_QUANT_FP8 == DFM_QUANT_FP8_ID && DFM_QUANT_INT8 == DFM_QUANT_INT8_ID &&
+                  DFM_QUANT_BF16 == DFM_QUANT_BF16_ID,
+              "gemm_wgmma.cuh mode ids");
+
+#define FUSED_THREADS WG_THREADS /* warps 0-7: two consumer warpgroups; warp 8: producer */
+#define FUSED_CONSUMERS 256
+/* Tag of the "counts are in" value of a dispatch flag: seq | TAG, then seq
+ * once the payload is in too (a waiter for the counts accepts both). */
+#define FUSED_COUNTS_TAG (1ull << 63)
+/* Weight stages of the current GEMM1 item prefetched into L2 (beyond the
+ * shared-memory ring) while its token rows have not arrived. 0: off. */
+#ifndef FUSED_L2_PF_STAGES
+#define FUSED_L2_PF_STAGES 8
+#endif
+#define FUSED_BAR_DONE 2 /* named barrier of the 256 consumer threads (wg_consume uses 1) */
+
+/* Device counters of the kernel, one set per context (fused_create). The
+ * CTA whose increment completes a counter resets it (nobody else touches it
+ * again in that call; the next call is a later kernel), so no reset pass. */
+typedef struct {
+    unsigned int g2_arrived; /* CTAs done with all their GEMM2 items */
+    unsigned int pad;
+    unsigned long long pad2;
+    /* then: g1_done [G] u32 (GEMM1 items of local expert g completed),
+     * q_ready [G] u64 (= seq once expert g's act_q/act_s are written) */
+} fused_state_t;
+
+typedef struct {
+    CUtensorMap w1, w2;              /* W boxes 128 x 128 bytes */
+    CUtensorMap a1[WG_A_MAPS];       /* recv_rows, both halves: 8..128-row boxes */
+    CUtensorMap a2[WG_A_MAPS];       /* act_q */
+} fused_maps_t;
+
+typedef struct {
+    fused_state_t *fs;
+    unsigned int *g1_done;
+    unsigned long long *q_ready;
+    int parts; /* dispatch work units per token */
+} fused_args_t;
+
+/* GEMM2's destination of row (g, src, j): the home rank's combine slot of
+ * its (token, slot), from recv_meta (clamped as gemm.cu's combine_out_t). */
+struct fused_out_t {
+    const dfm_cuda_world_t *w;
+    __device__ uint16_t *row(int g, int src, int j, long long phys, int half) const {
+        const char *local = w->peer[w->rank];
+        const int meta = *(const int32_t *)(local + dfm_off_recv_meta(&w->L, half, (size_t)phys));
+        int t = meta / w->max_topk, k = meta % w->max_topk;
+        t = t < 0 ? 0 : (t >= w->num_max ? w->num_max - 1 : t);
+        k = k < 0 ? 0 : k;
+        return (uint16_t *)(w->peer[src] + dfm_off_combine_row(&w->L, half, t, k));
+    }
+};
+
+/* ---- small device helpers ---------------------------------------------------- */
+
+/* Spin until (flag & mask) == want (acquire, system scope), bounded by the
+ * world's timeout like dfm_wait_flag. Returns 1 when it arrived. */
+static __device__ int fused_wait(const dfm_cuda_world_t *w, const void *flag, unsigned long long want,
+                                 unsigned long long mask, int src, int what, unsigned long long seq) {
+    if ((dfm_ld_acquire_sys(flag) & mask) == want) return 1;
+    if (dfm_ld_volatile_u32(&w->st->failed)) return 0;
+    const unsigned long long t0 = dfm_globaltimer();
+    for (unsigned int spin = 1;; spin++) {
+        if ((dfm_ld_acquire_sys(flag) & mask) == want) return 1;
+        if ((spin & 63u) == 0) {
+            if (dfm_ld_volatile_u32(&w->st->failed)) return 0;
+            if (dfm_globaltimer() - t0 > w->timeout_ns) {
+                dfm_record_timeout(w, src, what, seq);
+                return 0;
+            }
+        }
+    }
+}
+
+/* Generic-proxy writes (peers' stores, requant) -> this thread's later TMA reads. */
+static __device__ __forceinline__ void fused_fence_proxy_global(void) {
+    asm volatile("fence.proxy.async.global;" ::: "memory");
+}
+
+static __device__ __forceinline__ void fused_prefetch_l2(const CUtensorMap *map, int c0, int c1) {
+    asm volatile("cp.async.bulk.prefetch.tensor.2d.L2.global.tile [%0, {%1, %2}];" ::"l"((uint64_t)map),
+                 "r"(c0), "r"(c1)
+                 : "memory");
+}
+
+/* Gate of an item: GEMM1 of expert g needs the payload flag (== seq) of every
+ * source that sent rows to g; GEMM2 of g needs q_ready[g] == seq. blocking:
+ * spin (bounded); else one look. Returns 1 when open (also after a timeout:
+ * results are then undefined, the host reports the error, nothing hangs). */
+static __device__ int fused_gate(const dfm_cuda_world_t *w, const fused_args_t *fa, const int *s_cnt,
+                                 int phase, int g, int half, unsigned long long seq, int blocking) {
+    if (phase == 2) {
+        const void *f = fa->q_ready + g;
+        if (!blocking) return dfm_ld_acquire_sys(f) == seq;
+        fused_wait(w, f, seq, ~0ull, w->rank, DFM_CUDA_WAIT_DISPATCH, seq);
+        return 1;
+    }
+    const char *local = w->peer[w->rank];
+    const int R = w->num_ranks;
+    for (int src = 0; src < R; src++) {
+        if (s_cnt[g * R + src] == 0) continue;
+        const void *f = local + dfm_off_dispatch_flag(&w->L, half, src);
+        if (!blocking) {
+            if (dfm_ld_acquire_sys(f) != seq) return 0;
+        } else {
+            fused_wait(w, f, seq, ~0ull, src, DFM_CUDA_WAIT_DISPATCH, seq);
+        }
+    }
+    return 1;
+}
+
+/* ---- dispatch steps (the arithmetic of dispatch.cu) --------------------------- */
+
+static __host__ __device__ __forceinline__ int fused_bitmap_words(int T) {
+    return T > 0 ? (T + 31) / 32 : 1;
+}
+
+static __device__ __forceinline__ uint32_t fused_code1(float v, float s, dfm_quant_t q) {
+    if (s == 0.0f) return 0u;
+    if (q == DFM_QUANT_FP8) return dfm_f32_to_e4m3(v / s);
+    return (uint32_t)(uint8_t)dfm_f32_to_int8(v / s);
+}
+
+/* 16 codes (fp8/int8) or 8 (bf16) of row xr, chunk c, as one 16-byte word. */
+static __device__ __forceinline__ uint4 fused_codes16(const uint16_t *xr, int c, float s, dfm_quant_t q) {
+    uint32_t o[4];
+    if (q == DFM_QUANT_BF16) {
+        const uint4 v = *(const uint4 *)(xr + (size_t)c * 8);
+        const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            o[i] = dfm_dev_f32_to_bf16(dfm_bf16_lo(u[i])) | (dfm_dev_f32_to_bf16(dfm_bf16_hi(u[i])) << 16);
+    } else {
+        const uint4 a = *(const uint4 *)(xr + (size_t)c * 16);
+        const uint4 b = *(const uint4 *)(xr + (size_t)c * 16 + 8);
+        const uint32_t u[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const uint32_t p = u[2 * i], r = u[2 * i + 1];
+            o[i] = fused_code1(dfm_bf16_lo(p), s, q) | (fused_code1(dfm_bf16_hi(p), s, q) << 8) |
+                   (fused_code1(dfm_bf16_lo(r), s, q) << 16) | (fused_code1(dfm_bf16_hi(r), s, q) << 24);
+        }
+    }
+    return make_uint4(o[0], o[1], o[2], o[3]);
+}
+
+/* ---- requantization of one expert (the arithmetic of gemm.cu's requant) ------ */
+
+/* The 256 consumer threads: warp w requantizes rows w, w+8, ... of expert g
+ * (flat over sources, counts from s_cnt). */
+static __device__ void fused_requant_expert(const dfm_cuda_world_t *w, const int *s_cnt, int g, dfm_quant_t q) {
+    const int R = w->num_ranks, M = w->num_max, I = w->inter;
+    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    int base = 0;
+    for (int src = 0; src < R; src++) {
+        const int count = s_cnt[g * R + src];
+        for (int j = (warp - base % 8 + 8) % 8; j < count; j += 8) {
+            const size_t phys = ((size_t)g * R + src) * M + j;
+            const float *a = w->act + phys * I;
+            float amax = 0.0f;
+            for (int i = lane * 4; i < I; i += DFM_WARP * 4) {
+                const float4 v = *(const float4 *)(a + i);
+                amax = fmaxf(amax, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
+            }
+            amax = dfm_warp_max(amax);
+            const float s = dfm_quant_scale(amax, q);
+            for (int i = lane * 4; i < I; i += DFM_WARP * 4) {
+                const float4 v = *(const float4 *)(a + i);
+                if (q == DFM_QUANT_BF16) {
+                    const uint32_t c0 = dfm_dev_f32_to_bf16(v.x), c1 = dfm_dev_f32_to_bf16(v.y);
+                    const uint32_t c2 = dfm_dev_f32_to_bf16(v.z), c3 = dfm_dev_f32_to_bf16(v.w);
+                    *(uint2 *)((uint16_t *)w->act_q + phys * I + i) = make_uint2(c0 | (c1 << 16), c2 | (c3 << 16));
+                } else {
+                    uint8_t c[4];
+                    dfm_code_store(c, 0, v.x, s, q);
+                    dfm_code_store(c, 1, v.y, s, q);
+                    dfm_code_store(c, 2, v.z, s, q);
+                    dfm_code_store(c, 3, v.w, s, q);
+                    *(uint32_t *)((uint8_t *)w->act_q + phys * I + i) =
+                        c[0] | ((uint32_t)c[1] << 8) | ((uint32_t)c[2] << 16) | ((uint32_t)c[3] << 24);
+                }
+            }
+            if (lane == 0) w->act_s[phys] = s;
+        }
+        base += count;
+    }
+}
+
+/* ---- the producer's A boxes (the box decomposition of gemm_wgmma.cuh v3) ----- */
+
+/* Lane `lane`'s A box of pass `pass` of expert g: its first A row (relative to
+ * half 0 of the map), shared-memory chunk offset and map; returns the boxes
+ * of the pass (lanes >= it issue nothing). */
+static __device__ __forceinline__ int fused_a_box(const int *s_cnt, int R, int M, int g, int pass,
+                                                  long long hbase, const CUtensorMap *maps, int lane,
+                                                  int &arow, int &boff, const CUtensorMap *&amap) {
+    const int c_lo = pass * 16, c_hi = c_lo + 16;
+    int acc = 0, bsel = 0, nbox = 0;
+    arow = 0;
+    boff = 0;
+    for (int sr = 0; sr < R; sr++) {
+        const int c = (s_cnt[g * R + sr] + 7) >> 3;
+        int k = max(acc, c_lo);
+        const int hi = min(acc + c, c_hi);
+        while (k < hi) {
+            int b = 31 - __clz(hi - k);
+            b = b > 4 ? 4 : b;
+            if (nbox == lane) {
+                bsel = b;
+                arow = (int)(hbase + (long long)(g * R + sr) * M + (k - acc) * 8);
+                boff = k - c_lo;
+            }
+            nbox++;
+            k += 1 << b;
+        }
+        acc += c;
+    }
+    amap = &maps[bsel];
+    return nbox;
+}
+
+/* ---- the kernel ------------------------------------------------------------------
+ *
+ * Reads  x [T][H] bf16, topk_idx/topk_weights [T][K] (caller); w1 [G][2I][H]
+ *        and w2 [G][H][I] codes through the tensor maps, w1_scale [G][2I],
+ *        w2_scale [G][H] f32; st->seq; this rank's region (half = seq & 1):
+ *        dispatch_flag, recv_counts, src_info, recv_meta, recv_scale,
+ *        recv_rows, combine_flag, combine_rows (written by peers).
+ * Writes on every rank dst (LSA pointers): recv_counts[half][me][*],
+ *          src_info[half][me], dispatch_flag[half][me] = seq | TAG (CTA 0,
+ *          right after routing: counts first), then = seq (the last CTA to
+ *          finish sending: payload in); recv_rows/scale/meta of the rows this
+ *          rank sends; combine_rows[half][t][k] of the rows it computes (GEMM2
+ *          epilogue); combine_flag[half][me] = seq (the last CTA done with
+ *          GEMM2).
+ *        this rank: act [rows][I] f32 (GEMM1 epilogue), act_q/act_s (requant),
+ *          st->seq/cur_seq/send_done, fused_state_t counters, q_ready[g] = seq,
+ *          ep_recv_count [G*R], async->invalid_expert (CTA 0), out [T][H].
+ * Shared: dynamic: first the routing bitmap [E][ceil(T/32)] u32, then (after
+ *        a proxy fence) the wgmma ring: nst x (16 KB W + acols x 128 B A),
+ *        the GEMM1 exchange (128 x acols/2 f32); static: counts [G*R] (the
+ *        wgmma code's row_count), item prefixes of both GEMMs, mbarriers.
+ * Roles, in order, every CTA (grid = num_sms, cooperative: all co-resident):
+ *   1. dispatch, all 288 threads: route the whole batch into the bitmap;
+ *      CTA 0 publishes counts + src_info + the counts flag; work units
+ *      (token, part) quantize and store to every destination; arrive on
+ *      st->send_done, the last CTA raises the payload flags.
+ *   2. wait for every rank's counts (thread src < R), build the schedule:
+ *      items u = blockIdx.x + k * gridDim.x over [GEMM1 items | GEMM2 items],
+ *      each (expert g, 128-channel tile, pass of <= 128 token rows).
+ *   3. warp 8 (producer): per item, W stages stream into the ring at once;
+ *      A stages are issued once the item's gate is open (polled every stage;
+ *      waited for only when the ring holds nothing else); while a GEMM1 gate
+ *      is closed the next FUSED_L2_PF_STAGES W stages are prefetched to L2.
+ *      warps 0-7 (consumers): wait for the gate, wg_consume (wgmma + the
+ *      epilogues of gemm_wgmma.cuh); after a GEMM1 item count it in
+ *      g1_done[g]; the CTA completing g requantizes g's rows and sets
+ *      q_ready[g] = seq.
+ *   4. all: arrive on g2_arrived; the last CTA raises combine flags; wait for
+ *      every rank's combine flag; reduce (thread unit (t, 8 columns), flat over
+ *      the grid).
+ *
+ * Why it cannot deadlock (all CTAs co-resident: cooperative launch, grid <=
+ * SMs x occupancy, checked at creation; the two ranks' kernels both running):
+ * the waits form a fixed order
+ *   dispatch sends (no waits) < counts/payload flags < GEMM1 items
+ *   < requant of g < GEMM2 items of g < combine flags < reduce.
+ * A GEMM1 item waits only on peers' payload flags, raised after step 1, which
+ * has no waits, so every GEMM1 item completes. Every CTA walks its items in
+ * increasing u and all GEMM1 items precede all GEMM2 items, so no CTA waits in
+ * a GEMM2 item while owning an unfinished GEMM1 item; hence every g1_done[g]
+ * completes, every q_ready[g] is raised, every GEMM2 item completes, every
+ * CTA arrives, and the combine flags rise on every rank. Inside a CTA the
+ * producer finishes issuing all of an item's stages (W and A) before it
+ * starts the next item, and waits on a gate only when every stage it could
+ * still issue belongs to the gated item, so consumers never wait on a stage
+ * whose A depends on a later item. Every spin is bounded by the timeout
+ * (%globaltimer), which sets the async error; a timed-out gate is treated as
+ * open (undefined results, no hang). The mbarrier waits depend only on this
+ * CTA's own TMA traffic.
+ */
+template <int MODE>
+static __global__ void __launch_bounds__(FUSED_THREADS, 1)
+    fused_kernel(const __grid_constant__ fused_maps_t maps, const __grid_constant__ dfm_cuda_world_t w,
+                 const __grid_constant__ dfm_cuda_op_t op, const __grid_constant__ fused_args_t fa) {
+    extern __shared__ unsigned char smem_raw[];
+    __shared__ int s_cnt[DFM_MAX_EXPERTS];
+    __shared__ int s_pre1[WG_MAX_G + 1], s_pre2[WG_MAX_G + 1];
+    __shared__ __align__(8) uint64_t s_full[WG_MAX_STAGES], s_empty[WG_MAX_STAGES];
+    __shared__ wg_gemm_args_t s_p[2];
+    __shared__ float s_red[32];
+    __shared__ size_t s_dst[DFM_MAX_TOPK];
+    __shared__ int s_rank[DFM_MAX_TOPK];
+    __shared__ int s_dropped, s_last, s_maxch, s_fin;
+
+    const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
+    const int T = op.num_tokens, K = op.num_topk, E = w.num_experts;
+    const int G = w.num_local_experts, R = w.num_ranks, M = w.num_max, H = w.hidden, I = w.inter;
+    const int W = fused_bitmap_words(T);
+    const dfm_quant_t q = (dfm_quant_t)MODE;
+    const int cb = MODE == DFM_QUANT_BF16 ? 2 : 1;
+    const int chunks = H * cb / 16;
+    const unsigned long long seq = *(volatile unsigned long long *)&w.st->seq + 1;
+    const int half = dfm_seq_half(seq);
+    char *local = w.peer[w.rank];
+    uint32_t *s_bits = (uint32_t *)smem_raw; /* [E][W], phase 1 only */
+
+    /* ---- 1. dispatch ---- */
+    for (int i = tid; i < E * W; i += FUSED_THREADS) s_bits[i] = 0u;
+    if (tid == 0) s_dropped = 0;
+    __syncthreads();
+    for (int i = tid; i < T * K; i += FUSED_THREADS) {
+        const int t = i / K, k = i % K;
+        const int64_t *row = op.topk_idx + (size_t)t * K;
+        const int64_t e = row[k];
+        if (e < -1 || e >= E) atomicAdd(&s_dropped, 1);
+        if (dfm_slot_is_first(row, k, E)) atomicOr(&s_bits[(int)e * W + (t >> 5)], 1u << (t & 31));
+    }
+    __syncthreads();
+    if (blockIdx.x == 0) { /* counts first */
+        for (int i = tid; i < R * G; i += FUSED_THREADS) {
+            const uint32_t *b = s_bits + (size_t)i * W;
+            int n = 0;
+            for (int x = 0; x < W; x++) n += __popc(b[x]);
+            const int dst = i / G, g = i % G;
+            ((int32_t *)(w.peer[dst] + dfm_off_recv_counts(&w.L, half, w.rank)))[g] = n;
+        }
+        if (tid < R) {
+            int32_t *info = (int32_t *)(w.peer[tid] + dfm_off_src_info(&w.L, half, w.rank));
+            info[DFM_INFO_QUANT] = op.quant;
+            info[DFM_INFO_TOPK] = K;
+            info[DFM_INFO_TOKENS] = T;
+            info[DFM_INFO_DROPPED] = s_dropped;
+        }
+        __threadfence_system();
+        __syncthreads();
+        if (tid < R)
+            dfm_st_release_sys(w.peer[tid] + dfm_off_dispatch_flag(&w.L, half, w.rank), seq | FUSED_COUNTS_TAG);
+    }
+    for (int u = blockIdx.x; u < T * fa.parts; u += gridDim.x) {
+        const int t = u / fa.parts, p = u % fa.parts;
+        const uint16_t *xr = op.x + (size_t)t * H;
+        float amax = 0.0f;
+        for (int i = tid * 8; i < H; i += FUSED_THREADS * 8) {
+            const uint4 v = *(const uint4 *)(xr + i);
+            const uint32_t uu[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+            for (int c = 0; c < 4; c++)
+                amax = fmaxf(amax, fmaxf(fabsf(dfm_bf16_lo(uu[c])), fabsf(dfm_bf16_hi(uu[c]))));
+        }
+        if (tid < K) {
+            const int64_t *ir = op.topk_idx + (size_t)t * K;
+            size_t off = (size_t)-1;
+            int dst = 0;
+            if (dfm_slot_is_first(ir, tid, E)) {
+                const int e = (int)ir[tid];
+                const uint32_t *b = s_bits + (size_t)e * W;
+                int j = __popc(b[t >> 5] & ((1u << (t & 31)) - 1u));
+                for (int x = 0; x < (t >> 5); x++) j += __popc(b[x]);
+                dst = e / G;
+                off = dfm_recv_row(&w.L, e % G, w.rank, j);
+            }
+            s_dst[tid] = off;
+            s_rank[tid] = dst;
+        }
+        amax = dfm_block_max(amax, s_red); /* also orders s_dst/s_rank */
+        const float s = dfm_quant_scale(amax, q);
+        const int c0 = (int)((long long)chunks * p / fa.parts);
+        const int c1 = (int)((long long)chunks * (p + 1) / fa.parts);
+        for (int c = c0 + tid; c < c1; c += FUSED_THREADS) {
+            const uint4 v = fused_codes16(xr, c, s, q);
+            for (int k = 0; k < K; k++) {
+                const size_t row = s_dst[k];
+                if (row == (size_t)-1) continue;
+                uint4 *d = (uint4 *)(w.peer[s_rank[k]] + dfm_off_recv_rows(&w.L, half, row));
+                d[c] = v;
+            }
+        }
+        if (p == 0 && tid < K && s_dst[tid] != (size_t)-1) {
+            char *base = w.peer[s_rank[tid]];
+            *(float *)(base + dfm_off_recv_scale(&w.L, half, s_dst[tid])) = s;
+            *(int32_t *)(base + dfm_off_recv_meta(&w.L, half, s_dst[tid])) = t * w.max_topk + tid;
+        }
+        __syncthreads(); /* s_dst is rewritten by the next unit */
+    }
+    __threadfence_system();
+    __syncthreads();
+    if (tid == 0) s_last = atomicAdd(&w.st->send_done, 1u) == gridDim.x - 1;
+    __syncthreads();
+    if (s_last) { /* CTA 0 has arrived, so its counts flag precedes this */
+        __threadfence();
+        if (tid == 0) {
+            w.st->seq = seq;
+            w.st->cur_seq = seq;
+            w.st->send_done = 0;
+        }
+        __threadfence_system();
+        __syncthreads();
+        if (tid < R) dfm_st_release_sys(w.peer[tid] + dfm_off_dispatch_flag(&w.L, half, w.rank), seq);
+    }
+
+    /* ---- 2. counts of every source, the schedule ---- */
+    if (tid < R)
+        fused_wait(&w, local + dfm_off_dispatch_flag(&w.L, half, tid), seq, ~FUSED_COUNTS_TAG, tid,
+                   DFM_CUDA_WAIT_DISPATCH, seq);
+    __syncthreads();
+    for (int i = tid; i < G * R; i += FUSED_THREADS) {
+        const int g = i / R, src = i % R;
+        int c = ((const int32_t *)(local + dfm_off_recv_counts(&w.L, half, src)))[g];
+        c = c < 0 ? 0 : (c > M ? M : c);
+        s_cnt[i] = c;
+        if (blockIdx.x == 0 && op.ep_recv_count) op.ep_recv_count[i] = c;
+    }
+    if (blockIdx.x == 0 && tid == 0) {
+        int dropped = 0;
+        for (int src = 0; src < R; src++)
+            dropped += ((const int32_t *)(local + dfm_off_src_info(&w.L, half, src)))[DFM_INFO_DROPPED];
+        if (dropped > 0) {
+            w.async->invalid_expert = (unsigned int)dropped;
+            __threadfence_system();
+        }
+    }
+    if (tid == 0) s_maxch = 0;
+    __syncthreads();
+    const int n_tiles1 = 2 * I / WG_BN, n_tiles2 = H / WG_BN;
+    {
+        int my_maxch = 0;
+        for (int g = tid; g < G; g += FUSED_THREADS) {
+            int nch = 0;
+            for (int src = 0; src < R; src++) nch += (s_cnt[g * R + src] + 7) >> 3;
+            const int passes = (nch + 15) >> 4;
+            s_pre1[g + 1] = passes * n_tiles1;
+            s_pre2[g + 1] = passes * n_tiles2;
+            my_maxch = max(my_maxch, nch);
+        }
+        if (my_maxch > 0) atomicMax(&s_maxch, my_maxch);
+    }
+    if (tid == 0) {
+        s_pre1[0] = 0;
+        s_pre2[0] = 0;
+        for (int s = 0; s < WG_MAX_STAGES; s++) {
+            wg_mbar_init(&s_full[s], 1);
+            wg_mbar_init(&s_empty[s], 8);
+        }
+        asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
+        for (int ph = 0; ph < 2; ph++) {
+            wg_gemm_args_t *p = &s_p[ph];
+            memset(p, 0, sizeof *p);
+            p->G = G;
+            p->R = R;
+            p->M = M;
+            p->inter = I;
+            p->row_count = s_cnt;
+            p->cur_seq = NULL;
+        }
+        s_p[0].n_out = 2 * I;
+        s_p[0].k_bytes = H * cb;
+        s_p[0].a_scale = (const float *)(local + dfm_off_recv_scale(&w.L, 0, 0));
+        s_p[0].b_scale = MODE == DFM_QUANT_BF16 ? NULL : op.w1_scale;
+        s_p[0].half_rows = (long long)G * R * M;
+        s_p[0].act = w.act;
+        s_p[1].n_out = H;
+        s_p[1].k_bytes = I * cb;
+        s_p[1].a_scale = w.act_s;
+        s_p[1].b_scale = MODE == DFM_QUANT_BF16 ? NULL : op.w2_scale;
+        s_p[1].half_rows = 0;
+        s_p[1].act = NULL;
+    }
+    /* The ring overwrites the bitmap through the async proxy. */
+    asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+    __syncthreads();
+    if (warp < 2) { /* warp 0 scans s_pre1[1..G], warp 1 s_pre2[1..G] */
+        int *pre = warp == 0 ? s_pre1 : s_pre2;
+        int carry = 0;
+        for (int b = 0; b < G; b += 32) {
+            int v = b + lane < G ? pre[b + lane + 1] : 0;
+            for (int o = 1; o < 32; o <<= 1) {
+                const int x = __shfl_up_sync(0xffffffffu, v, o);
+                if (lane >= o) v += x;
+            }
+            if (b + lane < G) pre[b + lane + 1] = v + carry;
+            carry += __shfl_sync(0xffffffffu, v, 31);
+        }
+    }
+    __syncthreads();
+    const int total1 = s_pre1[G], total2 = s_pre2[G];
+    const int nk1 = (H * cb + WG_BK - 1) / WG_BK, nk2 = (I * cb + WG_BK - 1) / WG_BK;
+
+    unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
+    wg_ring_t ring;
+    const int acols = wg_pad_cols(8 * min(16, max(s_maxch, 1)));
+    const int xbytes = 128 * (acols / 2) * 4;
+    ring.sb = WG_W_BYTES + acols * WG_BK;
+    ring.nst = min(WG_MAX_STAGES, ((int)wg_dyn_smem_size() - (int)(smem - smem_raw) - xbytes) / ring.sb);
+    float *xch = (float *)(smem + ring.nst * ring.sb);
+    fused_out_t out;
+    out.w = &w;
+
+    /* ---- 3. the expert GEMMs ---- */
+    if (warp == 8) { /* producer */
+        int it = 0;
+        for (int u = blockIdx.x; u < total1 + total2; u += gridDim.x) {
+            const int phase = u < total1 ? 1 : 2;
+            const int v = phase == 1 ? u : u - total1;
+            int g, tile, pass;
+            wg_item(phase == 1 ? s_pre1 : s_pre2, G, phase == 1 ? n_tiles1 : n_tiles2, v, g, tile, pass);
+            int nch = 0;
+            for (int src = 0; src < R; src++) nch += (s_cnt[g * R + src] + 7) >> 3;
+            const int nch_pass = min(16, nch - pass * 16);
+            int arow, boff;
+            const CUtensorMap *amap;
+            const int nbox = fused_a_box(s_cnt, R, M, g, pass, phase == 1 ? (long long)half * G * R * M : 0,
+                                         phase == 1 ? maps.a1 : maps.a2, lane, arow, boff, amap);
+            const CUtensorMap *wmap = phase == 1 ? &maps.w1 : &maps.w2;
+            const int wrow = g * (phase == 1 ? 2 * I : H) + tile * WG_BN;
+            const int nk = phase == 1 ? nk1 : nk2;
+            const int it0 = it;
+            int open = __all_sync(0xffffffffu, fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 0));
+            if (!open && phase == 1 && lane == 0)
+                for (int kt = ring.nst; kt < nk && kt < ring.nst + FUSED_L2_PF_STAGES; kt++)
+                    fused_prefetch_l2(wmap, kt * WG_BK, wrow);
+            int pend = 0; /* first stage of the item whose A is not issued */
+            for (int kt = 0; kt < nk; kt++, it++) {
+                if (!open) {
+                    /* the slot's previous stage is this item's (A pending):
+                     * nothing else can be issued until the gate opens */
+                    const int must = kt >= ring.nst;
+                    open = __all_sync(0xffffffffu, fused_gate(&w, &fa, s_cnt, phase, g, half, seq, must));
+                    if (open) {
+                        fused_fence_proxy_global();
+                        for (int k2 = pend; k2 < kt; k2++)
+                            if (lane < nbox)
+                                wg_tma_2d(smem + ((it0 + k2) % ring.nst) * ring.sb + WG_W_BYTES + boff * 8 * WG_BK,
+                                          amap, k2 * WG_BK, arow, &s_full[(it0 + k2) % ring.nst]);
+                        pend = kt;
+                    }
+                } else if (kt == 0) {
+                    fused_fence_proxy_global();
+                }
+                const int s = it % ring.nst, r = it / ring.nst;
+                if (lane == 0) {
+                    wg_mbar_wait(&s_empty[s], (r & 1) ^ 1);
+                    wg_mbar_expect_tx(&s_full[s], WG_W_BYTES + nch_pass * 8 * WG_BK);
+                }
+                __syncwarp();
+                unsigned char *st = smem + s * ring.sb;
+                if (lane == 0) wg_tma_2d(st, wmap, kt * WG_BK, wrow, &s_full[s]);
+                if (open) {
+                    if (lane < nbox) wg_tma_2d(st + WG_W_BYTES + boff * 8 * WG_BK, amap, kt * WG_BK, arow, &s_full[s]);
+                    pend = kt + 1;
+                }
+            }
+            if (!open) {
+                fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 1);
+                __syncwarp();
+                fused_fence_proxy_global();
+                for (int k2 = pend; k2 < nk; k2++)
+                    if (lane < nbox)
+                        wg_tma_2d(smem + ((it0 + k2) % ring.nst) * ring.sb + WG_W_BYTES + boff * 8 * WG_BK, amap,
+                                  k2 * WG_BK, arow, &s_full[(it0 + k2) % ring.nst]);
+            }
+        }
+    } else { /* consumers */
+        int it = 0;
+        for (int u = blockIdx.x; u < total1 + total2; u += gridDim.x) {
+            const int phase = u < total1 ? 1 : 2;
+            const int v = phase == 1 ? u : u - total1;
+            int g, tile, pass;
+            wg_item(phase == 1 ? s_pre1 : s_pre2, G, phase == 1 ? n_tiles1 : n_tiles2, v, g, tile, pass);
+            if (lane == 0) fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 1); /* orders the epilogue's reads */
+            __syncwarp();
+            int nch = 0;
+            for (int src = 0; src < R; src++) nch += (s_cnt[g * R + src] + 7) >> 3;
+            const int cols = 8 * min(16, nch - pass * 16);
+            if (phase == 1) {
+#define FUSED_CONSUME(NN) \
+    wg_consume<MODE, 1, NN>(s_p[0], out, smem, ring, s_full, s_empty, xch, it, g, tile, pass, half)
+                if (cols <= 8) FUSED_CONSUME(8);
+                else if (cols <= 16) FUSED_CONSUME(16);
+                else if (cols <= 24) FUSED_CONSUME(24);
+                else if (cols <= 32) FUSED_CONSUME(32);
+                else if (cols <= 48) FUSED_CONSUME(48);
+                else if (cols <= 64) FUSED_CONSUME(64);
+                else if (cols <= 96) FUSED_CONSUME(96);
+                else FUSED_CONSUME(128);
+#undef FUSED_CONSUME
+                /* count the item; the CTA completing expert g requantizes it */
+                __threadfence();
+                wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
+                if (tid == 0) {
+                    const unsigned int items = (unsigned int)(s_pre1[g + 1] - s_pre1[g]);
+                    const int fin = atomicAdd(&fa.g1_done[g], 1u) == items - 1;
+                    if (fin) fa.g1_done[g] = 0; /* every item of g is counted: reset for the next call */
+                    s_fin = fin;
+                }
+                wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
+                const int fin = s_fin;
+                wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS); /* s_fin may be rewritten */
+                if (fin) {
+                    __threadfence();
+                    fused_requant_expert(&w, s_cnt, g, q);
+                    fused_fence_proxy_global();
+                    __threadfence();
+                    wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
+                    if (tid == 0) dfm_st_release_sys(fa.q_ready + g, seq);
+                }
+            } else {
+#define FUSED_CONSUME(NN) \
+    wg_consume<MODE, 2, NN>(s_p[1], out, smem, ring, s_full, s_empty, xch, it, g, tile, pass, half)
+                if (cols <= 8) FUSED_CONSUME(8);
+                else if (cols <= 16) FUSED_CONSUME(16);
+                else if (cols <= 24) FUSED_CONSUME(24);
+                else if (cols <= 32) FUSED_CONSUME(32);
+                else if (cols <= 48) FUSED_CONSUME(48);
+                else if (cols <= 64) FUSED_CONSUME(64);
+                else if (cols <= 96) FUSED_CONSUME(96);
+                else FUSED_CONSUME(128);
+#undef FUSED_CONSUME
+            }
+        }
+    }
+
+    /* ---- 4. combine ---- */
+    __threadfence_system(); /* this thread's GEMM2 stores to home ranks */
+    __syncthreads();
+    if (tid == 0) s_last = atomicAdd(&fa.fs->g2_arrived, 1u) == gridDim.x - 1;
+    __syncthreads();
+    if (s_last) {
+        __threadfence();
+        if (tid == 0) fa.fs->g2_arrived = 0;
+        __threadfence_system();
+        __syncthreads();
+        if (tid < R) dfm_st_release_sys(w.peer[tid] + dfm_off_combine_flag(&w.L, half, w.rank), seq);
+    }
+    if (tid < R)
+        dfm_wait_flag(&w, local + dfm_off_combine_flag(&w.L, half, tid), seq, tid, DFM_CUDA_WAIT_COMBINE);
+    __syncthreads();
+    const int groups = H / 8;
+    const long long total = (long long)T * groups;
+    for (long long i = (long long)blockIdx.x * FUSED_THREADS + tid; i < total;
+         i += (long long)gridDim.x * FUSED_THREADS) {
+        const int t = (int)(i / groups), c = (int)(i % groups) * 8;
+        const int64_t *ir = op.topk_idx + (size_t)t * K;
+        const float *wr = op.topk_weights + (size_t)t * K;
+        float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int k = 0; k < K; k++) {
+            const int64_t e = ir[k];
+            if (e < 0 || e >= E) continue;
+            int f = 0;
+            while (ir[f] != e) f++;
+            const float wk = wr[k];
+            const uint4 v = *(const uint4 *)(local + dfm_off_combine_row(&w.L, half, t, f) + (size_t)c * 2);
+            const uint32_t uw[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+            for (int x = 0; x < 4; x++) {
+                acc[2 * x] = __fadd_rn(acc[2 * x], __fmul_rn(wk, dfm_bf16_lo(uw[x])));
+                acc[2 * x + 1] = __fadd_rn(acc[2 * x + 1], __fmul_rn(wk, dfm_bf16_hi(uw[x])));
+            }
+        }
+        uint32_t o[4];
+#pragma unroll
+        for (int x = 0; x < 4; x++)
+            o[x] = dfm_dev_f32_to_bf16(acc[2 * x]) | (dfm_dev_f32_to_bf16(acc[2 * x + 1]) << 16);
+        *(uint4 *)(op.out + (size_t)t * H + c) = make_uint4(o[0], o[1], o[2], o[3]);
+    }
+}
+
+/* ---- host side ------------------------------------------------------------------- */
+
+struct dfm_cuda_fused {
+    fused_state_t *state; /* device: header, g1_done [G], q_ready [G] */
+    fused_args_t args;
+    int grid;
+    int smem[DFM_NUM_QUANT];
+    /* tensor maps per mode: A maps fixed per context (built on first use), W
+     * maps of the last (w1, w2) pair seen */
+    int have_a[DFM_NUM_QUANT];
+    const void *w1_of[DFM_NUM_QUANT], *w2_of[DFM_NUM_QUANT];
+    fused_maps_t maps[DFM_NUM_QUANT];
+};
+
+static const void *fused_kernel_of(int quant) {
+    if (quant == DFM_QUANT_FP8) return (const void *)fused_kernel<DFM_QUANT_FP8>;
+    if (quant == DFM_QUANT_INT8) return (const void *)fused_kernel<DFM_QUANT_INT8>;
+    return (const void *)fused_kernel<DFM_QUANT_BF16>;
+}
+
+void dfm_cuda_fused_destroy(dfm_cuda_fused_t *f) {
+    if (f == NULL) return;
+    cudaFree(f->state);
+    free(f);
+}
+
+cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **out) {
+    *out = NULL;
+    const char *e = getenv("DFM_CUDA_FUSED");
+    if (e == NULL || strcmp(e, "1") != 0) return cudaSuccess;
+    dfm_cuda_fused_t *f = (dfm_cuda_fused_t *)calloc(1, sizeof *f);
+    if (f == NULL) return cudaErrorMemoryAllocation;
+    const int G = w->num_local_experts;
+    const size_t g1_off = sizeof(fused_state_t);
+    const size_t q_off = dfm_align_up(g1_off + (size_t)G * sizeof(unsigned int), 8);
+    const size_t bytes = q_off + (size_t)G * sizeof(unsigned long long);
+    cudaError_t err = cudaMalloc((void **)&f->state, bytes);
+    if (err == cudaSuccess) err = cudaMemset(f->state, 0, bytes);
+    f->args.fs = f->state;
+    f->args.g1_done = (unsigned int *)((char *)f->state + g1_off);
+    f->args.q_ready = (unsigned long long *)((char *)f->state + q_off);
+    f->grid = w->num_sms > 0 ? w->num_sms : 1;
+    for (int q = 0; q < DFM_NUM_QUANT && err == cudaSuccess; q++) {
+        const void *k = fused_kernel_of(q);
+        f->smem[q] = wg_v3_smem(k);
+        if (f->smem[q] <= 0) {
+            err = cudaErrorInvalidValue;
+            break;
+        }
+        err = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, f->smem[q]);
+        int per_sm = 0;
+        if (err == cudaSuccess)
+            err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, FUSED_THREADS, (size_t)f->smem[q]);
+        /* every CTA spins on work of others: all must be resident */
+        if (err == cudaSuccess && per_sm * w->num_sms < f->grid) err = cudaErrorCooperativeLaunchTooLarge;
+        /* the routing bitmap lives in the dynamic shared memory */
+        if (err == cudaSuccess &&
+            (size_t)w->num_experts * fused_bitmap_words(DFM_MAX_TOKENS) * 4 + 1024 > (size_t)f->smem[q])
+            err = cudaErrorInvalidValue;
+    }
+    if (err != cudaSuccess) {
+        dfm_cuda_fused_destroy(f);
+        return err;
+    }
+    *out = f;
+    return cudaSuccess;
+}
+
+static int fused_maps(dfm_cuda_fused_t *f, const dfm_cuda_world_t *w, const dfm_cuda_op_t *op) {
+    const int q = op->quant, cb = q == DFM_QUANT_BF16 ? 2 : 1;
+    const int G = w->num_local_experts, R = w->num_ranks, M = w->num_max;
+    const int H = w->hidden, I = w->inter;
+    const long long rows = (long long)G * R * M;
+    fused_maps_t *m = &f->maps[q];
+    if (!f->have_a[q]) {
+        char *local = w->peer[w->rank];
+        for (int i = 0; i < WG_A_MAPS; i++) {
+            if (wg_make_map(&m->a1[i], local + dfm_off_recv_rows(&w->L, 0, 0), 2 * rows, H * cb,
+                            w->L.row_bytes, 8 << i) ||
+                wg_make_map(&m->a2[i], w->act_q, rows, I * cb, (size_t)I * cb, 8 << i))
+                return -1;
+        }
+        f->have_a[q] = 1;
+    }
+    if (f->w1_of[q] != op->w1 || f->w2_of[q] != op->w2) {
+        f->w1_of[q] = NULL;
+        f->w2_of[q] = NULL;
+        if (wg_make_map(&m->w1, op->w1, (long long)G * 2 * I, H * cb, (size_t)H * cb, 128) ||
+            wg_make_map(&m->w2, op->w2, (long long)G * H, I * cb, (size_t)I * cb, 128))
+            return -1;
+        f->w1_of[q] = op->w1;
+        f->w2_of[q] = op->w2;
+    }
+    return 0;
+}
+
+cudaError_t dfm_cuda_fused(dfm_cuda_fused_t *f, const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
+                           cudaStream_t stream, const cudaEvent_t *ev) {
+    if (((uintptr_t)op->w1 & 15) != 0 || ((uintptr_t)op->w2 & 15) != 0 ||
+        w->num_local_experts > WG_MAX_G || fused_maps(f, w, op))
+        return cudaErrorNotSupported;
+    const int T = op->num_tokens, sms = w->num_sms > 0 ? w->num_sms : 1;
+    const int chunks = (int)((size_t)w->hidden * dfm_code_bytes((dfm_quant_t)op->quant) / 16);
+    /* dispatch units per token as dispatch.cu: cover the SMs, >= 32 chunks each */
+    int parts = T > 0 ? sms / T : 1;
+    if (parts > chunks / 32) parts = chunks / 32;
+    if (parts < 1) parts = 1;
+    fused_args_t a = f->args;
+    a.parts = parts;
+
+    cudaLaunchConfig_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.gridDim = dim3((unsigned)f->grid);
+    cfg.blockDim = dim3(FUSED_THREADS);
+    cfg.dynamicSmemBytes = (size_t)f->smem[op->quant];
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeCooperative;
+    attr[0].val.cooperative = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = 1;
+    void *args[] = {(void *)&f->maps[op->quant], (void *)w, (void *)op, (void *)&a};
+    cudaError_t err = ev ? cudaEventRecord(ev[0], stream) : cudaSuccess;
+    if (err == cudaSuccess) err = cudaLaunchKernelExC(&cfg, fused_kernel_of(op->quant), args);
+    for (int i = 1; i < 4 && err == cudaSuccess && ev; i++) err = cudaEventRecord(ev[i], stream);
+    return err;
+}
