@@ -54,6 +54,17 @@ static dfm_status_t check_nccl_version(dfm_ctx_t *ctx) {
                              "(its device API). Put a newer libnccl.so.2 first (for example "
                              "torch's nvidia/nccl/lib) on LD_LIBRARY_PATH",
                              v / 10000, (v / 100) % 100, v % 100);
+    /* The device API's structures (window and communicator layouts, the
+     * requirements struct) are compiled in from nccl_device.h: a runtime of
+     * another minor release may lay them out differently. */
+    if (v / 100 != NCCL_VERSION_CODE / 100)
+        return dfm_set_error(ctx, DFM_ERROR_UNSUPPORTED,
+                             "NCCL %d.%d.%d is loaded, but the cuda backend was built against "
+                             "NCCL %d.%d device headers, whose structures it compiles in; load "
+                             "an NCCL %d.%d.x (>= 2.28.7) or rebuild against the loaded one",
+                             v / 10000, (v / 100) % 100, v % 100, NCCL_VERSION_CODE / 10000,
+                             (NCCL_VERSION_CODE / 100) % 100, NCCL_VERSION_CODE / 10000,
+                             (NCCL_VERSION_CODE / 100) % 100);
     return DFM_SUCCESS;
 }
 
@@ -124,7 +135,10 @@ static dfm_status_t check_config_agrees(dfm_ctx_t *ctx, dfm_cuda_transport_t *t,
         st = dfm_set_error(ctx, DFM_ERROR_SYSTEM, "cudaMalloc/cudaStreamCreate for the config check failed");
         goto done;
     }
-    cudaMemcpy(dbuf + R, &mine, sizeof mine, cudaMemcpyHostToDevice);
+    if (cudaMemcpy(dbuf + R, &mine, sizeof mine, cudaMemcpyHostToDevice) != cudaSuccess) {
+        st = dfm_set_error(ctx, DFM_ERROR_SYSTEM, "cudaMemcpy for the config check failed");
+        goto done;
+    }
     st = nccl_step(ctx, t, "ncclAllGather (config check)",
                    ncclAllGather(dbuf + R, dbuf, 1, ncclUint64, t->comm, s), deadline);
     if (st != DFM_SUCCESS) goto done;
@@ -137,7 +151,11 @@ static dfm_status_t check_config_agrees(dfm_ctx_t *ctx, dfm_cuda_transport_t *t,
         }
         sched_yield();
     }
-    cudaMemcpy(all, dbuf, (size_t)R * sizeof(uint64_t), cudaMemcpyDeviceToHost);
+    if (cudaMemcpy(all, dbuf, (size_t)R * sizeof(uint64_t), cudaMemcpyDeviceToHost) !=
+        cudaSuccess) {
+        st = dfm_set_error(ctx, DFM_ERROR_SYSTEM, "cudaMemcpy for the config check failed");
+        goto done;
+    }
     for (int r = 0; r < R; r++)
         if (all[r] != mine) {
             st = dfm_set_error(ctx, DFM_ERROR_MISMATCH,
