@@ -26,7 +26,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "device_common.cuh"
+#include "dispatch_steps.cuh"
 #include "fused.cuh"
 #include "gemm_wgmma.cuh"
 
@@ -140,41 +140,6 @@ static __device__ int fused_gate(const dfm_cuda_world_t *w, const fused_args_t *
         }
     }
     return 1;
-}
-
-/* ---- dispatch steps (the arithmetic of dispatch.cu) --------------------------- */
-
-static __host__ __device__ __forceinline__ int fused_bitmap_words(int T) {
-    return T > 0 ? (T + 31) / 32 : 1;
-}
-
-static __device__ __forceinline__ uint32_t fused_code1(float v, float s, dfm_quant_t q) {
-    if (s == 0.0f) return 0u;
-    if (q == DFM_QUANT_FP8) return dfm_f32_to_e4m3(v / s);
-    return (uint32_t)(uint8_t)dfm_f32_to_int8(v / s);
-}
-
-/* 16 codes (fp8/int8) or 8 (bf16) of row xr, chunk c, as one 16-byte word. */
-static __device__ __forceinline__ uint4 fused_codes16(const uint16_t *xr, int c, float s, dfm_quant_t q) {
-    uint32_t o[4];
-    if (q == DFM_QUANT_BF16) {
-        const uint4 v = *(const uint4 *)(xr + (size_t)c * 8);
-        const uint32_t u[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-        for (int i = 0; i < 4; i++)
-            o[i] = dfm_dev_f32_to_bf16(dfm_bf16_lo(u[i])) | (dfm_dev_f32_to_bf16(dfm_bf16_hi(u[i])) << 16);
-    } else {
-        const uint4 a = *(const uint4 *)(xr + (size_t)c * 16);
-        const uint4 b = *(const uint4 *)(xr + (size_t)c * 16 + 8);
-        const uint32_t u[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const uint32_t p = u[2 * i], r = u[2 * i + 1];
-            o[i] = fused_code1(dfm_bf16_lo(p), s, q) | (fused_code1(dfm_bf16_hi(p), s, q) << 8) |
-                   (fused_code1(dfm_bf16_lo(r), s, q) << 16) | (fused_code1(dfm_bf16_hi(r), s, q) << 24);
-        }
-    }
-    return make_uint4(o[0], o[1], o[2], o[3]);
 }
 
 /* ---- requantization of one expert (the arithmetic of gemm.cu's requant) ------ */
@@ -329,27 +294,16 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int T = op.num_tokens, K = op.num_topk, E = w.num_experts;
     const int G = w.num_local_experts, R = w.num_ranks, M = w.num_max, H = w.hidden, I = w.inter;
-    const int W = fused_bitmap_words(T);
+    const int W = dfm_bitmap_words(T);
     const dfm_quant_t q = (dfm_quant_t)MODE;
     const int cb = MODE == DFM_QUANT_BF16 ? 2 : 1;
-    const int chunks = H * cb / 16;
     const unsigned long long seq = *(volatile unsigned long long *)&w.st->seq + 1;
     const int half = dfm_seq_half(seq);
     char *local = w.peer[w.rank];
     uint32_t *s_bits = (uint32_t *)smem_raw; /* [E][W], phase 1 only */
 
     /* ---- 1. dispatch ---- */
-    for (int i = tid; i < E * W; i += FUSED_THREADS) s_bits[i] = 0u;
-    if (tid == 0) s_dropped = 0;
-    __syncthreads();
-    for (int i = tid; i < T * K; i += FUSED_THREADS) {
-        const int t = i / K, k = i % K;
-        const int64_t *row = op.topk_idx + (size_t)t * K;
-        const int64_t e = row[k];
-        if (e < -1 || e >= E) atomicAdd(&s_dropped, 1);
-        if (dfm_slot_is_first(row, k, E)) atomicOr(&s_bits[(int)e * W + (t >> 5)], 1u << (t & 31));
-    }
-    __syncthreads();
+    dfm_dispatch_route<FUSED_THREADS>(op, E, W, s_bits, &s_dropped);
     if (blockIdx.x == 0) { /* counts first */
         for (int i = tid; i < R * G; i += FUSED_THREADS) {
             const uint32_t *b = s_bits + (size_t)i * W;
@@ -370,52 +324,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
         if (tid < R)
             dfm_st_release_sys(w.peer[tid] + dfm_off_dispatch_flag(&w.L, half, w.rank), seq | FUSED_COUNTS_TAG);
     }
-    for (int u = blockIdx.x; u < T * fa.parts; u += gridDim.x) {
-        const int t = u / fa.parts, p = u % fa.parts;
-        const uint16_t *xr = op.x + (size_t)t * H;
-        float amax = 0.0f;
-        for (int i = tid * 8; i < H; i += FUSED_THREADS * 8) {
-            const uint4 v = *(const uint4 *)(xr + i);
-            const uint32_t uu[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-            for (int c = 0; c < 4; c++)
-                amax = fmaxf(amax, fmaxf(fabsf(dfm_bf16_lo(uu[c])), fabsf(dfm_bf16_hi(uu[c]))));
-        }
-        if (tid < K) {
-            const int64_t *ir = op.topk_idx + (size_t)t * K;
-            size_t off = (size_t)-1;
-            int dst = 0;
-            if (dfm_slot_is_first(ir, tid, E)) {
-                const int e = (int)ir[tid];
-                const uint32_t *b = s_bits + (size_t)e * W;
-                int j = __popc(b[t >> 5] & ((1u << (t & 31)) - 1u));
-                for (int x = 0; x < (t >> 5); x++) j += __popc(b[x]);
-                dst = e / G;
-                off = dfm_recv_row(&w.L, e % G, w.rank, j);
-            }
-            s_dst[tid] = off;
-            s_rank[tid] = dst;
-        }
-        amax = dfm_block_max(amax, s_red); /* also orders s_dst/s_rank */
-        const float s = dfm_quant_scale(amax, q);
-        const int c0 = (int)((long long)chunks * p / fa.parts);
-        const int c1 = (int)((long long)chunks * (p + 1) / fa.parts);
-        for (int c = c0 + tid; c < c1; c += FUSED_THREADS) {
-            const uint4 v = fused_codes16(xr, c, s, q);
-            for (int k = 0; k < K; k++) {
-                const size_t row = s_dst[k];
-                if (row == (size_t)-1) continue;
-                uint4 *d = (uint4 *)(w.peer[s_rank[k]] + dfm_off_recv_rows(&w.L, half, row));
-                d[c] = v;
-            }
-        }
-        if (p == 0 && tid < K && s_dst[tid] != (size_t)-1) {
-            char *base = w.peer[s_rank[tid]];
-            *(float *)(base + dfm_off_recv_scale(&w.L, half, s_dst[tid])) = s;
-            *(int32_t *)(base + dfm_off_recv_meta(&w.L, half, s_dst[tid])) = t * w.max_topk + tid;
-        }
-        __syncthreads(); /* s_dst is rewritten by the next unit */
-    }
+    dfm_dispatch_send<FUSED_THREADS>(w, op, s_bits, W, fa.parts, half, s_red, s_dst, s_rank);
     __threadfence_system();
     __syncthreads();
     if (tid == 0) s_last = atomicAdd(&w.st->send_done, 1u) == gridDim.x - 1;
@@ -755,7 +664,7 @@ cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **
         if (err == cudaSuccess && per_sm * w->num_sms < f->grid) err = cudaErrorCooperativeLaunchTooLarge;
         /* the routing bitmap lives in the dynamic shared memory */
         if (err == cudaSuccess &&
-            (size_t)w->num_experts * fused_bitmap_words(DFM_MAX_TOKENS) * 4 + 1024 > (size_t)f->smem[q])
+            (size_t)w->num_experts * dfm_bitmap_words(DFM_MAX_TOKENS) * 4 + 1024 > (size_t)f->smem[q])
             err = cudaErrorInvalidValue;
     }
     if (err != cudaSuccess) {

@@ -1,0 +1,138 @@
+/*
+ * dispatch_steps.cuh - the steps of dispatch that both dispatch.cu (the
+ * separate and pipelined dispatch) and fused.cu (the one-kernel operator)
+ * run: routing a batch into a first-slot bitmap, and the per-token
+ * quantization of SPEC 3.1 fused into the stores into the owners' receive
+ * slots. Device code only; the callers own the flags and the waits.
+ */
+#ifndef DFM_CUDA_DISPATCH_STEPS_CUH
+#define DFM_CUDA_DISPATCH_STEPS_CUH
+
+#include "device_common.cuh"
+
+/* u32 words per expert of the first-slot bitmap of T tokens. */
+static __host__ __device__ __forceinline__ int dfm_bitmap_words(int T) {
+    return T > 0 ? (T + 31) / 32 : 1;
+}
+
+/* Code of v under scale s (fp8 or int8), IEEE division as in the CPU backend. */
+static __device__ __forceinline__ uint32_t dfm_code1(float v, float s, dfm_quant_t q) {
+    if (s == 0.0f) return 0u;
+    if (q == DFM_QUANT_FP8) return dfm_f32_to_e4m3(v / s);
+    return (uint32_t)(uint8_t)dfm_f32_to_int8(v / s);
+}
+
+/* 16 codes (fp8/int8) or 8 (bf16) of row xr, chunk c, as one 16-byte word. */
+static __device__ __forceinline__ uint4 dfm_codes16(const uint16_t *xr, int c, float s,
+                                                    dfm_quant_t q) {
+    uint32_t o[4];
+    if (q == DFM_QUANT_BF16) {
+        const uint4 v = *(const uint4 *)(xr + (size_t)c * 8);
+        const uint32_t u[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++)
+            o[i] = dfm_dev_f32_to_bf16(dfm_bf16_lo(u[i])) |
+                   (dfm_dev_f32_to_bf16(dfm_bf16_hi(u[i])) << 16);
+    } else {
+        const uint4 a = *(const uint4 *)(xr + (size_t)c * 16);
+        const uint4 b = *(const uint4 *)(xr + (size_t)c * 16 + 8);
+        const uint32_t u[8] = {a.x, a.y, a.z, a.w, b.x, b.y, b.z, b.w};
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const uint32_t p = u[2 * i], r = u[2 * i + 1];
+            o[i] = dfm_code1(dfm_bf16_lo(p), s, q) | (dfm_code1(dfm_bf16_hi(p), s, q) << 8) |
+                   (dfm_code1(dfm_bf16_lo(r), s, q) << 16) | (dfm_code1(dfm_bf16_hi(r), s, q) << 24);
+        }
+    }
+    return make_uint4(o[0], o[1], o[2], o[3]);
+}
+
+/*
+ * Route: s_bits [E][W] u32 gets bit t of expert e when a first slot of token
+ * t names e (so a token's row index at e is the number of bits below t);
+ * *s_dropped counts slots outside [-1, E). Every CTA does it for itself.
+ */
+template <int NT>
+static __device__ __forceinline__ void dfm_dispatch_route(const dfm_cuda_op_t &op, int E, int W,
+                                                          uint32_t *s_bits, int *s_dropped) {
+    const int tid = threadIdx.x, T = op.num_tokens, K = op.num_topk;
+    for (int i = tid; i < E * W; i += NT) s_bits[i] = 0u;
+    if (tid == 0) *s_dropped = 0;
+    __syncthreads();
+    for (int i = tid; i < T * K; i += NT) {
+        const int t = i / K, k = i % K;
+        const int64_t *row = op.topk_idx + (size_t)t * K;
+        const int64_t e = row[k];
+        if (e < -1 || e >= E) atomicAdd(s_dropped, 1);
+        if (dfm_slot_is_first(row, k, E)) atomicOr(&s_bits[(int)e * W + (t >> 5)], 1u << (t & 31));
+    }
+    __syncthreads();
+}
+
+/*
+ * Quantize and send this CTA's share of the batch. Work unit (t, p) = part p
+ * of `parts` of token t's codes: the CTA computes the row's amax (block
+ * reduction over all H), each thread quantizes 16-byte chunks and stores
+ * each to every destination of the token (row (g, me, j) of the owner's
+ * half); part 0 also writes the row's scale and meta (t * Kmax + slot).
+ * s_red [32], s_dst/s_rank [DFM_MAX_TOPK] are the caller's shared scratch.
+ */
+template <int NT>
+static __device__ __forceinline__ void dfm_dispatch_send(const dfm_cuda_world_t &w,
+                                                         const dfm_cuda_op_t &op,
+                                                         const uint32_t *s_bits, int W, int parts,
+                                                         int half, float *s_red, size_t *s_dst,
+                                                         int *s_rank) {
+    const int tid = threadIdx.x, T = op.num_tokens, K = op.num_topk, E = w.num_experts;
+    const int G = w.num_local_experts, H = w.hidden;
+    const dfm_quant_t q = (dfm_quant_t)op.quant;
+    const int chunks = (int)((size_t)H * dfm_code_bytes(q) / 16);
+    for (int u = blockIdx.x; u < T * parts; u += gridDim.x) {
+        const int t = u / parts, p = u % parts;
+        const uint16_t *xr = op.x + (size_t)t * H;
+        float amax = 0.0f;
+        for (int i = tid * 8; i < H; i += NT * 8) {
+            const uint4 v = *(const uint4 *)(xr + i);
+            const uint32_t uu[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+            for (int c = 0; c < 4; c++)
+                amax = fmaxf(amax, fmaxf(fabsf(dfm_bf16_lo(uu[c])), fabsf(dfm_bf16_hi(uu[c]))));
+        }
+        if (tid < K) {
+            const int64_t *ir = op.topk_idx + (size_t)t * K;
+            size_t off = (size_t)-1;
+            int dst = 0;
+            if (dfm_slot_is_first(ir, tid, E)) {
+                const int e = (int)ir[tid];
+                const uint32_t *b = s_bits + (size_t)e * W;
+                int j = __popc(b[t >> 5] & ((1u << (t & 31)) - 1u));
+                for (int x = 0; x < (t >> 5); x++) j += __popc(b[x]);
+                dst = e / G;
+                off = dfm_recv_row(&w.L, e % G, w.rank, j);
+            }
+            s_dst[tid] = off;
+            s_rank[tid] = dst;
+        }
+        amax = dfm_block_max(amax, s_red); /* also orders s_dst/s_rank */
+        const float s = dfm_quant_scale(amax, q);
+        const int c0 = (int)((long long)chunks * p / parts);
+        const int c1 = (int)((long long)chunks * (p + 1) / parts);
+        for (int c = c0 + tid; c < c1; c += NT) {
+            const uint4 v = dfm_codes16(xr, c, s, q);
+            for (int k = 0; k < K; k++) {
+                const size_t row = s_dst[k];
+                if (row == (size_t)-1) continue;
+                uint4 *d = (uint4 *)(w.peer[s_rank[k]] + dfm_off_recv_rows(&w.L, half, row));
+                d[c] = v;
+            }
+        }
+        if (p == 0 && tid < K && s_dst[tid] != (size_t)-1) {
+            char *base = w.peer[s_rank[tid]];
+            *(float *)(base + dfm_off_recv_scale(&w.L, half, s_dst[tid])) = s;
+            *(int32_t *)(base + dfm_off_recv_meta(&w.L, half, s_dst[tid])) = t * w.max_topk + tid;
+        }
+        __syncthreads(); /* s_dst is rewritten by the next unit */
+    }
+}
+
+#endif /* DFM_CUDA_DISPATCH_STEPS_CUH */
