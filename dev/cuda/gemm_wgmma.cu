@@ -10,6 +10,9 @@
  *   3  ring sized from the launch's widest item (8-12 stages when few rows
  *      per expert), exchange sized likewise, A loaded as few large boxes
  *      (8..128 rows, binary decomposition per source block); the default
+ *   p  ("v3p32") version 3 with FP8 promotion after every wgmma k32 instead of
+ *      every 128 values of K (template parameter PROMOTE = 32;
+ *      DFM_CUDA_FP8_PROMOTE=32); INT8/BF16 have no such variant and run v3
  * (v0, the mma.sync + cp.async kernel of issue 3, lives in gemm.cu's history and
  *  in bench/NOTES.md's numbers: it needs the whole backend world to run.)
  *
@@ -18,9 +21,17 @@
  *        -Xptxas -v dev/cuda/gemm_wgmma.cu build-cuda/libdfm.a -o build/dev/gemm_wgmma
  *   (or `make CUDA=1` -> $(BUILD)/bench/gemm_bench, which includes this file)
  * Run: gemm_wgmma [-i iters] [-q] [-m modemask] [-s shape] [-v 32] [-o csv]
- *   -v: versions to validate and time, in order (default 32: v3 then v2)
+ *   -v: versions to validate and time, in order, up to 3 of 2, 3, p (default
+ *       32: v3 then v2; "3p -m 1": FP8 promote 128 beside promote 32)
  *   -q: one reference sample per big shape; -m: bit 0 fp8, 1 int8, 2 bf16;
  *   -s: only big shape number s (0..4), no small checks (for ncu)
+ *
+ * Each check line also gives, over the rows checked, the largest per-row act
+ * relative L2 error ("row max"), the largest |act - ref| / row amax ("err/amax":
+ * the requantization step of step 5 is amax/448 for FP8, so this is what
+ * flips codes) and the codes that requantizing the kernel's act gives
+ * differently from requantizing the float64 act ("flips", SPEC 3.1's
+ * quantizer on both).
  *
  * GEMM-only timing: each launch timed alone with CUDA events, median over
  * iterations; two weight sets alternate (each far larger than the 50 MB L2);
@@ -131,8 +142,11 @@ struct result_t {
     const char *dg;
 };
 static std::vector<result_t> results;
-static int ver_list[2] = {3, 2}, n_vers = 2;
-static int smem3[3][2];
+/* versions: 2, 3, and 4 = "v3p32" (v3 with FP8 promotion every 32 values of K) */
+#define MAX_VERS 3
+static int ver_list[MAX_VERS] = {3, 2, 0}, n_vers = 2;
+static int smem3[3][2], smem3p[2];
+static const char *ver_name(int v) { return v == 2 ? "v2" : v == 3 ? "v3" : "v3p32"; }
 
 struct problem_t {
     const char *name;
@@ -153,8 +167,9 @@ struct bufs_t {
 
 static int num_sms;
 
-template <int MODE, int VER>
+template <int MODE, int VER, int PROMOTE = 128>
 static void launch(const problem_t &P, bufs_t &B, int phase, int set, cudaStream_t s) {
+    const int sm = VER == 2 ? WG_SMEM_BYTES : PROMOTE == 32 ? smem3p[phase - 1] : smem3[MODE][phase - 1];
     const int cb = MODE == DFM_QUANT_BF16 ? 2 : 1;
     wg_gemm_args_t a;
     memset(&a, 0, sizeof a);
@@ -165,12 +180,12 @@ static void launch(const problem_t &P, bufs_t &B, int phase, int set, cudaStream
     if (phase == 1) {
         a.n_out = 2 * P.I; a.k_bytes = P.H * cb; a.a_scale = B.sa1; a.b_scale = B.s1[set]; a.act = B.act;
         const CUtensorMap *m = B.ta1;
-        wg_gemm_kernel<MODE, 1, VER, dense_out_t><<<num_sms, WG_THREADS, VER == 2 ? WG_SMEM_BYTES : smem3[MODE][0], s>>>(
+        wg_gemm_kernel<MODE, 1, VER, dense_out_t, PROMOTE><<<num_sms, WG_THREADS, sm, s>>>(
             B.tw1[set], m[0], m[VER == 2 ? 0 : 1], m[VER == 2 ? 0 : 2], m[VER == 2 ? 0 : 3], m[VER == 2 ? 0 : 4], a, out);
     } else {
         a.n_out = P.H; a.k_bytes = P.I * cb; a.a_scale = B.sa2; a.b_scale = B.s2[set];
         const CUtensorMap *m = B.ta2;
-        wg_gemm_kernel<MODE, 2, VER, dense_out_t><<<num_sms, WG_THREADS, VER == 2 ? WG_SMEM_BYTES : smem3[MODE][1], s>>>(
+        wg_gemm_kernel<MODE, 2, VER, dense_out_t, PROMOTE><<<num_sms, WG_THREADS, sm, s>>>(
             B.tw2[set], m[0], m[VER == 2 ? 0 : 1], m[VER == 2 ? 0 : 2], m[VER == 2 ? 0 : 3], m[VER == 2 ? 0 : 4], a, out);
     }
 }
@@ -183,11 +198,21 @@ template <int MODE> static void set_attrs(void) {
     CK(cudaFuncSetAttribute(wg_gemm_kernel<MODE, 1, 3, dense_out_t>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem3[MODE][0]));
     CK(cudaFuncSetAttribute(wg_gemm_kernel<MODE, 2, 3, dense_out_t>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem3[MODE][1]));
 }
+static void set_attrs_promote32(void) {
+    smem3p[0] = wg_v3_smem((const void *)wg_gemm_kernel<DFM_QUANT_FP8, 1, 3, dense_out_t, 32>);
+    smem3p[1] = wg_v3_smem((const void *)wg_gemm_kernel<DFM_QUANT_FP8, 2, 3, dense_out_t, 32>);
+    CK(cudaFuncSetAttribute(wg_gemm_kernel<DFM_QUANT_FP8, 1, 3, dense_out_t, 32>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem3p[0]));
+    CK(cudaFuncSetAttribute(wg_gemm_kernel<DFM_QUANT_FP8, 2, 3, dense_out_t, 32>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem3p[1]));
+}
 
 template <int MODE>
 static void launch_ver(const problem_t &P, bufs_t &B, int phase, int set, cudaStream_t s, int ver) {
     if (ver == 2) launch<MODE, 2>(P, B, phase, set, s);
-    else launch<MODE, 3>(P, B, phase, set, s);
+    else if constexpr (MODE == DFM_QUANT_FP8) {
+        if (ver == 4) launch<MODE, 3, 32>(P, B, phase, set, s);
+        else launch<MODE, 3>(P, B, phase, set, s);
+    } else
+        launch<MODE, 3>(P, B, phase, set, s); /* ver 4 for INT8/BF16: the same kernel as v3 */
 }
 static void do_launch(const problem_t &P, bufs_t &B, int phase, int set, cudaStream_t s, int ver) {
     if (P.mode == DFM_QUANT_FP8) launch_ver<DFM_QUANT_FP8>(P, B, phase, set, s, ver);
@@ -320,6 +345,11 @@ static int run_problem(const problem_t &P, int full, int samples, int iters, dou
     if (full) for (size_t i = 0; i < valid.size(); i++) pick.push_back((int)i);
     else { srand(7); for (int i = 0; i < samples && !valid.empty(); i++) pick.push_back(rand() % (int)valid.size()); }
     std::vector<double> e1(n_vers, 0), e2(n_vers, 0);
+    std::vector<double> row_rel(n_vers, 0), err_amax(n_vers, 0); /* max over checked rows */
+    std::vector<long long> flips(n_vers, 0);
+    long long codes_checked = 0;
+    std::vector<uint8_t> qk((size_t)P.I * 2), qr((size_t)P.I * 2);
+    std::vector<float> actf(P.I);
     double n1 = 0, n2 = 0;
     int cur_g = -1;
     std::vector<uint8_t> w1g((size_t)2 * P.I * P.H * cb), w2g((size_t)P.H * P.I * cb);
@@ -337,12 +367,40 @@ static int run_problem(const problem_t &P, int full, int samples, int iters, dou
             cur_g = g;
         }
         ref_gemm1(a1.data() + phys * P.H * cb, sa1[phys], w1g.data(), s1g.data(), P.H, P.I, P.mode, ract.data());
+        double rn = 0, ramax = 0;
         for (int c = 0; c < P.I; c++) {
-            for (int vi = 0; vi < n_vers; vi++) {
-                const double d = act_v[vi][phys * P.I + c] - ract[c];
-                e1[vi] += d * d;
+            rn += ract[c] * ract[c];
+            ramax = std::max(ramax, fabs(ract[c]));
+        }
+        n1 += rn;
+        /* step 5 on the float64 act (as the oracle does: rounded to float first) */
+        const dfm_quant_t qm = (dfm_quant_t)P.mode;
+        float ramaxf = 0;
+        for (int c = 0; c < P.I; c++) {
+            actf[c] = (float)ract[c];
+            ramaxf = fmaxf(ramaxf, fabsf(actf[c]));
+        }
+        const float sref = dfm_quant_scale(ramaxf, qm);
+        for (int c = 0; c < P.I; c++) dfm_code_store(qr.data(), c, actf[c], sref, qm);
+        codes_checked += P.I;
+        for (int vi = 0; vi < n_vers; vi++) {
+            const float *ka = act_v[vi].data() + phys * P.I;
+            double re = 0, emax = 0;
+            float kamax = 0;
+            for (int c = 0; c < P.I; c++) {
+                const double d = ka[c] - ract[c];
+                re += d * d;
+                emax = std::max(emax, fabs(d));
+                kamax = fmaxf(kamax, fabsf(ka[c]));
             }
-            n1 += ract[c] * ract[c];
+            e1[vi] += re;
+            row_rel[vi] = std::max(row_rel[vi], sqrt(re / (rn > 0 ? rn : 1)));
+            err_amax[vi] = std::max(err_amax[vi], emax / (ramax > 0 ? ramax : 1));
+            const float sk = dfm_quant_scale(kamax, qm);
+            for (int c = 0; c < P.I; c++) {
+                dfm_code_store(qk.data(), c, ka[c], sk, qm);
+                flips[vi] += cb == 2 ? memcmp(&qk[2 * c], &qr[2 * c], 2) != 0 : qk[c] != qr[c];
+            }
         }
         ref_gemm2(a2.data() + phys * P.I * cb, sa2[phys], w2g.data(), s2g.data(), P.I, P.H, P.mode, ry.data());
         for (int m = 0; m < P.H; m++) {
@@ -360,9 +418,10 @@ static int run_problem(const problem_t &P, int full, int samples, int iters, dou
          * narrower than fp32 (SPEC 3.2 step 2 allows it), measured ~1.7e-4 here. */
         const double tol1 = P.mode == DFM_QUANT_FP8 ? 1e-3 : 1e-4;
         const int okv = unwritten_v[vi] == 0 && r1 <= tol1 && r2 <= 4e-3 && r1 == r1 && r2 == r2;
-        printf("check v%d %-12s %-4s G=%d rows=%lld checked=%zu unwritten=%lld  act rel %.2e  y rel %.2e  %s\n",
-               ver_list[vi], P.name, mode_name(P.mode), P.G, valid_rows, pick.size(), unwritten_v[vi], r1, r2,
-               okv ? "OK" : "FAIL");
+        printf("check %-5s %-12s %-4s G=%d rows=%lld checked=%zu unwritten=%lld  act rel %.2e (row max %.2e, "
+               "err/amax %.2e, flips %lld of %lld)  y rel %.2e  %s\n",
+               ver_name(ver_list[vi]), P.name, mode_name(P.mode), P.G, valid_rows, pick.size(), unwritten_v[vi], r1,
+               row_rel[vi], err_amax[vi], flips[vi], codes_checked, r2, okv ? "OK" : "FAIL");
         ok &= okv;
     }
 
@@ -400,14 +459,14 @@ static int run_problem(const problem_t &P, int full, int samples, int iters, dou
         const double b1 = (double)active * 2 * P.I * P.H * cb, b2 = (double)active * P.H * P.I * cb;
         const double f1 = b1 / bw * 1e6, f2 = b2 / bw * 1e6;
         const double tbps = (b1 + b2) / (bb[0] + bb[1]) * 1e-6;
-        printf("time v%d %-12s %-4s G=%-3d rows/exp %6.1f | gemm1 %7.1f us (%.2fx, %.2f TB/s) gemm2 %7.1f us (%.2fx, %.2f TB/s) | "
+        printf("time %-5s %-12s %-4s G=%-3d rows/exp %6.1f | gemm1 %7.1f us (%.2fx, %.2f TB/s) gemm2 %7.1f us (%.2fx, %.2f TB/s) | "
                "sum %7.1f floor %7.1f  = %.3fx  [b2b %.1f+%.1f = %.3fx, %.2f TB/s]  %s\n",
-               ver, P.name, mode_name(P.mode), P.G, (double)valid_rows / P.G, us1, us1 / f1, b1 / us1 * 1e-6, us2,
+               ver_name(ver), P.name, mode_name(P.mode), P.G, (double)valid_rows / P.G, us1, us1 / f1, b1 / us1 * 1e-6, us2,
                us2 / f2, b2 / us2 * 1e-6, us1 + us2, f1 + f2, (us1 + us2) / (f1 + f2), bb[0], bb[1],
                (bb[0] + bb[1]) / (f1 + f2), tbps, dg ? dg : "");
         if (csv)
-            fprintf(csv, "%s,%s,v%d,%d,%.1f,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.3f,%.4f,%.4f,\"%s\"\n", P.name,
-                    mode_name(P.mode), ver, P.G, (double)valid_rows / P.G, us1, us2, bb[0], bb[1], f1, f2, tbps,
+            fprintf(csv, "%s,%s,%s,%d,%.1f,%.2f,%.2f,%.2f,%.2f,%.2f,%.2f,%.3f,%.4f,%.4f,\"%s\"\n", P.name,
+                    mode_name(P.mode), ver_name(ver), P.G, (double)valid_rows / P.G, us1, us2, bb[0], bb[1], f1, f2, tbps,
                     (us1 + us2) / (f1 + f2), (bb[0] + bb[1]) / (f1 + f2), dg ? dg : "");
         results.push_back({P.name, P.mode, ver, (double)valid_rows / P.G, us1, us2, bb[0], bb[1], f1, f2, tbps, dg});
         cudaEventDestroy(ev[0]);
@@ -457,8 +516,9 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-v") && i + 1 < argc) {
             const char *v = argv[++i];
             n_vers = 0;
-            for (; *v && n_vers < 2; v++)
+            for (; *v && n_vers < MAX_VERS; v++)
                 if (*v == '2' || *v == '3') ver_list[n_vers++] = *v - '0';
+                else if (*v == 'p') ver_list[n_vers++] = 4;
             if (!n_vers) { ver_list[0] = 3; n_vers = 1; }
         }
     }
@@ -468,6 +528,7 @@ int main(int argc, char **argv) {
     set_attrs<DFM_QUANT_FP8>();
     set_attrs<DFM_QUANT_INT8>();
     set_attrs<DFM_QUANT_BF16>();
+    set_attrs_promote32();
     const double bw = copy_bandwidth();
     printf("# gemm_wgmma: %s, %d SMs, L2 %d MB, d2d copy %.2f TB/s (read+write)\n", prop.name, num_sms,
            prop.l2CacheSize >> 20, bw * 1e-12);
@@ -510,7 +571,9 @@ int main(int argc, char **argv) {
     /* the table: GEMM1 + GEMM2 back to back, per version; DeepGEMM's recorded FP8 figure (H100) */
     if (!results.empty()) {
         printf("\n| shape | mode | rows/expert |");
-        for (int vi = 0; vi < n_vers; vi++) printf(" v%d us (g1+g2) | v%d TB/s | v%d /floor |", ver_list[vi], ver_list[vi], ver_list[vi]);
+        for (int vi = 0; vi < n_vers; vi++)
+            printf(" %s us (g1+g2) | %s TB/s | %s /floor |", ver_name(ver_list[vi]), ver_name(ver_list[vi]),
+                   ver_name(ver_list[vi]));
         printf(" DeepGEMM fp8 (H100, recorded) |\n|---|---|---|");
         for (int vi = 0; vi < n_vers; vi++) printf("---|---|---|");
         printf("---|\n");

@@ -18,7 +18,11 @@
  *     DFM_CUDA_GEMM=mma is set in the environment. Both need 16-byte aligned
  *     weights; src/api.c refuses others before launch.
  * FP8 partial sums are promoted into fp32 after every 128 values of K (one
- * pipeline stage) in both; INT8 accumulates exactly in int32.
+ * pipeline stage) in both; INT8 accumulates exactly in int32. The wgmma
+ * kernels can instead promote after every wgmma k32 (32 values of K):
+ * DFM_CUDA_FP8_PROMOTE=32 at context creation (128 = the default, or
+ * WG_FP8_PROMOTE when built with -DWG_FP8_PROMOTE=32); the mma.sync fallback
+ * always promotes every 128, and fused.cu's kernel takes WG_FP8_PROMOTE.
  */
 #include <atomic>
 #include <cstdio>
@@ -401,43 +405,67 @@ struct combine_out_t {
     }
 };
 
-template <int VER> static const void *wg_kernel_v(int quant, int phase) {
+/* PROMOTE: FP8's promotion interval (INT8 and BF16 have one kernel each). */
+template <int VER, int PROMOTE> static const void *wg_kernel_v(int quant, int phase) {
     if (quant == DFM_QUANT_FP8)
-        return phase == 1 ? (const void *)wg_gemm_kernel<DFM_QUANT_FP8, 1, VER, combine_out_t>
-                          : (const void *)wg_gemm_kernel<DFM_QUANT_FP8, 2, VER, combine_out_t>;
+        return phase == 1 ? (const void *)wg_gemm_kernel<DFM_QUANT_FP8, 1, VER, combine_out_t, PROMOTE>
+                          : (const void *)wg_gemm_kernel<DFM_QUANT_FP8, 2, VER, combine_out_t, PROMOTE>;
     if (quant == DFM_QUANT_INT8)
         return phase == 1 ? (const void *)wg_gemm_kernel<DFM_QUANT_INT8, 1, VER, combine_out_t>
                           : (const void *)wg_gemm_kernel<DFM_QUANT_INT8, 2, VER, combine_out_t>;
     return phase == 1 ? (const void *)wg_gemm_kernel<DFM_QUANT_BF16, 1, VER, combine_out_t>
                       : (const void *)wg_gemm_kernel<DFM_QUANT_BF16, 2, VER, combine_out_t>;
 }
-static const void *wg_kernel(int quant, int phase, int ver) {
-    return ver == 2 ? wg_kernel_v<2>(quant, phase) : wg_kernel_v<3>(quant, phase);
+static const void *wg_kernel(int quant, int phase, int ver, int promote) {
+    if (promote == 32)
+        return ver == 2 ? wg_kernel_v<2, 32>(quant, phase) : wg_kernel_v<3, 32>(quant, phase);
+    return ver == 2 ? wg_kernel_v<2, 128>(quant, phase) : wg_kernel_v<3, 128>(quant, phase);
 }
 
 static int wg_num_sms;
 static int wg_disabled; /* DFM_CUDA_GEMM=mma */
 static int wg_version;  /* 3, or 2 with DFM_CUDA_GEMM=v2 */
-static int wg_smem3[DFM_NUM_QUANT][2]; /* version 3's dynamic shared memory */
+static int wg_promote;  /* FP8 promotion interval of the wgmma kernels: 128 or 32 */
+static int wg_smem3[DFM_NUM_QUANT][2][2]; /* version 3's dynamic shared memory [q][phase][promote 32] */
 
 cudaError_t dfm_cuda_experts_init(void) {
     const char *e = getenv("DFM_CUDA_GEMM");
     wg_disabled = e && !strcmp(e, "mma");
     wg_version = e && !strcmp(e, "v2") ? 2 : 3;
+    const char *pe = getenv("DFM_CUDA_FP8_PROMOTE");
+    wg_promote = WG_FP8_PROMOTE;
+    if (pe && *pe) {
+        if (!strcmp(pe, "32")) wg_promote = 32;
+        else if (!strcmp(pe, "128")) wg_promote = 128;
+        else {
+            static std::atomic<int> warned;
+            if (!warned.exchange(1))
+                fprintf(stderr, "dfm: DFM_CUDA_FP8_PROMOTE=%s is neither 32 nor 128; using %d\n", pe,
+                        WG_FP8_PROMOTE);
+        }
+    }
     for (int q = 0; q < DFM_NUM_QUANT; q++)
         for (int phase = 1; phase <= 2; phase++) {
             cudaError_t err = cudaFuncSetAttribute(gemm_kernel(q, phase),
                                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                    GEMM_SMEM_BYTES);
-            if (err == cudaSuccess)
-                err = cudaFuncSetAttribute(wg_kernel(q, phase, 2),
+            if (err != cudaSuccess) return err;
+            for (int pi = 0; pi < 2; pi++) {
+                const int promote = pi ? 32 : 128;
+                if (pi && q != DFM_QUANT_FP8) { /* the same kernel as promote 128 */
+                    wg_smem3[q][phase - 1][pi] = wg_smem3[q][phase - 1][0];
+                    continue;
+                }
+                err = cudaFuncSetAttribute(wg_kernel(q, phase, 2, promote),
                                            cudaFuncAttributeMaxDynamicSharedMemorySize, WG_SMEM_BYTES);
-            if (err != cudaSuccess) return err;
-            const int sm3 = wg_v3_smem(wg_kernel(q, phase, 3));
-            wg_smem3[q][phase - 1] = sm3;
-            if (sm3 <= 0) return cudaErrorInvalidValue;
-            err = cudaFuncSetAttribute(wg_kernel(q, phase, 3), cudaFuncAttributeMaxDynamicSharedMemorySize, sm3);
-            if (err != cudaSuccess) return err;
+                if (err != cudaSuccess) return err;
+                const int sm3 = wg_v3_smem(wg_kernel(q, phase, 3, promote));
+                wg_smem3[q][phase - 1][pi] = sm3;
+                if (sm3 <= 0) return cudaErrorInvalidValue;
+                err = cudaFuncSetAttribute(wg_kernel(q, phase, 3, promote),
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, sm3);
+                if (err != cudaSuccess) return err;
+            }
         }
     int dev = 0;
     cudaError_t err = cudaGetDevice(&dev);
@@ -535,9 +563,10 @@ static cudaError_t wg_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
     out.w = *w;
     void *args[] = {(void *)&tm[0], (void *)&tm[1], (void *)&tm[2], (void *)&tm[3],
                     (void *)&tm[4], (void *)&tm[5], (void *)&a,     (void *)&out};
-    const size_t smem = ver == 2 ? WG_SMEM_BYTES : (size_t)wg_smem3[op->quant][phase - 1];
-    return cudaLaunchKernel(wg_kernel(op->quant, phase, ver), dim3((unsigned)wg_num_sms), dim3(WG_THREADS),
-                            args, smem, stream);
+    const int pi = wg_promote == 32;
+    const size_t smem = ver == 2 ? WG_SMEM_BYTES : (size_t)wg_smem3[op->quant][phase - 1][pi];
+    return cudaLaunchKernel(wg_kernel(op->quant, phase, ver, wg_promote), dim3((unsigned)wg_num_sms),
+                            dim3(WG_THREADS), args, smem, stream);
 }
 
 static int wg_usable(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op) {
@@ -557,7 +586,10 @@ static cudaError_t gemm_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *o
     if (wg_usable(w, op)) {
         cudaError_t err = wg_launch(w, op, phase, stream);
         if (err != cudaErrorNotSupported) {
-            note_path(phase, wg_version == 2 ? "wgmma v2" : "wgmma v3");
+            if (op->quant == DFM_QUANT_FP8 && wg_promote == 32)
+                note_path(phase, wg_version == 2 ? "wgmma v2 (fp8 promote 32)" : "wgmma v3 (fp8 promote 32)");
+            else
+                note_path(phase, wg_version == 2 ? "wgmma v2" : "wgmma v3");
             return err;
         }
     }

@@ -18,6 +18,18 @@
  *      sized the same way (GEMM2 has none); each (expert, source) run of
  *      chunks is loaded as few large boxes (8/16/32/64/128 rows, binary
  *      decomposition: at most popcount(chunks) boxes per source block).
+ * FP8 promotion interval, template parameter PROMOTE of wg_consume and
+ * wg_gemm_kernel (docs/PERF_NOTES.md, "FP8 promotion interval"):
+ *   128 each stage's 4 wgmma k32 are chained into a fresh `part` (scale_d =
+ *       kk > 0) and `part` is added into fp32 `acc` once per stage (SPEC 3.2's
+ *       minimum; the default);
+ *   32  every wgmma k32 goes into a fresh `part` (scale_d = 0), is waited for
+ *       and added into `acc`: the tensor core's narrower-than-fp32 internal
+ *       accumulation then spans 32 products instead of 128 (4 waits a stage).
+ * The default comes from WG_FP8_PROMOTE (128 unless built with
+ * -DWG_FP8_PROMOTE=32); gemm.cu instantiates both and picks one at context
+ * creation (DFM_CUDA_FP8_PROMOTE); fused.cu takes the macro's default.
+ * INT8 and BF16 ignore PROMOTE (the same code for either value).
  * What it leaves out: the requantization between the two GEMMs (gemm.cu),
  * split-K, clusters/multicast, and any wait on dispatch flags (fused path).
  */
@@ -46,6 +58,9 @@
 #define WG_A_MAPS 5       /* A maps with 8, 16, 32, 64, 128-row boxes */
 #define WG_THREADS 288   /* warps 0-7: two consumer warpgroups; warp 8: producer */
 #define WG_MAX_G 1024
+#ifndef WG_FP8_PROMOTE
+#define WG_FP8_PROMOTE 128 /* FP8 values of K per promotion into fp32: 128 or 32 */
+#endif
 #ifndef WG_PIPE
 #define WG_PIPE 1 /* 0: version 1 consumer (wait for each stage's wgmmas) */
 #endif
@@ -222,18 +237,20 @@ static __device__ __forceinline__ int wg_chunk(const wg_gemm_args_t &p, int g, i
  * Consumer side of one item: token columns n = 8 * chunks of this pass,
  * padded up to the wgmma width N. Warpgroup wg multiplies channel rows
  * wg*64 .. +63 of the stage's W tile by all N columns. FP8: each stage's
- * 128 values of K go into `part` (fresh) and are added into fp32 `acc`
- * (SPEC 3.2 step 2); INT8 accumulates in int32; BF16 in fp32.
+ * 128 values of K (PROMOTE 128) or each wgmma's 32 (PROMOTE 32) go into
+ * `part` (fresh) and are added into fp32 `acc` (SPEC 3.2 step 2); INT8
+ * accumulates in int32; BF16 in fp32.
  *
  * Accumulator fragment of m64nN: thread t (warp w4 = t/32 of the
  * warpgroup, lane l) holds rows w4*16 + l/4 (+8) and columns j*8 + (l%4)*2
  * (+1) for j < N/8: d[j*4 + {0,1,2,3}] = (r, c), (r, c+1), (r+8, c), (r+8, c+1).
  */
-template <int MODE, int PHASE, int N, class OUT>
+template <int MODE, int PHASE, int N, class OUT, int PROMOTE = WG_FP8_PROMOTE>
 static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const OUT &out,
                                                   unsigned char *smem, const wg_ring_t ring,
                                                   uint64_t *s_full, uint64_t *s_empty, float *xch,
                                                   int &it, int g, int tile, int pass, int half) {
+    static_assert(PROMOTE == 128 || PROMOTE == 32, "FP8 promotion interval: 128 or 32 values of K");
     constexpr int NR = N / 2;
     typedef typename std::conditional<MODE == DFM_QUANT_INT8_ID, int, float>::type acc_t;
     const int tid = threadIdx.x, t = tid & 127, wg = tid >> 7, lane = tid & 31, w4 = t >> 5;
@@ -255,7 +272,22 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
             unsigned char *st = smem + s * ring.sb;
             const uint32_t aw = wg_smem_u32(st) + wg * (64 * WG_BK);
             const uint32_t aa = wg_smem_u32(st + WG_W_BYTES);
-            if constexpr (MODE == DFM_QUANT_FP8_ID) {
+            if constexpr (MODE == DFM_QUANT_FP8_ID && PROMOTE == 32) {
+                /* one wgmma k32 per fresh `part`, promoted right after its wait */
+#pragma unroll
+                for (int kk = 0; kk < 4; kk++) {
+#pragma unroll
+                    for (int i = 0; i < NR; i++) wg_reg_fence(part[i]);
+                    wg_fence();
+                    wg_mma<MODE, N>(part, wg_desc(aw + kk * 32), wg_desc(aa + kk * 32), 0);
+                    wg_commit();
+                    wg_wait0();
+#pragma unroll
+                    for (int i = 0; i < NR; i++) wg_reg_fence(part[i]);
+#pragma unroll
+                    for (int i = 0; i < NR; i++) acc[i] += part[i];
+                }
+            } else if constexpr (MODE == DFM_QUANT_FP8_ID) {
 #pragma unroll
                 for (int i = 0; i < NR; i++) wg_reg_fence(part[i]);
                 wg_fence();
@@ -401,7 +433,7 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
  *   without any exchange. Shared memory: ring.nst x (16 KB W + A rows), the
  *   exchange (WG1 -> WG0 up values, GEMM1), barriers.
  */
-template <int MODE, int PHASE, int VER, class OUT>
+template <int MODE, int PHASE, int VER, class OUT, int PROMOTE = WG_FP8_PROMOTE>
 static __global__ void __launch_bounds__(WG_THREADS, 1)
     wg_gemm_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUtensorMap tm_a8,
                    const __grid_constant__ CUtensorMap tm_a16, const __grid_constant__ CUtensorMap tm_a32,
@@ -531,7 +563,7 @@ static __global__ void __launch_bounds__(WG_THREADS, 1)
             int src, j0, valid;
             const int nch = wg_chunk(p, g, 0, src, j0, valid);
             const int cols = 8 * min(16, nch - pass * 16);
-#define WG_CONSUME(NN) wg_consume<MODE, PHASE, NN>(p, out, smem, ring, s_full, s_empty, xch, it, g, tile, pass, half)
+#define WG_CONSUME(NN) wg_consume<MODE, PHASE, NN, OUT, PROMOTE>(p, out, smem, ring, s_full, s_empty, xch, it, g, tile, pass, half)
             if (cols <= 8) WG_CONSUME(8);
             else if (cols <= 16) WG_CONSUME(16);
             else if (cols <= 24) WG_CONSUME(24);
