@@ -257,12 +257,14 @@ dfm_status_t dfm_buffer_size_hint(const dfm_config_t *config, size_t *bytes);
 /* ---- asynchronous errors ----------------------------------------------- */
 
 /*
- * The context's asynchronous error: DFM_SUCCESS, DFM_ERROR_TIMEOUT (fatal:
- * every later call fails fast until the context is recreated) or
- * DFM_ERROR_INVALID_EXPERT (some slot named an expert outside [-1, E); the
- * slot was dropped; cleared by this call). On CUDA it reflects device work
- * that has completed; it does not synchronize. Details in
- * dfm_ctx_last_error().
+ * The context's asynchronous error: DFM_SUCCESS; DFM_ERROR_TIMEOUT (fatal:
+ * every later call fails fast with DFM_ERROR_INVALID_USAGE until the
+ * context is recreated; calls notice it without this poll);
+ * DFM_ERROR_INVALID_EXPERT (some slot of some rank named an expert outside
+ * [-1, E); the slot was dropped; every rank reports it; cleared by this
+ * call); DFM_ERROR_MISMATCH (a peer called with another quantization mode;
+ * CPU backend; cleared by this call). On CUDA it reflects device work that
+ * has completed; it does not synchronize. Details in dfm_ctx_last_error().
  */
 dfm_status_t dfm_get_async_error(dfm_ctx_t *ctx, dfm_status_t *async_error);
 
