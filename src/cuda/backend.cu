@@ -22,6 +22,7 @@ typedef struct {
     /* Benchmark-only phase timing (dfm_cuda_time_phases): four events the
      * caller owns, recorded around the phases of dfm_fused_moe; NULL: off. */
     const cudaEvent_t *phase_ev;
+    unsigned int seen_invalid, seen_mismatch; /* async totals already reported */
     dfm_cuda_fused_t *fused; /* one-kernel dfm_fused_moe (DFM_CUDA_FUSED=1), else NULL */
 } cuda_impl_t;
 
@@ -290,12 +291,21 @@ static dfm_status_t cuda_poll_async_error(dfm_ctx_t *ctx) {
                              ctx->rank, a->timeout_src,
                              a->timeout_what == DFM_CUDA_WAIT_DISPATCH ? "dispatch" : "combine",
                              (unsigned long long)a->timeout_seq, ctx->config.timeout_s);
-    const unsigned int n = a->invalid_expert;
-    if (n != 0) {
-        a->invalid_expert = 0;
+    /* Running totals kept by the device; report what is new since the last
+     * poll (the device never writes them back, so nothing is lost). */
+    const unsigned int mismatch = a->mismatch_total, invalid = a->invalid_total;
+    if (mismatch != im->seen_mismatch) {
+        im->seen_mismatch = mismatch;
+        return dfm_set_error(ctx, DFM_ERROR_MISMATCH,
+                             "rank %d: a peer called with another quantization mode", ctx->rank);
+    }
+    if (invalid != im->seen_invalid) {
+        const unsigned int n = invalid - im->seen_invalid;
+        im->seen_invalid = invalid;
         return dfm_set_error(ctx, DFM_ERROR_INVALID_EXPERT,
-                             "%u slot(s) named an expert outside [-1, %d) and were dropped", n,
-                             ctx->config.num_experts);
+                             "topk_idx: %u slot(s) named an expert outside [-1, %d) and were "
+                             "dropped",
+                             n, ctx->config.num_experts);
     }
     return DFM_SUCCESS;
 }

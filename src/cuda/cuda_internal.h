@@ -51,7 +51,8 @@ typedef struct {
     volatile unsigned int timeout;         /* 1 once a wait on a peer timed out */
     volatile unsigned int timeout_src;     /* the peer that never arrived */
     volatile unsigned int timeout_what;    /* DFM_CUDA_WAIT_* */
-    volatile unsigned int invalid_expert;  /* dropped slots seen (latest count) */
+    volatile unsigned int invalid_total;   /* dropped slots seen, running total */
+    volatile unsigned int mismatch_total;  /* calls where a peer used another mode */
     volatile unsigned long long timeout_seq;
 } dfm_cuda_async_t;
 

@@ -40,7 +40,7 @@
  *        st->seq/cur_seq (and pend for a dispatch).
  *        After the wait (bounded, one thread per source): row_begin/row_count
  *        [G][R], row_total [G], ep_recv_count [G*R] (g*R + src),
- *        async->invalid_expert (last CTA); for dfm_dispatch also recv_x,
+ *        async->invalid_total/mismatch_total (last CTA); for dfm_dispatch also recv_x,
  *        recv_scale, recv_src_info, layout_range, recv_count (SPEC 5).
  * Shared: bits [E][ceil(T/32)] u32, bit t of expert e set when a first slot
  *        of token t names e (so j = bits of e below t); reused for the scan
@@ -136,17 +136,7 @@ static __global__ void __launch_bounds__(DISPATCH_THREADS)
             w.row_total[g] = total;
             if (op.kind == DFM_CUDA_OP_DISPATCH) op.recv_count[g] = total;
         }
-        if (tid == 0) {
-            int dropped = 0;
-            for (int src = 0; src < R; src++) {
-                const int32_t *info = (const int32_t *)(local + dfm_off_src_info(&w.L, half, src));
-                dropped += info[DFM_INFO_DROPPED];
-            }
-            if (dropped > 0) {
-                w.async->invalid_expert = (unsigned int)dropped;
-                __threadfence_system();
-            }
-        }
+        if (tid == 0) dfm_dispatch_note_faults(w, op, half);
     }
     if (op.kind != DFM_CUDA_OP_DISPATCH) return;
 

@@ -135,4 +135,26 @@ static __device__ __forceinline__ void dfm_dispatch_send(const dfm_cuda_world_t 
     }
 }
 
+/*
+ * After the wait (one thread, in one CTA of the call): fold what every
+ * source reported in src_info into the host-mapped async words as running
+ * totals (the host remembers what it has reported): slots dropped for an
+ * expert id outside [-1, E), and a peer that called with another mode.
+ * Only one thread of one stream-ordered kernel writes them at a time.
+ */
+static __device__ __forceinline__ void dfm_dispatch_note_faults(const dfm_cuda_world_t &w,
+                                                                const dfm_cuda_op_t &op,
+                                                                int half) {
+    const char *local = w.peer[w.rank];
+    unsigned int dropped = 0, mismatch = 0;
+    for (int src = 0; src < w.num_ranks; src++) {
+        const int32_t *info = (const int32_t *)(local + dfm_off_src_info(&w.L, half, src));
+        dropped += (unsigned int)info[DFM_INFO_DROPPED];
+        mismatch |= info[DFM_INFO_QUANT] != op.quant;
+    }
+    if (dropped > 0) w.async->invalid_total += dropped;
+    if (mismatch) w.async->mismatch_total += 1u;
+    if (dropped > 0 || mismatch) __threadfence_system();
+}
+
 #endif /* DFM_CUDA_DISPATCH_STEPS_CUH */

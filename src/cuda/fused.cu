@@ -233,7 +233,7 @@ static __device__ __forceinline__ int fused_a_box(const int *s_cnt, int R, int M
  *          GEMM2).
  *        this rank: act [rows][I] f32 (GEMM1 epilogue), act_q/act_s (requant),
  *          st->seq/cur_seq/send_done, fused_state_t counters, q_ready[g] = seq,
- *          ep_recv_count [G*R], async->invalid_expert (CTA 0), out [T][H].
+ *          ep_recv_count [G*R], async->invalid_total/mismatch_total (CTA 0), out [T][H].
  * Shared: dynamic: first the routing bitmap [E][ceil(T/32)] u32, then (after
  *        a proxy fence) the wgmma ring: nst x (16 KB W + acols x 128 B A),
  *        the GEMM1 exchange (128 x acols/2 f32); static: counts [G*R] (the
@@ -353,15 +353,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
         s_cnt[i] = c;
         if (blockIdx.x == 0 && op.ep_recv_count) op.ep_recv_count[i] = c;
     }
-    if (blockIdx.x == 0 && tid == 0) {
-        int dropped = 0;
-        for (int src = 0; src < R; src++)
-            dropped += ((const int32_t *)(local + dfm_off_src_info(&w.L, half, src)))[DFM_INFO_DROPPED];
-        if (dropped > 0) {
-            w.async->invalid_expert = (unsigned int)dropped;
-            __threadfence_system();
-        }
-    }
+    if (blockIdx.x == 0 && tid == 0) dfm_dispatch_note_faults(w, op, half);
     if (tid == 0) s_maxch = 0;
     __syncthreads();
     const int n_tiles1 = 2 * I / WG_BN, n_tiles2 = H / WG_BN;
