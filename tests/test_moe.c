@@ -44,9 +44,13 @@ static int num_sequence_calls = 100;
 static double tol_oracle(dfm_quant_t q) { return q == DFM_QUANT_BF16 ? 5e-3 : 1e-2; }
 static double tol_exact(dfm_quant_t q) { return q == DFM_QUANT_BF16 ? 1e-2 : 0.1; }
 
+/* The peer timeout of the OP_ABSENT case, seconds. */
+#define ABSENT_TIMEOUT_S 2.0
+
 /* ---- cases ------------------------------------------------------------------- */
 
-typedef enum { OP_FUSED, OP_PAIR, OP_OVERLAP, OP_SEQUENCE } op_t;
+/* OP_ABSENT: rank 0 calls dfm_fused_moe, the other ranks never do (SPEC 7). */
+typedef enum { OP_FUSED, OP_PAIR, OP_OVERLAP, OP_SEQUENCE, OP_ABSENT } op_t;
 typedef enum {
     ROUTE_TOPK,  /* top-k of random scores, distinct experts */
     ROUTE_SKEW,  /* half of the slots to 2 hot experts */
@@ -66,7 +70,7 @@ typedef struct {
     int procs;    /* ranks as processes instead of threads */
 } moe_case_t;
 
-static const char *const op_names[] = {"fused", "pair", "overlap", "sequence"};
+static const char *const op_names[] = {"fused", "pair", "overlap", "sequence", "absent"};
 static const char *const route_names[] = {"topk", "skew", "holes", "dup", "one"};
 static const char *const tokens_names[] = {"rand", "max", "zero"};
 static const char *const quant_names[] = {"fp8", "int8", "bf16"};
@@ -123,6 +127,7 @@ static void build_cases(void) {
     }
     add(OP_OVERLAP, DFM_QUANT_FP8, 4, 8, 256, 64, 4, 8, ROUTE_DUP, TOK_SOME_ZERO, 0, 0);
     add(OP_OVERLAP, DFM_QUANT_INT8, 2, 4, 256, 64, 4, 8, ROUTE_SKEW, TOK_RANDOM, 0, 1);
+    add(OP_ABSENT, DFM_QUANT_FP8, 2, 4, 256, 64, 4, 16, ROUTE_TOPK, TOK_RANDOM, 0, 0);
     add(OP_SEQUENCE, DFM_QUANT_FP8, 2, 4, 256, 64, 2, 8, ROUTE_HOLES, TOK_RANDOM, 0, 0);
     add(OP_SEQUENCE, DFM_QUANT_BF16, 3, 6, 256, 64, 3, 4, ROUTE_DUP, TOK_RANDOM, 0, 1);
 }
@@ -153,6 +158,7 @@ typedef struct {
     float *s1[DFM_NUM_QUANT], *s2[DFM_NUM_QUANT];
     int num_calls;
     call_t *calls;
+    _Atomic int absent_done; /* OP_ABSENT: rank 0 has finished its checks */
 } world_t;
 
 static void make_tokens(const moe_case_t *c, th_rng_t *rng, call_t *call, int seq_call) {
@@ -322,7 +328,7 @@ static void world_init(world_t *w, const moe_case_t *c, dfm_backend_t backend, u
     cfg.quant_modes = 0;
     for (int qi = 0; qi < DFM_NUM_QUANT; qi++)
         if (w->have[qi]) cfg.quant_modes |= DFM_QUANT_MASK(qi);
-    cfg.timeout_s = 20.0;
+    cfg.timeout_s = c->op == OP_ABSENT ? ABSENT_TIMEOUT_S : 20.0;
     w->cfg = cfg;
 }
 
@@ -760,6 +766,57 @@ static void pair_state_free(pair_state_t *ps) {
     memset(ps, 0, sizeof *ps);
 }
 
+/*
+ * Rank 0 of an OP_ABSENT world: its peers never call, so the call must end in
+ * a timeout within about timeout_s — synchronously (CPU) or as the
+ * asynchronous error once the device work has ended (CUDA) — and the next
+ * call must fail fast. Nothing may hang.
+ */
+static void run_absent(dfm_ctx_t *ctx, world_t *w) {
+    const call_t *call = &w->calls[0];
+    const moe_case_t *c = w->c;
+    dfm_quant_t q = call->quant;
+    size_t H = (size_t)c->hidden, I = (size_t)c->inter, G = (size_t)w->G, cb = oracle_code_bytes(q);
+    size_t T = (size_t)call->num_tokens[0], K = (size_t)call->num_topk;
+    void *d_x = dev_from_host(w, call->x[0], T * H * 2);
+    void *d_idx = dev_from_host(w, call->idx[0], T * K * sizeof(int64_t));
+    void *d_wts = dev_from_host(w, call->wts[0], T * K * sizeof(float));
+    void *d_w1 = dev_from_host(w, w->w1[q], G * 2 * I * H * cb);
+    void *d_w2 = dev_from_host(w, w->w2[q], G * H * I * cb);
+    void *d_s1 = dev_from_host(w, w->s1[q], G * 2 * I * 4);
+    void *d_s2 = dev_from_host(w, w->s2[q], G * H * 4);
+    uint16_t *out = th_alloc((T + 1) * H * sizeof *out);
+    void *d_out = dev_from_host(w, out, (T + 1) * H * 2);
+    dfm_moe_args_t a = {
+        .x = d_x,           .topk_idx = d_idx, .topk_weights = d_wts, .num_tokens = (int)T,
+        .num_topk = (int)K, .quant = q,        .w1 = d_w1,            .w1_scale = d_s1,
+        .w2 = d_w2,         .w2_scale = d_s2,  .out = d_out,          .stream = NULL,
+    };
+    const double limit = w->cfg.timeout_s;
+    double t0 = th_now_s();
+    dfm_status_t st = dfm_fused_moe(ctx, &a);
+    dev_to_host(w, out, d_out, (T + 1) * H * 2); /* waits for the device (CUDA) */
+    dfm_status_t async = DFM_SUCCESS;
+    TH_EXPECT(dfm_get_async_error(ctx, &async) == DFM_SUCCESS, "dfm_get_async_error failed");
+    double took = th_now_s() - t0;
+    TH_EXPECT(st == DFM_ERROR_TIMEOUT || (st == DFM_SUCCESS && async == DFM_ERROR_TIMEOUT),
+              "absent peer: call gave %s, async error %s; want a timeout", dfm_status_string(st),
+              dfm_status_string(async));
+    TH_EXPECT(async == DFM_ERROR_TIMEOUT, "absent peer: async error %s, want a timeout (sticky)",
+              dfm_status_string(async));
+    TH_EXPECT(took >= 0.9 * limit && took <= limit + 5.0,
+              "absent peer: the timeout took %.2f s with timeout_s = %g", took, limit);
+    t0 = th_now_s();
+    st = dfm_fused_moe(ctx, &a);
+    took = th_now_s() - t0;
+    TH_EXPECT(st == DFM_ERROR_INVALID_USAGE && took < 0.5,
+              "after a timeout the next call must fail fast: %s after %.2f s (%s)",
+              dfm_status_string(st), took, dfm_ctx_last_error(ctx));
+    void *dev[] = {d_x, d_idx, d_wts, d_w1, d_w2, d_s1, d_s2, d_out};
+    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) dev_free(w, dev[i]);
+    free(out);
+}
+
 /* ---- one rank ------------------------------------------------------------- */
 
 static void run_rank(world_t *w, int rank) {
@@ -802,6 +859,16 @@ static void run_rank(world_t *w, int rank) {
         if (run_dispatch(ctx, w, 0, rank, &ps[0]) && run_dispatch(ctx, w, 1, rank, &ps[1]) &&
             run_combine(ctx, w, 0, rank, &ps[0]))
             run_combine(ctx, w, 1, rank, &ps[1]);
+        break;
+    case OP_ABSENT:
+        /* The absent ranks keep their contexts (their buffers) until rank 0 is done. */
+        if (rank == 0) {
+            run_absent(ctx, w);
+            atomic_store(&w->absent_done, 1);
+        } else {
+            double t0 = th_now_s();
+            while (!atomic_load(&w->absent_done) && th_now_s() - t0 < 60.0) usleep(1000);
+        }
         break;
     }
     check_sanity(sanity, rank);
