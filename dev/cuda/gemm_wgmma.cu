@@ -13,6 +13,9 @@
  *   p  ("v3p32") version 3 with FP8 promotion after every wgmma k32 instead of
  *      every 128 values of K (template parameter PROMOTE = 32;
  *      DFM_CUDA_FP8_PROMOTE=32); INT8/BF16 have no such variant and run v3
+ *   e  ("v3f16") version 3 with FP8 codes widened to f16 in the consumer (every
+ *      e4m3 value is an f16) and HGMMA: products exact, sums in fp32
+ *      (PROMOTE = 1; DFM_CUDA_FP8_PROMOTE=1)
  * (v0, the mma.sync + cp.async kernel of issue 3, lives in gemm.cu's history and
  *  in bench/NOTES.md's numbers: it needs the whole backend world to run.)
  *
@@ -21,8 +24,8 @@
  *        -Xptxas -v dev/cuda/gemm_wgmma.cu build-cuda/libdfm.a -o build/dev/gemm_wgmma
  *   (or `make CUDA=1` -> $(BUILD)/bench/gemm_bench, which includes this file)
  * Run: gemm_wgmma [-i iters] [-q] [-m modemask] [-s shape] [-v 32] [-o csv]
- *   -v: versions to validate and time, in order, up to 3 of 2, 3, p (default
- *       32: v3 then v2; "3p -m 1": FP8 promote 128 beside promote 32)
+ *   -v: versions to validate and time, in order, up to 4 of 2, 3, p, e (default
+ *       32: v3 then v2; "3pe -m 1": FP8 promote 128, 32 and 1 (f16) side by side)
  *   -q: one reference sample per big shape; -m: bit 0 fp8, 1 int8, 2 bf16;
  *   -s: only big shape number s (0..4), no small checks (for ncu)
  *
@@ -142,11 +145,12 @@ struct result_t {
     const char *dg;
 };
 static std::vector<result_t> results;
-/* versions: 2, 3, and 4 = "v3p32" (v3 with FP8 promotion every 32 values of K) */
-#define MAX_VERS 3
-static int ver_list[MAX_VERS] = {3, 2, 0}, n_vers = 2;
-static int smem3[3][2], smem3p[2];
-static const char *ver_name(int v) { return v == 2 ? "v2" : v == 3 ? "v3" : "v3p32"; }
+/* versions: 2, 3, 4 = "v3p32" (v3 with FP8 promotion every 32 values of K) and
+ * 5 = "v3f16" (v3 with FP8 widened to f16: fp32 accumulation, PROMOTE 1) */
+#define MAX_VERS 4
+static int ver_list[MAX_VERS] = {3, 2, 0, 0}, n_vers = 2;
+static int smem3[3][2], smem3p[2], smem3e[2];
+static const char *ver_name(int v) { return v == 2 ? "v2" : v == 3 ? "v3" : v == 4 ? "v3p32" : "v3f16"; }
 
 struct problem_t {
     const char *name;
@@ -169,7 +173,10 @@ static int num_sms;
 
 template <int MODE, int VER, int PROMOTE = 128>
 static void launch(const problem_t &P, bufs_t &B, int phase, int set, cudaStream_t s) {
-    const int sm = VER == 2 ? WG_SMEM_BYTES : PROMOTE == 32 ? smem3p[phase - 1] : smem3[MODE][phase - 1];
+    const int sm = VER == 2        ? WG_SMEM_BYTES
+                   : PROMOTE == 32 ? smem3p[phase - 1]
+                   : PROMOTE == 1  ? smem3e[phase - 1]
+                                   : smem3[MODE][phase - 1];
     const int cb = MODE == DFM_QUANT_BF16 ? 2 : 1;
     wg_gemm_args_t a;
     memset(&a, 0, sizeof a);
@@ -203,6 +210,10 @@ static void set_attrs_promote32(void) {
     smem3p[1] = wg_v3_smem((const void *)wg_gemm_kernel<DFM_QUANT_FP8, 2, 3, dense_out_t, 32>);
     CK(cudaFuncSetAttribute(wg_gemm_kernel<DFM_QUANT_FP8, 1, 3, dense_out_t, 32>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem3p[0]));
     CK(cudaFuncSetAttribute(wg_gemm_kernel<DFM_QUANT_FP8, 2, 3, dense_out_t, 32>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem3p[1]));
+    smem3e[0] = wg_v3_smem((const void *)wg_gemm_kernel<DFM_QUANT_FP8, 1, 3, dense_out_t, 1>);
+    smem3e[1] = wg_v3_smem((const void *)wg_gemm_kernel<DFM_QUANT_FP8, 2, 3, dense_out_t, 1>);
+    CK(cudaFuncSetAttribute(wg_gemm_kernel<DFM_QUANT_FP8, 1, 3, dense_out_t, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem3e[0]));
+    CK(cudaFuncSetAttribute(wg_gemm_kernel<DFM_QUANT_FP8, 2, 3, dense_out_t, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem3e[1]));
 }
 
 template <int MODE>
@@ -210,9 +221,10 @@ static void launch_ver(const problem_t &P, bufs_t &B, int phase, int set, cudaSt
     if (ver == 2) launch<MODE, 2>(P, B, phase, set, s);
     else if constexpr (MODE == DFM_QUANT_FP8) {
         if (ver == 4) launch<MODE, 3, 32>(P, B, phase, set, s);
-        else launch<MODE, 3>(P, B, phase, set, s);
+        else if (ver == 5) launch<MODE, 3, 1>(P, B, phase, set, s);
+        else launch<MODE, 3, 128>(P, B, phase, set, s);
     } else
-        launch<MODE, 3>(P, B, phase, set, s); /* ver 4 for INT8/BF16: the same kernel as v3 */
+        launch<MODE, 3>(P, B, phase, set, s); /* ver 4, 5 for INT8/BF16: the same kernel as v3 */
 }
 static void do_launch(const problem_t &P, bufs_t &B, int phase, int set, cudaStream_t s, int ver) {
     if (P.mode == DFM_QUANT_FP8) launch_ver<DFM_QUANT_FP8>(P, B, phase, set, s, ver);
@@ -519,6 +531,7 @@ int main(int argc, char **argv) {
             for (; *v && n_vers < MAX_VERS; v++)
                 if (*v == '2' || *v == '3') ver_list[n_vers++] = *v - '0';
                 else if (*v == 'p') ver_list[n_vers++] = 4;
+                else if (*v == 'e') ver_list[n_vers++] = 5;
             if (!n_vers) { ver_list[0] = 3; n_vers = 1; }
         }
     }

@@ -423,10 +423,12 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     wg_ring_t ring;
     const int acols = wg_pad_cols(8 * min(16, max(s_maxch, 1)));
-    const int xbytes = 128 * (acols / 2) * 4;
+    const int xbytes = 128 * (acols / 2) * 4, bhb = wg_bh_bytes(MODE, WG_FP8_PROMOTE, acols);
     ring.sb = WG_W_BYTES + acols * WG_BK;
-    ring.nst = min(WG_MAX_STAGES, ((int)wg_dyn_smem_size() - (int)(smem - smem_raw) - xbytes) / ring.sb);
-    float *xch = (float *)(smem + ring.nst * ring.sb);
+    ring.nst = min(WG_MAX_STAGES, ((int)wg_dyn_smem_size() - (int)(smem - smem_raw) - xbytes - bhb) / ring.sb);
+    ring.bh = bhb ? smem + ring.nst * ring.sb : nullptr;
+    ring.bhs = acols * 256;
+    float *xch = (float *)(smem + ring.nst * ring.sb + bhb);
     fused_out_t out;
     out.w = &w;
 

@@ -17,12 +17,13 @@
  *     cannot be built (driver entry point missing) or when
  *     DFM_CUDA_GEMM=mma is set in the environment. Both need 16-byte aligned
  *     weights; src/api.c refuses others before launch.
- * FP8 partial sums are promoted into fp32 after every 128 values of K (one
- * pipeline stage) in both; INT8 accumulates exactly in int32. The wgmma
- * kernels can instead promote after every wgmma k32 (32 values of K):
- * DFM_CUDA_FP8_PROMOTE=32 at context creation (128 = the default, or
- * WG_FP8_PROMOTE when built with -DWG_FP8_PROMOTE=32); the mma.sync fallback
- * always promotes every 128, and fused.cu's kernel takes WG_FP8_PROMOTE.
+ * FP8 on the wgmma kernels: by default the codes are widened to f16 and
+ * multiplied on HGMMA with fp32 accumulation (exact products, fp32 sums;
+ * DFM_CUDA_FP8_PROMOTE=1); DFM_CUDA_FP8_PROMOTE=32 or 128 at context
+ * creation selects QGMMA with its partial sums promoted into fp32 after
+ * every wgmma k32 or every 128 values of K (WG_FP8_PROMOTE sets the
+ * default at build time). The mma.sync fallback always promotes every 128;
+ * fused.cu's kernel takes WG_FP8_PROMOTE. INT8 accumulates exactly in int32.
  */
 #include <atomic>
 #include <cstdio>
@@ -416,17 +417,21 @@ template <int VER, int PROMOTE> static const void *wg_kernel_v(int quant, int ph
     return phase == 1 ? (const void *)wg_gemm_kernel<DFM_QUANT_BF16, 1, VER, combine_out_t>
                       : (const void *)wg_gemm_kernel<DFM_QUANT_BF16, 2, VER, combine_out_t>;
 }
+/* promote 1 (f16 tensor cores) has version 3 only; wg_launch asks for that. */
 static const void *wg_kernel(int quant, int phase, int ver, int promote) {
+    if (promote == 1) return wg_kernel_v<3, 1>(quant, phase);
     if (promote == 32)
         return ver == 2 ? wg_kernel_v<2, 32>(quant, phase) : wg_kernel_v<3, 32>(quant, phase);
     return ver == 2 ? wg_kernel_v<2, 128>(quant, phase) : wg_kernel_v<3, 128>(quant, phase);
 }
+static const int wg_promotes[3] = {128, 32, 1}; /* index pi of wg_smem3 */
+static int wg_promote_index(int promote) { return promote == 32 ? 1 : promote == 1 ? 2 : 0; }
 
 static int wg_num_sms;
 static int wg_disabled; /* DFM_CUDA_GEMM=mma */
 static int wg_version;  /* 3, or 2 with DFM_CUDA_GEMM=v2 */
-static int wg_promote;  /* FP8 promotion interval of the wgmma kernels: 128 or 32 */
-static int wg_smem3[DFM_NUM_QUANT][2][2]; /* version 3's dynamic shared memory [q][phase][promote 32] */
+static int wg_promote;  /* FP8 promotion interval of the wgmma kernels: 1, 32 or 128 */
+static int wg_smem3[DFM_NUM_QUANT][2][3]; /* version 3's dynamic shared memory [q][phase][promote index] */
 
 cudaError_t dfm_cuda_experts_init(void) {
     const char *e = getenv("DFM_CUDA_GEMM");
@@ -437,10 +442,11 @@ cudaError_t dfm_cuda_experts_init(void) {
     if (pe && *pe) {
         if (!strcmp(pe, "32")) wg_promote = 32;
         else if (!strcmp(pe, "128")) wg_promote = 128;
+        else if (!strcmp(pe, "1")) wg_promote = 1;
         else {
             static std::atomic<int> warned;
             if (!warned.exchange(1))
-                fprintf(stderr, "dfm: DFM_CUDA_FP8_PROMOTE=%s is neither 32 nor 128; using %d\n", pe,
+                fprintf(stderr, "dfm: DFM_CUDA_FP8_PROMOTE=%s is not 1, 32 or 128; using %d\n", pe,
                         WG_FP8_PROMOTE);
         }
     }
@@ -450,15 +456,17 @@ cudaError_t dfm_cuda_experts_init(void) {
                                                    cudaFuncAttributeMaxDynamicSharedMemorySize,
                                                    GEMM_SMEM_BYTES);
             if (err != cudaSuccess) return err;
-            for (int pi = 0; pi < 2; pi++) {
-                const int promote = pi ? 32 : 128;
+            for (int pi = 0; pi < 3; pi++) {
+                const int promote = wg_promotes[pi];
                 if (pi && q != DFM_QUANT_FP8) { /* the same kernel as promote 128 */
                     wg_smem3[q][phase - 1][pi] = wg_smem3[q][phase - 1][0];
                     continue;
                 }
-                err = cudaFuncSetAttribute(wg_kernel(q, phase, 2, promote),
-                                           cudaFuncAttributeMaxDynamicSharedMemorySize, WG_SMEM_BYTES);
-                if (err != cudaSuccess) return err;
+                if (promote != 1) {
+                    err = cudaFuncSetAttribute(wg_kernel(q, phase, 2, promote),
+                                               cudaFuncAttributeMaxDynamicSharedMemorySize, WG_SMEM_BYTES);
+                    if (err != cudaSuccess) return err;
+                }
                 const int sm3 = wg_v3_smem(wg_kernel(q, phase, 3, promote));
                 wg_smem3[q][phase - 1][pi] = sm3;
                 if (sm3 <= 0) return cudaErrorInvalidValue;
@@ -530,7 +538,7 @@ static cudaError_t wg_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
     const int H = w->hidden, I = w->inter;
     const int cb = op->quant == DFM_QUANT_BF16 ? 2 : 1;
     const long long rows = (long long)G * R * M;
-    const int ver = wg_version;
+    const int ver = op->quant == DFM_QUANT_FP8 && wg_promote == 1 ? 3 : wg_version;
     char *local = w->peer[w->rank];
     CUtensorMap tm[1 + WG_A_MAPS];
     wg_gemm_args_t a;
@@ -563,7 +571,7 @@ static cudaError_t wg_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
     out.w = *w;
     void *args[] = {(void *)&tm[0], (void *)&tm[1], (void *)&tm[2], (void *)&tm[3],
                     (void *)&tm[4], (void *)&tm[5], (void *)&a,     (void *)&out};
-    const int pi = wg_promote == 32;
+    const int pi = wg_promote_index(wg_promote);
     const size_t smem = ver == 2 ? WG_SMEM_BYTES : (size_t)wg_smem3[op->quant][phase - 1][pi];
     return cudaLaunchKernel(wg_kernel(op->quant, phase, ver, wg_promote), dim3((unsigned)wg_num_sms),
                             dim3(WG_THREADS), args, smem, stream);
@@ -586,7 +594,9 @@ static cudaError_t gemm_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *o
     if (wg_usable(w, op)) {
         cudaError_t err = wg_launch(w, op, phase, stream);
         if (err != cudaErrorNotSupported) {
-            if (op->quant == DFM_QUANT_FP8 && wg_promote == 32)
+            if (op->quant == DFM_QUANT_FP8 && wg_promote == 1)
+                note_path(phase, "wgmma v3 (fp8 widened to f16, fp32 accumulation)");
+            else if (op->quant == DFM_QUANT_FP8 && wg_promote == 32)
                 note_path(phase, wg_version == 2 ? "wgmma v2 (fp8 promote 32)" : "wgmma v3 (fp8 promote 32)");
             else
                 note_path(phase, wg_version == 2 ? "wgmma v2" : "wgmma v3");
