@@ -198,12 +198,12 @@ static void launch(const problem_t &P, bufs_t &B, int phase, int set, cudaStream
 }
 
 template <int MODE> static void set_attrs(void) {
-    CK(cudaFuncSetAttribute(wg_gemm_kernel<MODE, 1, 2, dense_out_t>, cudaFuncAttributeMaxDynamicSharedMemorySize, WG_SMEM_BYTES));
-    CK(cudaFuncSetAttribute(wg_gemm_kernel<MODE, 2, 2, dense_out_t>, cudaFuncAttributeMaxDynamicSharedMemorySize, WG_SMEM_BYTES));
-    smem3[MODE][0] = wg_v3_smem((const void *)wg_gemm_kernel<MODE, 1, 3, dense_out_t>);
-    smem3[MODE][1] = wg_v3_smem((const void *)wg_gemm_kernel<MODE, 2, 3, dense_out_t>);
-    CK(cudaFuncSetAttribute(wg_gemm_kernel<MODE, 1, 3, dense_out_t>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem3[MODE][0]));
-    CK(cudaFuncSetAttribute(wg_gemm_kernel<MODE, 2, 3, dense_out_t>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem3[MODE][1]));
+    CK(cudaFuncSetAttribute(wg_gemm_kernel<MODE, 1, 2, dense_out_t, 128>, cudaFuncAttributeMaxDynamicSharedMemorySize, WG_SMEM_BYTES));
+    CK(cudaFuncSetAttribute(wg_gemm_kernel<MODE, 2, 2, dense_out_t, 128>, cudaFuncAttributeMaxDynamicSharedMemorySize, WG_SMEM_BYTES));
+    smem3[MODE][0] = wg_v3_smem((const void *)wg_gemm_kernel<MODE, 1, 3, dense_out_t, 128>);
+    smem3[MODE][1] = wg_v3_smem((const void *)wg_gemm_kernel<MODE, 2, 3, dense_out_t, 128>);
+    CK(cudaFuncSetAttribute(wg_gemm_kernel<MODE, 1, 3, dense_out_t, 128>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem3[MODE][0]));
+    CK(cudaFuncSetAttribute(wg_gemm_kernel<MODE, 2, 3, dense_out_t, 128>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem3[MODE][1]));
 }
 static void set_attrs_promote32(void) {
     smem3p[0] = wg_v3_smem((const void *)wg_gemm_kernel<DFM_QUANT_FP8, 1, 3, dense_out_t, 32>);

@@ -597,7 +597,7 @@ static __global__ void __launch_bounds__(WG_THREADS, 1)
     wg_ring_t ring;
     float *xch;
     if constexpr (VER == 2) {
-        static_assert(VER != 2 || PROMOTE != 1, "FP8 PROMOTE 1 needs version 3's ring");
+        static_assert(MODE != DFM_QUANT_FP8_ID || PROMOTE != 1, "FP8 PROMOTE 1 needs version 3's ring");
         ring.nst = WG_STAGES;
         ring.sb = WG_STAGE_BYTES;
         ring.bh = nullptr;
