@@ -15,12 +15,12 @@
 #   SKIP_TESTS=1 SKIP_DEMO=1 SKIP_SANITIZER=1 SKIP_FUSED_BENCH=1  likewise (per-rank C
 #                                      tests, demo, compute-sanitizer, fused bench row)
 #   SKIP_EXTRA=1                       leave out every longer run: the 1000-call
-#                                      sequences (default and DFM_CUDA_FP8_PROMOTE=32),
+#                                      sequences (default and DFM_CUDA_FP8_PROMOTE=128),
 #                                      the sanitizers, the whole test_moe with
-#                                      DFM_CUDA_FUSED=1, gemm_bench -v 3p (FP8 promote
-#                                      128 vs 32) and the fused bench row
+#                                      DFM_CUDA_FUSED=1, gemm_bench -v 3pe (FP8 promote
+#                                      128, 32, 1) and the fused bench row
 #   SKIP_PROMOTE=1 / SKIP_FUSED=1      leave out the promotion group (both 1000-call
-#                                      runs, gemm_bench -v 3p) / the fused group (test_moe
+#                                      runs, gemm_bench -v 3pe) / the fused group (test_moe
 #                                      with DFM_CUDA_FUSED=1, the fused bench row)
 # Only the new steps, in two device calls (each group's timeouts add up to more than
 # 10 minutes only if steps hang):
@@ -143,15 +143,15 @@ for t in "$BUILD"/tests/test_*; do
 done
 
 # Longer runs and the sanitizers on small cases (SKIP_EXTRA=1 leaves them out):
-# 1000 consecutive calls with varying T, with the default FP8 promotion (every
-# 128 values of K) and with DFM_CUDA_FP8_PROMOTE=32 (every wgmma k32; SPEC 3.3's
-# per-call tolerance failed in ~1% of FP8 calls with T <= 8 at 128; DFM_DEBUG=1
-# makes the log name the kernel: "wgmma v3 (fp8 promote 32)"); compute-sanitizer
+# 1000 consecutive calls with varying T, with the default FP8 arithmetic (codes
+# widened to f16, fp32 accumulation) and with DFM_CUDA_FP8_PROMOTE=128 (QGMMA,
+# promoted every 128 values of K: SPEC 3.3's per-call tolerance failed in ~1% of
+# FP8 calls with T <= 8; DFM_DEBUG=1 makes the log name the kernel); compute-sanitizer
 # memcheck and racecheck on one GPU (NCCL probes kernels of other
 # architectures, hence --report-api-errors no); the whole test_moe on thread
 # ranks once more with the one-kernel fused operator (DFM_CUDA_FUSED=1, never
 # run before 2026-11-26's build); the GEMM-only check of promote 32 beside 128
-# (gemm_bench -v 3p: act errors, code flips, time; FP8 only).
+# (gemm_bench -v 3pe: FP8 promote 128, 32 and 1 side by side: act errors, code flips, time).
 # The two 1000-call runs share one seed (SEQ_SEED, else a fresh one), so they
 # see the same data and their failure counts compare call for call.
 if [ "${SKIP_EXTRA:-0}" != 1 ] && [ -x "$BUILD/tests/test_moe" ]; then
@@ -159,10 +159,10 @@ if [ "${SKIP_EXTRA:-0}" != 1 ] && [ -x "$BUILD/tests/test_moe" ]; then
         seq_seed=${SEQ_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
         step test_moe-1000-calls "$TEST_TIMEOUT" "$BUILD/tests/test_moe" -b cuda -p threads \
             -o sequence -c 1000 -s "$seq_seed"
-        step test_moe-1000-calls-promote32 "$TEST_TIMEOUT" env DFM_CUDA_FP8_PROMOTE=32 DFM_DEBUG=1 \
+        step test_moe-1000-calls-promote128 "$TEST_TIMEOUT" env DFM_CUDA_FP8_PROMOTE=128 DFM_DEBUG=1 \
             "$BUILD/tests/test_moe" -b cuda -p threads -o sequence -c 1000 -s "$seq_seed"
         if [ -x "$BUILD/bench/gemm_bench" ]; then
-            step gemm_bench-promote32 "$BENCH_TIMEOUT" "$BUILD/bench/gemm_bench" -v 3p -m 1 -i 10
+            step gemm_bench-promote "$BENCH_TIMEOUT" "$BUILD/bench/gemm_bench" -v 3pe -m 1 -i 10
         fi
     fi
     if [ "${SKIP_FUSED:-0}" != 1 ]; then
@@ -171,7 +171,7 @@ if [ "${SKIP_EXTRA:-0}" != 1 ] && [ -x "$BUILD/tests/test_moe" ]; then
     fi
     if [ "${SKIP_SANITIZER:-0}" != 1 ] && command -v compute-sanitizer >/dev/null; then
         for tool in memcheck racecheck; do
-            step "sanitizer-$tool" "$TEST_TIMEOUT" compute-sanitizer --tool "$tool" \
+            step "sanitizer-$tool" "$TEST_TIMEOUT" env DFM_TEST_TIMEOUT_S=120 compute-sanitizer --tool "$tool" \
                 --report-api-errors no --error-exitcode 9 "$BUILD/tests/test_moe" -b cuda \
                 -p threads -o "pair(q=fp8,R=1,"
         done

@@ -20,6 +20,7 @@ and the mapping of a failed status to a Python exception.
 """
 import ctypes
 import os
+import struct
 import threading
 
 # ---- status codes and exceptions (dfm_status_t) ----------------------------
@@ -196,10 +197,31 @@ class CombineArgs(ctypes.Structure):
         ("y", c_void_p),
         ("topk_idx", c_void_p),
         ("topk_weights", c_void_p),
-        ("handle", ctypes.POINTER(Handle)),
+        ("handle", c_void_p),  # const dfm_handle_t *: ctypes.addressof() of a Handle
         ("out", c_void_p),
         ("stream", c_void_p),
     ]
+
+
+def field_writer(cls):
+    """A function ``write(instance, 0, *values)`` that sets every field of the
+    ctypes Structure ``cls`` at once, in field order (pointers as ints, 0 for
+    NULL): one struct.pack_into over the instance's memory, where setting the
+    fields one by one costs a ctypes attribute set each (the per-call argument
+    structs, refilled by every operator call). The layout is checked against
+    ctypes' own, field by field."""
+    fmt = "@" + "".join(t._type_ for _, t in cls._fields_)
+    for i, (name, t) in enumerate(cls._fields_):
+        offset = struct.calcsize(fmt[:i + 2]) - ctypes.sizeof(t)
+        if offset != getattr(cls, name).offset:
+            raise AssertionError("%s.%s: struct offset %d != ctypes offset %d"
+                                 % (cls.__name__, name, offset, getattr(cls, name).offset))
+    tail = ctypes.sizeof(cls) - struct.calcsize(fmt)  # the padding after the last field
+    packer = struct.Struct(fmt + "%dx" % tail if tail > 0 else fmt)
+    if packer.size != ctypes.sizeof(cls):
+        raise AssertionError("%s: struct size %d != ctypes size %d"
+                             % (cls.__name__, packer.size, ctypes.sizeof(cls)))
+    return packer.pack_into
 
 
 _PROTOTYPES = {

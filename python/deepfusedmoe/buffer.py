@@ -42,6 +42,34 @@ class _SeedDefaultTrue(int):
 
 _USE_FP8_DEFAULT = _SeedDefaultTrue(1)
 
+# Read by every call: module constants are found faster than torch's attributes.
+_Tensor = torch.Tensor
+_BFLOAT16, _INT64 = torch.bfloat16, torch.int64
+_BF16, _F32, _I32, _I64 = (torch.bfloat16,), (torch.float32,), (torch.int32,), (torch.int64,)
+_SUCCESS = _lib.SUCCESS
+# write(args_struct, 0, *every field in the order of the C struct)
+_write_moe_args = _lib.field_writer(_lib.MoeArgs)
+_write_dispatch_args = _lib.field_writer(_lib.DispatchArgs)
+_write_combine_args = _lib.field_writer(_lib.CombineArgs)
+
+
+def _is_dense(t, dtypes, shape, device):
+    """Whether t passes every check of Buffer._tensor: a tensor of one of dtypes,
+    of this shape, on device, contiguous. Never raises."""
+    return (isinstance(t, _Tensor) and t.dtype in dtypes and t.shape == shape
+            and t.device == device and t.is_contiguous())
+
+
+def _plain_mode(use_fp8, quant):
+    """The mode a call asks for, where it is spelled the usual way (no quant, or a
+    name with use_fp8 left at its default); None otherwise (_mode_of then decides
+    it, or says what contradicts what)."""
+    if quant is None:
+        return "fp8" if use_fp8 else "bf16"
+    if use_fp8 is _USE_FP8_DEFAULT and type(quant) is str:
+        return quant
+    return None
+
 
 def _mode_of(use_fp8, quant, where):
     if quant is None:
@@ -248,26 +276,37 @@ class Buffer:
         self._ctx = ctx.value
         self._destroy_fn = lib.dfm_ctx_destroy
 
-        # Per-call state, allocated once: the argument structs and the C calls.
+        # Per-call state, made once: the argument structs (refilled by every call),
+        # the bound C entry points, and the expected shapes, strides and dtypes.
         self._moe_args = _lib.MoeArgs()
         self._moe_args_ref = ctypes.byref(self._moe_args)
         self._disp_args = _lib.DispatchArgs()
+        self._disp_args_ref = ctypes.byref(self._disp_args)
         self._comb_args = _lib.CombineArgs()
+        self._comb_args_ref = ctypes.byref(self._comb_args)
         self._async_status = ctypes.c_int(0)
         self._async_ref = ctypes.byref(self._async_status)
         self._fused_fn = lib.dfm_fused_moe
+        self._dispatch_fn = lib.dfm_dispatch
+        self._combine_fn = lib.dfm_combine
         self._get_async_fn = lib.dfm_get_async_error
         self._comm_stream = torch.cuda.Stream(self.device) if self._is_cuda else None
-        G, H, I = self.num_local_experts, self.hidden, self.inter
-        self._shape_x_tail = H
+        G, H, I, M = self.num_local_experts, self.hidden, self.inter, \
+            self.num_max_dispatch_tokens_per_rank
         self._shape_w1 = (G, H, 2 * I)
         self._stride_w1 = (2 * I * H, 1, H)
         self._shape_s1 = (G, 2 * I)
         self._shape_w2 = (G, H, I)
         self._shape_s2 = (G, H)
-        self._num_ep = G * R
+        self._shape_ep = (G * R,)
+        self._shape_y = (G, R * M, H)
         self._code_dtypes = {q: code_dtypes(q) for q in ALL_QUANT_MODES}
         self._quant_id = dict(_lib.QUANT_IDS)
+        # mode name -> (dfm_quant_t, accepted weight dtypes), for the buffer's modes only
+        self._modes = {q: (self._quant_id[q], self._code_dtypes[q]) for q in self.quant_modes}
+        recv_dtype = {"fp8": torch.uint8, "int8": torch.int8, "bf16": torch.bfloat16}
+        # mode -> (dtype recv_x is allocated with, dtype it is returned as)
+        self._recv_dtypes = {q: (recv_dtype[q], code_dtype(q)) for q in ALL_QUANT_MODES}
 
     # ---- construction helpers ------------------------------------------------
 
@@ -343,6 +382,15 @@ class Buffer:
         return e
 
     # ---- argument checks ---------------------------------------------------------------
+    #
+    # Every call is checked in two steps. The first tests all arguments at once
+    # for the common case (a few attribute reads per tensor: _is_dense,
+    # _accepts_tokens, _is_w1) and says only yes or no. On no, the second runs
+    # the checks one by one in the documented order and raises on the first
+    # problem, naming the argument (_check_*_args). The first step accepts
+    # nothing the second refuses; where it is stricter (valid but rare forms,
+    # such as an ep_recv_count shaped [G, R]) the second passes and the call
+    # goes on.
 
     def _tensor(self, t, name, dtypes, shape, dims_text):
         """Check a tensor's type, dtype, device, shape and contiguity."""
@@ -360,6 +408,23 @@ class Buffer:
         if not t.is_contiguous():
             raise ValueError("%s: must be contiguous (row-major), got strides %s"
                              % (name, tuple(t.stride())))
+
+    def _accepts_tokens(self, x, topk_idx):
+        """(T, K) when x and topk_idx pass every check of _tokens, else None."""
+        if self.debug or not (isinstance(x, _Tensor) and isinstance(topk_idx, _Tensor)):
+            return None
+        xs, ks = x.shape, topk_idx.shape
+        if len(xs) != 2 or len(ks) != 2:
+            return None
+        T, K = xs[0], ks[1]
+        dev = self.device
+        if (xs[1] == self.hidden and ks[0] == T and T <= self.num_max_dispatch_tokens_per_rank
+                and 1 <= K <= self.max_topk
+                and x.dtype is _BFLOAT16 and x.device == dev and x.is_contiguous()
+                and topk_idx.dtype is _INT64 and topk_idx.device == dev
+                and topk_idx.is_contiguous()):
+            return T, K
+        return None
 
     def _tokens(self, x, topk_idx, where):
         """Check x [T, H] bf16 and topk_idx [T, K] int64; returns (T, K)."""
@@ -379,8 +444,8 @@ class Buffer:
         if K > self.max_topk or (K < 1 and T > 0):
             raise ValueError("topk_idx: num_topk = %d is outside 1..max_topk = %d"
                              % (K, self.max_topk))
-        self._tensor(x, "x", (torch.bfloat16,), (T, self.hidden), "[T, hidden]")
-        self._tensor(topk_idx, "topk_idx", (torch.int64,), (T, K), "[T (x's), num_topk]")
+        self._tensor(x, "x", _BF16, (T, self.hidden), "[T, hidden]")
+        self._tensor(topk_idx, "topk_idx", _I64, (T, K), "[T (x's), num_topk]")
         if self.debug and T > 0:
             bad = (topk_idx < -1) | (topk_idx >= self.num_experts)
             if bool(bad.any()):
@@ -406,7 +471,7 @@ class Buffer:
 
     def _ep_recv_count(self, t):
         if t is None:
-            return None
+            return
         if not isinstance(t, torch.Tensor):
             raise TypeError("ep_recv_count: expected a torch.Tensor, got %s" % type(t).__name__)
         if t.dtype != torch.int32:
@@ -419,13 +484,119 @@ class Buffer:
             raise ValueError("ep_recv_count: must be a contiguous [G * R] = [%d] (or [G, R]) "
                              "tensor, got shape %s strides %s"
                              % (G * R, tuple(t.shape), tuple(t.stride())))
-        return t.data_ptr()
 
-    def _out(self, out, T, name="out"):
-        if out is None:
-            return torch.empty((T, self.hidden), dtype=torch.bfloat16, device=self.device)
-        self._tensor(out, name, (torch.bfloat16,), (T, self.hidden), "[T, hidden]")
-        return out
+    def _out(self, out, T):
+        if out is not None:
+            self._tensor(out, "out", _BF16, (T, self.hidden), "[T, hidden]")
+
+    def _scale(self, s, name, shape, dims_text, q):
+        if s is not None:
+            self._tensor(s, name, _F32, shape, dims_text)
+        elif q != "bf16":
+            raise ValueError("%s: required in %s mode (None is only allowed in bf16 mode)"
+                             % (name, q))
+
+    def _is_w1(self, w, dtypes):
+        """Whether w passes every check of gmm1_permuted_weight (_bad_w1 says why not)."""
+        if not (isinstance(w, _Tensor) and w.dtype in dtypes and w.shape == self._shape_w1
+                and w.device == self.device):
+            return False
+        s = w.stride()  # memory [G][2I][H]; with G = 1 the expert stride is free
+        return s == self._stride_w1 or (self._shape_w1[0] == 1 and s[1:] == self._stride_w1[1:])
+
+    def _bad_w1(self, w1, cdt, q):
+        name = "gmm1_permuted_weight"
+        if not isinstance(w1, torch.Tensor):
+            raise TypeError("%s: expected a torch.Tensor, got %s" % (name, type(w1).__name__))
+        if w1.dtype not in cdt:
+            raise TypeError("%s: dtype must be %s for mode %r, got %s"
+                            % (name, " or ".join(str(d) for d in cdt), q, w1.dtype))
+        if w1.device != self.device:
+            raise ValueError("%s: must be on the buffer's device %s, got %s"
+                             % (name, self.device, w1.device))
+        if w1.shape != self._shape_w1:
+            raise ValueError("%s: shape must be [G, hidden, 2*inter] = %s, got %s"
+                             % (name, self._shape_w1, tuple(w1.shape)))
+        raise ValueError("%s: strides must be %s (memory [G][2*inter][hidden], each output "
+                         "channel contiguous: a transpose(1, 2) view of a contiguous "
+                         "[G, 2*inter, hidden] tensor, as prepare_gmm1_weight() returns), got %s"
+                         % (name, self._stride_w1, tuple(w1.stride())))
+
+    def _check_fused_args(self, x, topk_idx, topk_weights, w1, s1, w2, s2, num_max, num_experts,
+                          use_fp8, quant, return_recv_hook, ep_recv_count, out):
+        """fused_deep_moe's checks one by one; raises on the first problem, else
+        returns ((T, K), mode name, self._modes entry)."""
+        where = "fused_deep_moe"
+        self._live_ctx(where)
+        reject_recv_hook(return_recv_hook, where)
+        q = _mode_of(use_fp8, quant, where)
+        self._mode(q, where)
+        self._common(num_max, num_experts, where)
+        T, K = self._tokens(x, topk_idx, where)
+        self._tensor(topk_weights, "topk_weights", _F32, topk_idx.shape,
+                     "[T, num_topk] (topk_idx's shape)")
+        cdt = self._code_dtypes[q]
+        if not self._is_w1(w1, cdt):
+            self._bad_w1(w1, cdt, q)
+        self._tensor(w2, "gmm2_weight", cdt, self._shape_w2, "[G, hidden, inter]")
+        self._scale(s1, "gmm1_permuted_weight_scale", self._shape_s1, "[G, 2*inter]", q)
+        self._scale(s2, "gmm2_weight_scale", self._shape_s2, "[G, hidden]", q)
+        self._ep_recv_count(ep_recv_count)
+        self._out(out, T)
+        return (T, K), q, self._modes[q]
+
+    def _check_dispatch_args(self, x, topk_idx, num_max, num_experts, stats, wait_stats,
+                             use_fp8, round_scale, use_ue8m0, return_recv_hook, quant,
+                             ep_recv_count):
+        """low_latency_dispatch's checks one by one (as _check_fused_args)."""
+        where = "low_latency_dispatch"
+        self._live_ctx(where)
+        reject_recv_hook(return_recv_hook, where)
+        if wait_stats is not None:
+            raise NotImplementedError("low_latency_dispatch: dispatch_wait_recv_cost_stats is "
+                                      "not supported")
+        if round_scale or use_ue8m0:
+            raise NotImplementedError("low_latency_dispatch: round_scale/use_ue8m0 are not "
+                                      "supported (scales are fp32 per token, SPEC 3.1)")
+        q = _mode_of(use_fp8, quant, where)
+        self._mode(q, where)
+        self._common(num_max, num_experts, where)
+        T, K = self._tokens(x, topk_idx, where)
+        if stats is not None:
+            self._tensor(stats, "cumulative_local_expert_recv_stats", _I32,
+                         (self.num_local_experts,), "[G]")
+        self._ep_recv_count(ep_recv_count)
+        return (T, K), q, self._modes[q]
+
+    def _check_combine_args(self, x, topk_idx, topk_weights, handle, use_logfmt, zero_copy,
+                            return_recv_hook, out, wait_stats):
+        """low_latency_combine's checks one by one; raises on the first problem."""
+        where = "low_latency_combine"
+        self._live_ctx(where)
+        reject_recv_hook(return_recv_hook, where)
+        if use_logfmt or zero_copy or wait_stats is not None:
+            raise NotImplementedError("low_latency_combine: use_logfmt, zero_copy and "
+                                      "combine_wait_recv_cost_stats are not supported")
+        if not isinstance(handle, LowLatencyHandle) or handle.buffer is not self:
+            raise ValueError("handle: must be the handle that this Buffer's "
+                             "low_latency_dispatch returned")
+        T, K = handle.tokens
+        self._tensor(x, "x", _BF16, self._shape_y,
+                     "[G, R * num_max_dispatch_tokens_per_rank, hidden]")
+        self._tensor(topk_idx, "topk_idx", _I64, (T, K), "[T, num_topk] (dispatch's)")
+        self._tensor(topk_weights, "topk_weights", _F32, (T, K), "[T, num_topk] (dispatch's)")
+        self._out(out, T)
+
+    # ---- what every call does after its checks --------------------------------------------
+
+    def _poll_async_error(self, ctx):
+        """Raise the asynchronous error of SPEC section 7, if any, before any launch."""
+        self._get_async_fn(ctx, self._async_ref)
+        st = self._async_status.value
+        if st != _SUCCESS:
+            raise _lib.DFMAsyncError(
+                str(_lib.error_for(st, "deepfusedmoe asynchronous error (raised at the next "
+                                       "call)", _lib.last_error(ctx))), st)
 
     def _stream(self, async_finish):
         """(torch stream or None, cudaStream_t as int or None) the op runs on."""
@@ -438,21 +609,22 @@ class Buffer:
         return None, current_raw_stream(self._device_index)
 
     def _event(self, stream, stream_ptr, async_finish, tensors):
-        if not self._is_cuda:
-            return EventOverlap()
-        if async_finish:
-            for t in tensors:
-                if t is not None and t.is_cuda:
-                    t.record_stream(stream)
-            ev = torch.cuda.Event()
-            ev.record(stream)
-            return EventOverlap(ev, extra_tensors=tuple(tensors), stream=stream)
-        return EventOverlap(None, raw_stream=stream_ptr)
+        """The EventOverlap of a call; with async_finish it keeps ``tensors`` alive
+        until the call has finished."""
+        if stream_ptr is None:
+            return EventOverlap()  # CPU: already complete
+        if not async_finish:
+            return EventOverlap(None, raw_stream=stream_ptr)
+        for t in tensors:
+            if t is not None and t.is_cuda:
+                t.record_stream(stream)
+        ev = torch.cuda.Event()
+        ev.record(stream)
+        return EventOverlap(ev, extra_tensors=tuple(tensors), stream=stream)
 
-    def _call(self, fn, ctx, args_ref, where, *extra):
-        st = fn(ctx, args_ref, *extra)
-        if st != _lib.SUCCESS:
-            raise _lib.error_for(st, where, _lib.last_error(ctx))
+    def _failed(self, st, ctx, where):
+        """The exception for a failed library call, with the context's message."""
+        return _lib.error_for(st, where, _lib.last_error(ctx))
 
     # ---- the fused operator -----------------------------------------------------------------
 
@@ -489,98 +661,46 @@ class Buffer:
             (output [T, hidden] bf16, EventOverlap, hook); hook is a documented no-op.
         """
         ctx = self._ctx
-        if ctx is None:
-            self._live_ctx("fused_deep_moe")
-        if return_recv_hook:
-            reject_recv_hook(return_recv_hook, "fused_deep_moe")
-        if quant is None and (use_fp8 is _USE_FP8_DEFAULT or use_fp8 is True):
-            q = "fp8"
-        else:
-            q = _mode_of(use_fp8, quant, "fused_deep_moe")
-        qid = self._mode(q, "fused_deep_moe")
-        if (num_max_dispatch_tokens_per_rank != self.num_max_dispatch_tokens_per_rank
-                or num_experts != self.num_experts):
-            self._common(num_max_dispatch_tokens_per_rank, num_experts, "fused_deep_moe")
-        T, K = self._tokens(x, topk_idx, "fused_deep_moe")
-        self._tensor(topk_weights, "topk_weights", (torch.float32,), topk_idx.shape,
-                     "[T, num_topk] (topk_idx's shape)")
-        cdt = self._code_dtypes[q]
-        w1 = gmm1_permuted_weight
-        if not isinstance(w1, torch.Tensor) or w1.dtype not in cdt or w1.device != self.device \
-                or w1.shape != self._shape_w1 or not self._w1_strides_ok(w1):
-            self._bad_w1(w1, cdt, q)
-        self._tensor(gmm2_weight, "gmm2_weight", cdt, self._shape_w2, "[G, hidden, inter]")
-        s1, s2 = gmm1_permuted_weight_scale, gmm2_weight_scale
-        if s1 is not None:
-            self._tensor(s1, "gmm1_permuted_weight_scale", (torch.float32,), self._shape_s1,
-                         "[G, 2*inter]")
-        elif q != "bf16":
-            raise ValueError("gmm1_permuted_weight_scale: required in %s mode (None is only "
-                             "allowed in bf16 mode)" % q)
-        if s2 is not None:
-            self._tensor(s2, "gmm2_weight_scale", (torch.float32,), self._shape_s2,
-                         "[G, hidden]")
-        elif q != "bf16":
-            raise ValueError("gmm2_weight_scale: required in %s mode (None is only allowed "
-                             "in bf16 mode)" % q)
-        ep_ptr = self._ep_recv_count(ep_recv_count)
-        out = self._out(out, T)
-        self._raise_async_error(ctx)
+        w1, s1 = gmm1_permuted_weight, gmm1_permuted_weight_scale
+        w2, s2 = gmm2_weight, gmm2_weight_scale
+        q = _plain_mode(use_fp8, quant)
+        mode = self._modes.get(q)
+        tk = self._accepts_tokens(x, topk_idx)
+        dev = self.device
+        if (ctx is None or return_recv_hook or mode is None or tk is None
+                or num_max_dispatch_tokens_per_rank != self.num_max_dispatch_tokens_per_rank
+                or num_experts != self.num_experts
+                or not _is_dense(topk_weights, _F32, tk, dev)
+                or not self._is_w1(w1, mode[1])
+                or not _is_dense(w2, mode[1], self._shape_w2, dev)
+                or not (_is_dense(s1, _F32, self._shape_s1, dev) or (s1 is None and q == "bf16"))
+                or not (_is_dense(s2, _F32, self._shape_s2, dev) or (s2 is None and q == "bf16"))
+                or not (ep_recv_count is None
+                        or _is_dense(ep_recv_count, _I32, self._shape_ep, dev))
+                or not (out is None or _is_dense(out, _BF16, (tk[0], self.hidden), dev))):
+            tk, q, mode = self._check_fused_args(
+                x, topk_idx, topk_weights, w1, s1, w2, s2, num_max_dispatch_tokens_per_rank,
+                num_experts, use_fp8, quant, return_recv_hook, ep_recv_count, out)
+        T, K = tk
+        if out is None:
+            out = torch.empty((T, self.hidden), dtype=torch.bfloat16, device=dev)
+        self._poll_async_error(ctx)
 
         stream, stream_ptr = self._stream(async_finish)
-        a = self._moe_args
-        a.x = x.data_ptr()
-        a.topk_idx = topk_idx.data_ptr()
-        a.topk_weights = topk_weights.data_ptr()
-        a.num_tokens = T
-        a.num_topk = K
-        a.quant = qid
-        a.w1 = w1.data_ptr()
-        a.w1_scale = s1.data_ptr() if s1 is not None else None
-        a.w2 = gmm2_weight.data_ptr()
-        a.w2_scale = s2.data_ptr() if s2 is not None else None
-        a.out = out.data_ptr()
-        a.ep_recv_count = ep_ptr
-        a.stream = stream_ptr
+        _write_moe_args(self._moe_args, 0,
+                        x.data_ptr(), topk_idx.data_ptr(), topk_weights.data_ptr(),
+                        T, K, mode[0],  # num_tokens, num_topk, quant
+                        w1.data_ptr(), s1.data_ptr() if s1 is not None else 0,
+                        w2.data_ptr(), s2.data_ptr() if s2 is not None else 0,
+                        out.data_ptr(),
+                        ep_recv_count.data_ptr() if ep_recv_count is not None else 0,
+                        stream_ptr or 0)
         st = self._fused_fn(ctx, self._moe_args_ref)
-        if st != _lib.SUCCESS:
-            raise _lib.error_for(st, "fused_deep_moe", _lib.last_error(ctx))
-        if stream_ptr is None:
-            return out, EventOverlap(), noop_hook
+        if st != _SUCCESS:
+            raise self._failed(st, ctx, "fused_deep_moe")
         return out, self._event(stream, stream_ptr, async_finish,
-                                (x, topk_idx, topk_weights, w1, s1, gmm2_weight, s2, out,
+                                (x, topk_idx, topk_weights, w1, s1, w2, s2, out,
                                  ep_recv_count)), noop_hook
-
-    def _raise_async_error(self, ctx):
-        self._get_async_fn(ctx, self._async_ref)
-        if self._async_status.value != _lib.SUCCESS:
-            st = self._async_status.value
-            raise _lib.DFMAsyncError(
-                str(_lib.error_for(st, "deepfusedmoe asynchronous error (raised at the next "
-                                       "call)", _lib.last_error(ctx))), st)
-
-    def _w1_strides_ok(self, w):
-        s = w.stride()
-        G, H, N = self._shape_w1
-        return s[1] == 1 and s[2] == H and (s[0] == N * H or G == 1)
-
-    def _bad_w1(self, w1, cdt, q):
-        name = "gmm1_permuted_weight"
-        if not isinstance(w1, torch.Tensor):
-            raise TypeError("%s: expected a torch.Tensor, got %s" % (name, type(w1).__name__))
-        if w1.dtype not in cdt:
-            raise TypeError("%s: dtype must be %s for mode %r, got %s"
-                            % (name, " or ".join(str(d) for d in cdt), q, w1.dtype))
-        if w1.device != self.device:
-            raise ValueError("%s: must be on the buffer's device %s, got %s"
-                             % (name, self.device, w1.device))
-        if w1.shape != self._shape_w1:
-            raise ValueError("%s: shape must be [G, hidden, 2*inter] = %s, got %s"
-                             % (name, self._shape_w1, tuple(w1.shape)))
-        raise ValueError("%s: strides must be %s (memory [G][2*inter][hidden], each output "
-                         "channel contiguous: a transpose(1, 2) view of a contiguous "
-                         "[G, 2*inter, hidden] tensor, as prepare_gmm1_weight() returns), got %s"
-                         % (name, self._stride_w1, tuple(w1.stride())))
 
     # ---- dispatch and combine -----------------------------------------------------------------
 
@@ -610,59 +730,54 @@ class Buffer:
         use_ue8m0 and return_recv_hook are not supported. ``quant`` and
         ``ep_recv_count`` as in fused_deep_moe.
         """
-        ctx = self._live_ctx("low_latency_dispatch")
-        reject_recv_hook(return_recv_hook, "low_latency_dispatch")
-        if dispatch_wait_recv_cost_stats is not None:
-            raise NotImplementedError("low_latency_dispatch: dispatch_wait_recv_cost_stats is "
-                                      "not supported")
-        if round_scale or use_ue8m0:
-            raise NotImplementedError("low_latency_dispatch: round_scale/use_ue8m0 are not "
-                                      "supported (scales are fp32 per token, SPEC 3.1)")
-        q = _mode_of(use_fp8, quant, "low_latency_dispatch")
-        qid = self._mode(q, "low_latency_dispatch")
-        self._common(num_max_dispatch_tokens_per_rank, num_experts, "low_latency_dispatch")
-        T, K = self._tokens(x, topk_idx, "low_latency_dispatch")
+        ctx = self._ctx
+        stats = cumulative_local_expert_recv_stats
+        q = _plain_mode(use_fp8, quant)
+        mode = self._modes.get(q)
+        tk = self._accepts_tokens(x, topk_idx)
+        dev = self.device
         G, R, M, H = self.num_local_experts, self.group_size, \
             self.num_max_dispatch_tokens_per_rank, self.hidden
-        stats = cumulative_local_expert_recv_stats
-        if stats is not None:
-            self._tensor(stats, "cumulative_local_expert_recv_stats", (torch.int32,), (G,), "[G]")
-        ep_ptr = self._ep_recv_count(ep_recv_count)
-        self._raise_async_error(ctx)
+        if (ctx is None or return_recv_hook or dispatch_wait_recv_cost_stats is not None
+                or round_scale or use_ue8m0 or mode is None or tk is None
+                or num_max_dispatch_tokens_per_rank != M or num_experts != self.num_experts
+                or not (stats is None or _is_dense(stats, _I32, (G,), dev))
+                or not (ep_recv_count is None
+                        or _is_dense(ep_recv_count, _I32, self._shape_ep, dev))):
+            tk, q, mode = self._check_dispatch_args(
+                x, topk_idx, num_max_dispatch_tokens_per_rank, num_experts, stats,
+                dispatch_wait_recv_cost_stats, use_fp8, round_scale, use_ue8m0,
+                return_recv_hook, quant, ep_recv_count)
+        T, K = tk
+        self._poll_async_error(ctx)
 
-        dev = self.device
-        recv_dtype = torch.uint8 if q == "fp8" else code_dtype(q)  # fp8 viewed below
-        recv_x = torch.empty((G, R * M, H), dtype=recv_dtype, device=dev)
+        alloc_dtype, recv_dtype = self._recv_dtypes[q]  # fp8 codes are viewed after the call
+        recv_x = torch.empty((G, R * M, H), dtype=alloc_dtype, device=dev)
         recv_scale = torch.empty((G, R * M), dtype=torch.float32, device=dev)
         recv_count = torch.empty((G,), dtype=torch.int32, device=dev)
         layout_range = torch.empty((G, R), dtype=torch.int64, device=dev)
         src_info = torch.empty((G, R * M), dtype=torch.int32, device=dev)
         stream, stream_ptr = self._stream(async_finish)
-        a = self._disp_args
-        a.x = x.data_ptr()
-        a.topk_idx = topk_idx.data_ptr()
-        a.num_tokens = T
-        a.num_topk = K
-        a.quant = qid
-        a.recv_x = recv_x.data_ptr()
-        a.recv_scale = recv_scale.data_ptr()
-        a.recv_count = recv_count.data_ptr()
-        a.layout_range = layout_range.data_ptr()
-        a.recv_src_info = src_info.data_ptr()
-        a.ep_recv_count = ep_ptr
-        a.stream = stream_ptr
+        _write_dispatch_args(self._disp_args, 0,
+                             x.data_ptr(), topk_idx.data_ptr(),
+                             T, K, mode[0],  # num_tokens, num_topk, quant
+                             recv_x.data_ptr(), recv_scale.data_ptr(), recv_count.data_ptr(),
+                             layout_range.data_ptr(), src_info.data_ptr(),
+                             ep_recv_count.data_ptr() if ep_recv_count is not None else 0,
+                             stream_ptr or 0)
         h = _lib.Handle()
-        self._call(self._lib.dfm_dispatch, ctx, ctypes.byref(a), "low_latency_dispatch",
-                   ctypes.byref(h))
-        if q == "fp8" and code_dtype("fp8") != torch.uint8:
-            recv_x = recv_x.view(code_dtype("fp8"))
+        st = self._dispatch_fn(ctx, self._disp_args_ref, ctypes.byref(h))
+        if st != _SUCCESS:
+            raise self._failed(st, ctx, "low_latency_dispatch")
+        if recv_dtype is not alloc_dtype:
+            recv_x = recv_x.view(recv_dtype)
         if stats is not None:
             with torch.cuda.stream(stream) if stream is not None else _nullcontext():
                 stats.add_(recv_count)
         handle = LowLatencyHandle(src_info, layout_range, M, H, self.num_experts, h, self, q)
         event = self._event(stream, stream_ptr, async_finish,
-                            (x, topk_idx, recv_x, recv_scale, recv_count, layout_range, src_info,
-                             ep_recv_count, stats))
+                            (x, topk_idx, recv_x, recv_scale, recv_count, layout_range,
+                             src_info, ep_recv_count, stats))
         packed = recv_x if q == "bf16" else (recv_x, recv_scale)
         return packed, recv_count, handle, event, noop_hook
 
@@ -678,35 +793,30 @@ class Buffer:
         EventOverlap, hook)``. use_logfmt, zero_copy, return_recv_hook and
         combine_wait_recv_cost_stats are not supported.
         """
-        ctx = self._live_ctx("low_latency_combine")
-        reject_recv_hook(return_recv_hook, "low_latency_combine")
-        if use_logfmt or zero_copy or combine_wait_recv_cost_stats is not None:
-            raise NotImplementedError("low_latency_combine: use_logfmt, zero_copy and "
-                                      "combine_wait_recv_cost_stats are not supported")
-        if not isinstance(handle, LowLatencyHandle) or handle.buffer is not self:
-            raise ValueError("handle: must be the handle that this Buffer's "
-                             "low_latency_dispatch returned")
-        h = handle.c_handle
-        T, K = h.num_tokens, h.num_topk
-        G, R, M, H = self.num_local_experts, self.group_size, \
-            self.num_max_dispatch_tokens_per_rank, self.hidden
-        self._tensor(x, "x", (torch.bfloat16,), (G, R * M, H),
-                     "[G, R * num_max_dispatch_tokens_per_rank, hidden]")
-        self._tensor(topk_idx, "topk_idx", (torch.int64,), (T, K), "[T, num_topk] (dispatch's)")
-        self._tensor(topk_weights, "topk_weights", (torch.float32,), (T, K),
-                     "[T, num_topk] (dispatch's)")
-        out = self._out(out, T)
-        self._raise_async_error(ctx)
+        ctx = self._ctx
+        dev = self.device
+        if (ctx is None or return_recv_hook or use_logfmt or zero_copy
+                or combine_wait_recv_cost_stats is not None
+                or not isinstance(handle, LowLatencyHandle) or handle.buffer is not self
+                or not _is_dense(x, _BF16, self._shape_y, dev)
+                or not _is_dense(topk_idx, _I64, handle.tokens, dev)
+                or not _is_dense(topk_weights, _F32, handle.tokens, dev)
+                or not (out is None or _is_dense(out, _BF16, (handle.tokens[0], self.hidden),
+                                                 dev))):
+            self._check_combine_args(x, topk_idx, topk_weights, handle, use_logfmt, zero_copy,
+                                     return_recv_hook, out, combine_wait_recv_cost_stats)
+        if out is None:
+            out = torch.empty((handle.tokens[0], self.hidden), dtype=torch.bfloat16, device=dev)
+        self._poll_async_error(ctx)
         stream, stream_ptr = self._stream(async_finish)
-        a = self._comb_args
-        a.y = x.data_ptr()
-        a.topk_idx = topk_idx.data_ptr()
-        a.topk_weights = topk_weights.data_ptr()
-        a.handle = ctypes.pointer(h)
-        a.out = out.data_ptr()
-        a.stream = stream_ptr
-        self._call(self._lib.dfm_combine, ctx, ctypes.byref(a), "low_latency_combine")
-        event = self._event(stream, stream_ptr, async_finish, (x, topk_idx, topk_weights, out))
+        _write_combine_args(self._comb_args, 0,
+                            x.data_ptr(), topk_idx.data_ptr(), topk_weights.data_ptr(),
+                            handle.c_handle_address, out.data_ptr(), stream_ptr or 0)
+        st = self._combine_fn(ctx, self._comb_args_ref)
+        if st != _SUCCESS:
+            raise self._failed(st, ctx, "low_latency_combine")
+        event = self._event(stream, stream_ptr, async_finish,
+                            (x, topk_idx, topk_weights, out))
         return out, event, noop_hook
 
     # ---- sizes ---------------------------------------------------------------------------------
@@ -738,12 +848,15 @@ class _nullcontext:
 class LowLatencyHandle(tuple):
     """What low_latency_combine needs from its dispatch. As DeepEP's handle tuple:
     (src_info, layout_range, num_max_dispatch_tokens_per_rank, hidden, num_experts),
-    plus the library's dfm_handle_t, the Buffer and the mode as attributes."""
+    plus the library's dfm_handle_t (and its address), the dispatch's (T, K), the
+    Buffer and the mode as attributes."""
 
     def __new__(cls, src_info, layout_range, num_max, hidden, num_experts, c_handle, buffer,
                 quant):
         self = super().__new__(cls, (src_info, layout_range, num_max, hidden, num_experts))
         self.c_handle = c_handle
+        self.c_handle_address = ctypes.addressof(c_handle)
+        self.tokens = (c_handle.num_tokens, c_handle.num_topk)  # (T, K) of the dispatch
         self.buffer = buffer
         self.quant = quant
         return self

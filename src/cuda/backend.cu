@@ -26,11 +26,18 @@ typedef struct {
     dfm_cuda_fused_t *fused; /* one-kernel dfm_fused_moe (DFM_CUDA_FUSED=1), else NULL */
 } cuda_impl_t;
 
+/* transport.cu: release the transport of a failed world (aborts an owned
+ * communicator; waits for no peer). Belongs in cuda_internal.h. */
+void dfm_cuda_transport_abort(dfm_cuda_transport_t *t);
+
 static dfm_status_t cuda_get_unique_id(const dfm_config_t *config, dfm_unique_id_t *id) {
     return dfm_cuda_transport_unique_id(config, id);
 }
 
-static void free_impl(cuda_impl_t *im) {
+/* Free everything the context holds. `failed`: creation failed, or a wait
+ * on a peer timed out; then the transport is aborted, not destroyed, so
+ * nothing waits for peers that may never come. */
+static void free_impl(cuda_impl_t *im, int failed) {
     if (im == NULL) return;
     dfm_cuda_world_t *w = &im->world;
     dfm_cuda_fused_destroy(im->fused);
@@ -41,8 +48,14 @@ static void free_impl(cuda_impl_t *im) {
     cudaFree(w->act);
     cudaFree(w->act_q);
     cudaFree(w->act_s);
-    if (im->async_host) cudaFreeHost(im->async_host);
-    dfm_cuda_transport_destroy(im->transport);
+    if (im->async_host) {
+        failed |= im->async_host->timeout != 0;
+        cudaFreeHost(im->async_host);
+    }
+    if (failed)
+        dfm_cuda_transport_abort(im->transport);
+    else
+        dfm_cuda_transport_destroy(im->transport);
     free(im);
 }
 
@@ -155,7 +168,7 @@ static dfm_status_t create_common(dfm_ctx_t *ctx, const dfm_unique_id_t *id, voi
     return DFM_SUCCESS;
 
 fail:
-    free_impl(im);
+    free_impl(im, 1);
     ctx->impl = NULL;
     return st;
 }
@@ -181,7 +194,7 @@ static void cuda_destroy(dfm_ctx_t *ctx) {
     cuda_impl_t *im = (cuda_impl_t *)ctx->impl;
     if (im == NULL) return;
     const int prev = enter_device(im);
-    free_impl(im);
+    free_impl(im, 0);
     ctx->impl = NULL;
     cudaSetDevice(prev);
 }

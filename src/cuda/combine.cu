@@ -10,8 +10,15 @@
  * on another), waits, and reduces its share. For dfm_combine the CTAs send
  * the y rows, arrive on a counter, and the last one raises the flags. Folding
  * the signal into GEMM2 and reducing per token as its results arrive is
- * later work. The grid never exceeds the number of SMs (CTAs that wait must
- * not keep the last sender off the machine).
+ * later work. The grid never exceeds the number of SMs; for dfm_combine
+ * every CTA also waits for this rank's own flag, which the last CTA to
+ * arrive raises, so that launch is cooperative (every CTA resident at once,
+ * or the launch fails): waiting CTAs cannot keep the last sender off the
+ * machine. The fused path's CTAs raise the flags themselves and need no
+ * co-residency.
+ *
+ * After a timeout (SPEC 7) the kernel stores nothing more into peers: a
+ * failed context sends no y rows and raises no flag.
  */
 #include "device_common.cuh"
 
@@ -55,9 +62,10 @@ static __global__ void __launch_bounds__(COMBINE_THREADS)
 
     if (op.kind == DFM_CUDA_OP_COMBINE) {
         const int G = w.num_local_experts, M = w.num_max, n = G * R;
+        const int stop = dfm_block_failed(&w);
         dfm_recv_scan(&w, half, s_scan);
         const int chunks = H / 8, segs = (chunks + CSEND_SEG - 1) / CSEND_SEG;
-        const long long units = (long long)s_scan[n] * segs;
+        const long long units = stop ? 0 : (long long)s_scan[n] * segs;
         for (long long u = (long long)blockIdx.x * COMBINE_WARPS + warp; u < units;
              u += (long long)gridDim.x * COMBINE_WARPS) {
             const int r = (int)(u / segs), sg = (int)(u % segs);
@@ -86,6 +94,7 @@ static __global__ void __launch_bounds__(COMBINE_THREADS)
         __syncthreads();
         if (s_last) {
             __threadfence();
+            const int quiet = dfm_block_failed(&w); /* local bookkeeping only */
             if (tid == 0) {
                 w.st->cur_seq = seq;
                 w.st->pend_head++;
@@ -93,12 +102,15 @@ static __global__ void __launch_bounds__(COMBINE_THREADS)
             }
             __threadfence_system();
             __syncthreads();
-            if (tid < R)
+            if (tid < R && !quiet)
                 dfm_st_release_sys(w.peer[tid] + dfm_off_combine_flag(&w.L, half, w.rank), seq);
         }
-    } else if (tid < R) {
-        __threadfence_system();
-        dfm_st_release_sys(w.peer[tid] + dfm_off_combine_flag(&w.L, half, w.rank), seq);
+    } else {
+        const int quiet = dfm_block_failed(&w);
+        if (tid < R && !quiet) {
+            __threadfence_system();
+            dfm_st_release_sys(w.peer[tid] + dfm_off_combine_flag(&w.L, half, w.rank), seq);
+        }
     }
 
     if (tid < R)
@@ -149,6 +161,7 @@ cudaError_t dfm_cuda_combine(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
     const size_t smem = op->kind == DFM_CUDA_OP_COMBINE
                             ? (size_t)(w->num_local_experts * w->num_ranks + 1) * sizeof(int)
                             : 0;
-    combine_kernel<<<grid, COMBINE_THREADS, smem, stream>>>(*w, *op);
-    return cudaGetLastError();
+    void *args[] = {(void *)w, (void *)op};
+    return dfm_launch_comm((const void *)combine_kernel, grid, COMBINE_THREADS, smem, stream, args,
+                           op->kind == DFM_CUDA_OP_COMBINE);
 }

@@ -48,6 +48,17 @@ static __device__ void dfm_record_timeout(const dfm_cuda_world_t *w, int src, in
 }
 
 /*
+ * Whether the context has failed (a wait timed out, in this kernel or an
+ * earlier one), the same answer in every thread of the block. From then on
+ * a kernel stores nothing more into peers' regions and raises no flag: the
+ * peers time out too instead of reading a half-written call (SPEC 7). Called
+ * by the whole block (it is a barrier).
+ */
+static __device__ __forceinline__ int dfm_block_failed(const dfm_cuda_world_t *w) {
+    return __syncthreads_or(threadIdx.x == 0 && dfm_ld_volatile_u32(&w->st->failed) != 0u);
+}
+
+/*
  * Spin until the u64 flag equals seq (acquire, system scope), at most the
  * world's timeout (measured on %globaltimer). Returns 1 when it arrived, 0 on
  * timeout or when an earlier wait of this context already timed out (a
@@ -69,6 +80,29 @@ static __device__ int dfm_wait_flag(const dfm_cuda_world_t *w, const void *flag,
             }
         }
     }
+}
+
+/*
+ * Launch a dispatch/combine kernel. With `co_resident` the launch is
+ * cooperative: the runtime starts it only with every CTA resident at once
+ * and refuses a grid that cannot be (cudaErrorCooperativeLaunchTooLarge), so
+ * a CTA that spins on a flag another CTA of the same grid raises can never
+ * wait for a CTA that is not scheduled. Capturable in a CUDA graph.
+ */
+static inline cudaError_t dfm_launch_comm(const void *kernel, int grid, int threads, size_t smem,
+                                          cudaStream_t stream, void **args, int co_resident) {
+    cudaLaunchConfig_t cfg;
+    memset(&cfg, 0, sizeof cfg);
+    cfg.gridDim = dim3((unsigned)grid);
+    cfg.blockDim = dim3((unsigned)threads);
+    cfg.dynamicSmemBytes = smem;
+    cfg.stream = stream;
+    cudaLaunchAttribute attr[1];
+    attr[0].id = cudaLaunchAttributeCooperative;
+    attr[0].val.cooperative = 1;
+    cfg.attrs = attr;
+    cfg.numAttrs = co_resident ? 1 : 0;
+    return cudaLaunchKernelExC(&cfg, kernel, args);
 }
 
 static __device__ __forceinline__ float dfm_warp_max(float v) {

@@ -11,9 +11,19 @@
  * the flags. The fused path then waits in that last CTA only (the expert
  * GEMMs are the next launch); dfm_dispatch waits in every CTA and packs.
  *
- * A CTA that waits holds its SM, so the grid never exceeds the number of SMs
- * (all CTAs resident, one per SM). Counts first with the payload overlapped
- * with the weight stream is later work (PERF.md principle 1).
+ * A CTA that waits holds its SM. For dfm_dispatch every CTA waits, also for
+ * this rank's own flag, which the last CTA to arrive raises: that CTA must
+ * not be kept off the machine by the waiting ones, so the launch is
+ * cooperative (all CTAs resident at once, or the launch fails). The grid
+ * never exceeds the number of SMs, and dfm_cuda_comm_init checks that one
+ * CTA of the largest shared memory fits an SM. The fused path's wait (the
+ * last CTA only, for the peers) needs no co-residency. Counts first with the
+ * payload overlapped with the weight stream is later work (PERF.md
+ * principle 1).
+ *
+ * After a timeout (SPEC 7) the kernel stores nothing more into peers: a
+ * failed context sends no rows, publishes no counts, raises no flag, and
+ * the call's rows are zero so the expert GEMMs send nothing either.
  */
 #include "dispatch_steps.cuh"
 
@@ -68,9 +78,12 @@ static __global__ void __launch_bounds__(DISPATCH_THREADS)
     const unsigned long long seq = *(volatile unsigned long long *)&w.st->seq + 1;
     const int half = dfm_seq_half(seq);
 
-    /* Route (the first-slot bitmap of the whole batch), quantize and send. */
+    /* Route (the first-slot bitmap of the whole batch), quantize and send;
+     * on a failed context (an earlier wait timed out) send nothing. */
+    const int stop = dfm_block_failed(&w);
     dfm_dispatch_route<DISPATCH_THREADS>(op, E, W, s_bits, &s_dropped);
-    dfm_dispatch_send<DISPATCH_THREADS>(w, op, s_bits, W, parts, half, s_red, s_dst, s_rank);
+    if (!stop)
+        dfm_dispatch_send<DISPATCH_THREADS>(w, op, s_bits, W, parts, half, s_red, s_dst, s_rank);
 
     /* Arrive; the last CTA publishes the counts and raises the flags. Every
      * thread fences its own stores to peers before the CTA counts as done. */
@@ -81,14 +94,17 @@ static __global__ void __launch_bounds__(DISPATCH_THREADS)
     const int last = s_last;
     if (last) {
         __threadfence();
-        for (int i = tid; i < R * G; i += DISPATCH_THREADS) {
+        /* Failed by now (here or a waiting CTA of this grid): keep the local
+         * bookkeeping, publish nothing to peers. */
+        const int quiet = dfm_block_failed(&w);
+        for (int i = tid; i < R * G && !quiet; i += DISPATCH_THREADS) {
             const uint32_t *b = s_bits + (size_t)i * W;
             int n = 0;
             for (int x = 0; x < W; x++) n += __popc(b[x]);
             const int dst = i / G, g = i % G;
             ((int32_t *)(w.peer[dst] + dfm_off_recv_counts(&w.L, half, w.rank)))[g] = n;
         }
-        if (tid < R) {
+        if (tid < R && !quiet) {
             int32_t *info = (int32_t *)(w.peer[tid] + dfm_off_src_info(&w.L, half, w.rank));
             info[DFM_INFO_QUANT] = op.quant;
             info[DFM_INFO_TOPK] = K;
@@ -107,24 +123,28 @@ static __global__ void __launch_bounds__(DISPATCH_THREADS)
         }
         __threadfence_system();
         __syncthreads();
-        if (tid < R)
+        if (tid < R && !quiet)
             dfm_st_release_sys(w.peer[tid] + dfm_off_dispatch_flag(&w.L, half, w.rank), seq);
     }
     if (!last && op.kind != DFM_CUDA_OP_DISPATCH) return;
 
-    /* Wait for every source (bounded), one thread per source. */
+    /* Wait for every source (bounded), one thread per source. After a
+     * timeout the call has no rows: zero counts keep the expert GEMMs (the
+     * next launches) from storing results into the peers' combine slots. */
     const char *local = w.peer[w.rank];
+    int arrived = 1;
     if (tid < R)
-        dfm_wait_flag(&w, local + dfm_off_dispatch_flag(&w.L, half, tid), seq, tid,
-                      DFM_CUDA_WAIT_DISPATCH);
-    __syncthreads();
+        arrived = dfm_wait_flag(&w, local + dfm_off_dispatch_flag(&w.L, half, tid), seq, tid,
+                                DFM_CUDA_WAIT_DISPATCH);
+    const int failed = __syncthreads_or(!arrived);
     int *scan = (int *)s_bits;
     dfm_recv_scan(&w, half, scan);
 
     if (last) {
         for (int i = tid; i < G * R; i += DISPATCH_THREADS) {
             const int g = i / R;
-            const int begin = scan[i] - scan[g * R], count = scan[i + 1] - scan[i];
+            const int begin = failed ? 0 : scan[i] - scan[g * R];
+            const int count = failed ? 0 : scan[i + 1] - scan[i];
             w.row_begin[i] = begin;
             w.row_count[i] = count;
             if (op.ep_recv_count) op.ep_recv_count[i] = count;
@@ -132,11 +152,11 @@ static __global__ void __launch_bounds__(DISPATCH_THREADS)
                 op.layout_range[i] = ((int64_t)begin << 32) | (int64_t)count;
         }
         for (int g = tid; g < G; g += DISPATCH_THREADS) {
-            const int total = scan[(g + 1) * R] - scan[g * R];
+            const int total = failed ? 0 : scan[(g + 1) * R] - scan[g * R];
             w.row_total[g] = total;
             if (op.kind == DFM_CUDA_OP_DISPATCH) op.recv_count[g] = total;
         }
-        if (tid == 0) dfm_dispatch_note_faults(w, op, half);
+        if (tid == 0 && !failed) dfm_dispatch_note_faults(w, op, half);
     }
     if (op.kind != DFM_CUDA_OP_DISPATCH) return;
 
@@ -144,7 +164,7 @@ static __global__ void __launch_bounds__(DISPATCH_THREADS)
      * g*R*M + (r - scan[g*R]). */
     const size_t row_bytes = (size_t)H * dfm_code_bytes(q);
     const int segs = (chunks + PACK_SEG - 1) / PACK_SEG;
-    const long long units = (long long)scan[G * R] * segs;
+    const long long units = failed ? 0 : (long long)scan[G * R] * segs;
     for (long long u = (long long)blockIdx.x * DISPATCH_WARPS + warp; u < units;
          u += (long long)gridDim.x * DISPATCH_WARPS) {
         const int r = (int)(u / segs), sg = (int)(u % segs);
@@ -174,8 +194,15 @@ static __global__ void __launch_bounds__(DISPATCH_THREADS)
 /* ---- launcher and entry ------------------------------------------------------------ */
 
 cudaError_t dfm_cuda_comm_init(void) {
-    return cudaFuncSetAttribute(dispatch_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
-                                (int)DISPATCH_MAX_SMEM);
+    cudaError_t err = cudaFuncSetAttribute(dispatch_kernel, cudaFuncAttributeMaxDynamicSharedMemorySize,
+                                           (int)DISPATCH_MAX_SMEM);
+    /* grid <= SMs: co-resident when one CTA of the largest smem fits an SM */
+    int per_sm = 0;
+    if (err == cudaSuccess)
+        err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, dispatch_kernel, DISPATCH_THREADS,
+                                                            DISPATCH_MAX_SMEM);
+    if (err == cudaSuccess && per_sm < 1) err = cudaErrorCooperativeLaunchTooLarge;
+    return err;
 }
 
 cudaError_t dfm_cuda_dispatch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
@@ -193,6 +220,7 @@ cudaError_t dfm_cuda_dispatch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op
     size_t smem = (size_t)E * dfm_bitmap_words(T) * 4;
     if (smem < (size_t)(w->num_local_experts * w->num_ranks + 1) * 4)
         smem = (size_t)(w->num_local_experts * w->num_ranks + 1) * 4;
-    dispatch_kernel<<<grid, DISPATCH_THREADS, smem, stream>>>(*w, *op, parts);
-    return cudaGetLastError();
+    void *args[] = {(void *)w, (void *)op, (void *)&parts};
+    return dfm_launch_comm((const void *)dispatch_kernel, grid, DISPATCH_THREADS, smem, stream, args,
+                           op->kind == DFM_CUDA_OP_DISPATCH);
 }

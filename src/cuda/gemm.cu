@@ -17,12 +17,12 @@
  *     cannot be built (driver entry point missing) or when
  *     DFM_CUDA_GEMM=mma is set in the environment. Both need 16-byte aligned
  *     weights; src/api.c refuses others before launch.
- * FP8 on the wgmma kernels: by default the codes are widened to f16 and
- * multiplied on HGMMA with fp32 accumulation (exact products, fp32 sums;
- * DFM_CUDA_FP8_PROMOTE=1); DFM_CUDA_FP8_PROMOTE=32 or 128 at context
- * creation selects QGMMA with its partial sums promoted into fp32 after
- * every wgmma k32 or every 128 values of K (WG_FP8_PROMOTE sets the
- * default at build time). The mma.sync fallback always promotes every 128;
+ * FP8 on the wgmma kernels: by default GEMM1's codes are widened to f16 and
+ * multiplied on HGMMA with fp32 accumulation (exact products, fp32 sums, so
+ * the requantized act matches the CPU backend's), GEMM2 runs QGMMA promoted
+ * every 128 values of K; DFM_CUDA_FP8_PROMOTE=32 or 128 at context creation
+ * puts both on QGMMA with partial sums promoted into fp32 after every wgmma
+ * k32 or every 128 values of K (WG_FP8_PROMOTE sets the default at build time). The mma.sync fallback always promotes every 128;
  * fused.cu's kernel takes WG_FP8_PROMOTE. INT8 accumulates exactly in int32.
  */
 #include <atomic>
@@ -432,6 +432,8 @@ static int wg_disabled; /* DFM_CUDA_GEMM=mma */
 static int wg_version;  /* 3, or 2 with DFM_CUDA_GEMM=v2 */
 static int wg_promote;  /* FP8 promotion interval of the wgmma kernels: 1, 32 or 128 */
 static int wg_smem3[DFM_NUM_QUANT][2][3]; /* version 3's dynamic shared memory [q][phase][promote index] */
+/* GEMM2's output is not requantized: it keeps QGMMA (128) when GEMM1 runs f16 (1). */
+static int wg_phase_promote(int phase) { return phase == 2 && wg_promote == 1 ? 128 : wg_promote; }
 
 cudaError_t dfm_cuda_experts_init(void) {
     const char *e = getenv("DFM_CUDA_GEMM");
@@ -538,7 +540,8 @@ static cudaError_t wg_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
     const int H = w->hidden, I = w->inter;
     const int cb = op->quant == DFM_QUANT_BF16 ? 2 : 1;
     const long long rows = (long long)G * R * M;
-    const int ver = op->quant == DFM_QUANT_FP8 && wg_promote == 1 ? 3 : wg_version;
+    const int promote = wg_phase_promote(phase);
+    const int ver = op->quant == DFM_QUANT_FP8 && promote == 1 ? 3 : wg_version;
     char *local = w->peer[w->rank];
     CUtensorMap tm[1 + WG_A_MAPS];
     wg_gemm_args_t a;
@@ -571,9 +574,9 @@ static cudaError_t wg_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
     out.w = *w;
     void *args[] = {(void *)&tm[0], (void *)&tm[1], (void *)&tm[2], (void *)&tm[3],
                     (void *)&tm[4], (void *)&tm[5], (void *)&a,     (void *)&out};
-    const int pi = wg_promote_index(wg_promote);
+    const int pi = wg_promote_index(promote);
     const size_t smem = ver == 2 ? WG_SMEM_BYTES : (size_t)wg_smem3[op->quant][phase - 1][pi];
-    return cudaLaunchKernel(wg_kernel(op->quant, phase, ver, wg_promote), dim3((unsigned)wg_num_sms),
+    return cudaLaunchKernel(wg_kernel(op->quant, phase, ver, promote), dim3((unsigned)wg_num_sms),
                             dim3(WG_THREADS), args, smem, stream);
 }
 
@@ -594,9 +597,9 @@ static cudaError_t gemm_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *o
     if (wg_usable(w, op)) {
         cudaError_t err = wg_launch(w, op, phase, stream);
         if (err != cudaErrorNotSupported) {
-            if (op->quant == DFM_QUANT_FP8 && wg_promote == 1)
+            if (op->quant == DFM_QUANT_FP8 && wg_phase_promote(phase) == 1)
                 note_path(phase, "wgmma v3 (fp8 widened to f16, fp32 accumulation)");
-            else if (op->quant == DFM_QUANT_FP8 && wg_promote == 32)
+            else if (op->quant == DFM_QUANT_FP8 && wg_phase_promote(phase) == 32)
                 note_path(phase, wg_version == 2 ? "wgmma v2 (fp8 promote 32)" : "wgmma v3 (fp8 promote 32)");
             else
                 note_path(phase, wg_version == 2 ? "wgmma v2" : "wgmma v3");

@@ -33,9 +33,13 @@
  *   32  every wgmma k32 goes into a fresh `part` (scale_d = 0), is waited for
  *       and added into `acc`: the tensor core's narrower-than-fp32 internal
  *       accumulation then spans 32 products instead of 128 (4 waits a stage).
- * The default comes from WG_FP8_PROMOTE (1 unless built with
- * -DWG_FP8_PROMOTE=32 or 128); gemm.cu instantiates all three and picks one
- * at context creation (DFM_CUDA_FP8_PROMOTE); fused.cu takes the macro's default.
+ * Only GEMM1 needs 1: its act is requantized (SPEC 3.1 step 5); GEMM2's
+ * output goes to bf16, where QGMMA's ~1e-4 relative error is invisible, so
+ * GEMM2 keeps QGMMA with promotion every 128 (f16 costs up to 1.3-1.9x GEMM
+ * time: docs/PERF_NOTES.md). Defaults: WG_FP8_PROMOTE (GEMM1, 1) and
+ * WG_FP8_PROMOTE2 (GEMM2, 128); gemm.cu instantiates all three and picks at
+ * context creation (DFM_CUDA_FP8_PROMOTE=1|32|128 sets GEMM1; GEMM2 follows
+ * it except that 1 gives 128); fused.cu takes the macros.
  * INT8 and BF16 ignore PROMOTE (the same code for either value).
  * What it leaves out: the requantization between the two GEMMs (gemm.cu),
  * split-K, clusters/multicast, and any wait on dispatch flags (fused path).
@@ -66,7 +70,10 @@
 #define WG_THREADS 288   /* warps 0-7: two consumer warpgroups; warp 8: producer */
 #define WG_MAX_G 1024
 #ifndef WG_FP8_PROMOTE
-#define WG_FP8_PROMOTE 1 /* FP8 values of K per promotion into fp32: 1 (f16 HGMMA), 32 or 128 */
+#define WG_FP8_PROMOTE 1 /* GEMM1's FP8 values of K per promotion into fp32: 1 (f16 HGMMA), 32 or 128 */
+#endif
+#ifndef WG_FP8_PROMOTE2
+#define WG_FP8_PROMOTE2 128 /* GEMM2's (its output is not requantized: QGMMA's error stays ~1e-4) */
 #endif
 #ifndef WG_PIPE
 #define WG_PIPE 1 /* 0: version 1 consumer (wait for each stage's wgmmas) */

@@ -9,7 +9,16 @@
  * the other files see plain char * peer bases. No NCCL barrier is used for
  * waits (they spin without bound): the library's own flags bound every wait.
  * Creation is bounded by config.timeout_s: the communicator is created
- * non-blocking and polled, and aborted when a rank never arrives.
+ * non-blocking and polled; the device work of creation runs on a private
+ * non-blocking stream that is polled (no device-wide synchronization). On a
+ * caller's communicator every step that can fail on one rank alone
+ * (allocation, zeroing) comes before one all-gather in which each rank says
+ * whether it is ready, so no rank enters a collective setup call that a
+ * failed rank will never join (on a blocking communicator NCCL would wait
+ * for it without bound; this library cannot bound NCCL's own host calls on
+ * a caller's blocking communicator beyond that). On any failure
+ * what was made is released, and a communicator this library created is
+ * aborted (ncclCommAbort does not wait for peers; ncclCommDestroy may).
  */
 #include <nccl.h>
 #include <nccl_device.h>
@@ -32,7 +41,8 @@ typedef struct {
 struct dfm_cuda_transport {
     ncclComm_t comm;
     int owns_comm;
-    void *mem; /* the symmetric region, ncclMemAlloc */
+    int pending; /* an NCCL call on comm was still in progress at the deadline */
+    void *mem;   /* the symmetric region, ncclMemAlloc */
     ncclWindow_t win;
     ncclDevComm dev_comm;
     int has_dev_comm;
@@ -99,11 +109,26 @@ static dfm_status_t nccl_step(dfm_ctx_t *ctx, dfm_cuda_transport_t *t, const cha
                               ncclResult_t r, double deadline) {
     r = nccl_settle(t->comm, r, deadline);
     if (r == ncclSuccess) return DFM_SUCCESS;
-    if (r == ncclInProgress)
+    if (r == ncclInProgress) {
+        t->pending = 1;
         return dfm_set_error(ctx, DFM_ERROR_TIMEOUT,
-                             "%s: not every rank arrived within timeout_s = %g s (rank %d of %d)",
-                             what, ctx->config.timeout_s, ctx->rank, ctx->config.num_ranks);
+                             "%s: not every rank arrived within timeout_s = %g s (rank %d of %d)%s",
+                             what, ctx->config.timeout_s, ctx->rank, ctx->config.num_ranks,
+                             t->owns_comm ? "" : "; the call is still pending on the caller's "
+                                                 "communicator: abort it (ncclCommAbort)");
+    }
     return NCCL_FAIL(ctx, what, r);
+}
+
+/* Wait for the private stream's work, bounded by deadline: cudaSuccess,
+ * cudaErrorNotReady at the deadline, or the stream's error. */
+static cudaError_t stream_settle(cudaStream_t s, double deadline) {
+    for (;;) {
+        cudaError_t e = cudaStreamQuery(s);
+        if (e != cudaErrorNotReady) return e;
+        if (dfm_now_s() > deadline) return e;
+        sched_yield();
+    }
 }
 
 /* Every rank's region base, read on the device from the window. */
@@ -112,61 +137,109 @@ static __global__ void lsa_bases_kernel(ncclWindow_t win, int num_ranks, char **
     if (r < num_ranks) out[r] = (char *)ncclGetPeerPointer(win, 0, r);
 }
 
-void dfm_cuda_transport_destroy(dfm_cuda_transport_t *t) {
-    if (t == NULL) return;
-    if (t->comm != NULL) {
+/*
+ * Release what t holds. The device communicator and the window are local
+ * objects (their destruction waits for no peer); they are left alone while
+ * an NCCL call on the communicator is still pending. A communicator this
+ * library created is destroyed, or after a failure aborted: ncclCommAbort
+ * stops a pending call and never waits for the peers. The region is freed
+ * last, except while a call on the caller's communicator may still use it.
+ */
+static void transport_release(dfm_cuda_transport_t *t, int failed) {
+    if (t->comm != NULL && !t->pending) {
         if (t->has_dev_comm) ncclDevCommDestroy(t->comm, &t->dev_comm);
         if (t->win != NULL) ncclCommWindowDeregister(t->comm, t->win);
     }
-    if (t->mem != NULL) ncclMemFree(t->mem);
-    if (t->comm != NULL && t->owns_comm) ncclCommDestroy(t->comm);
+    if (t->comm != NULL && t->owns_comm) {
+        if (failed)
+            ncclCommAbort(t->comm);
+        else
+            ncclCommDestroy(t->comm);
+    }
+    if (t->mem != NULL && !(t->pending && !t->owns_comm)) ncclMemFree(t->mem);
     free(t);
 }
 
-/* For a caller's communicator: all ranks must hold the same config. */
-static dfm_status_t check_config_agrees(dfm_ctx_t *ctx, dfm_cuda_transport_t *t, double deadline) {
-    const int R = ctx->config.num_ranks;
-    uint64_t mine = dfm_config_hash(&ctx->config), all[DFM_MAX_RANKS];
+void dfm_cuda_transport_destroy(dfm_cuda_transport_t *t) {
+    if (t != NULL) transport_release(t, 0);
+}
+
+/*
+ * For a caller's communicator: one all-gather of (configuration hash, ready)
+ * on the private stream s, bounded by deadline (the kernel is polled). A
+ * rank whose local setup failed takes part with ready = 0 (quiet: it keeps
+ * its own message), so that no rank goes on into the collective window
+ * registration, which on a blocking communicator would wait without bound
+ * for the failed rank; and all ranks must hold the same configuration (an
+ * id carries its hash instead). The staging buffer is freed in stream
+ * order: after the all-gather, even one that never completes (no
+ * cudaFree, which would wait for it).
+ */
+static dfm_status_t agree_ranks(dfm_ctx_t *ctx, dfm_cuda_transport_t *t, cudaStream_t s, int ready,
+                                double deadline) {
+    const int R = ctx->config.num_ranks, quiet = !ready;
+    uint64_t mine[2] = {dfm_config_hash(&ctx->config), (uint64_t)(ready != 0)};
+    uint64_t all[2 * DFM_MAX_RANKS];
     uint64_t *dbuf = NULL;
-    cudaStream_t s = NULL;
     dfm_status_t st = DFM_SUCCESS;
-    if (cudaMalloc(&dbuf, (size_t)(R + 1) * sizeof(uint64_t)) != cudaSuccess ||
-        cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking) != cudaSuccess) {
-        st = dfm_set_error(ctx, DFM_ERROR_SYSTEM, "cudaMalloc/cudaStreamCreate for the config check failed");
+    cudaError_t ce = cudaMallocAsync((void **)&dbuf, (size_t)(R + 1) * sizeof mine, s);
+    if (ce != cudaSuccess) dbuf = NULL;
+    if (ce == cudaSuccess)
+        ce = cudaMemcpyAsync(dbuf + 2 * R, mine, sizeof mine, cudaMemcpyHostToDevice, s);
+    if (ce != cudaSuccess) {
+        st = quiet ? DFM_ERROR_SYSTEM
+                   : dfm_set_error(ctx, DFM_ERROR_SYSTEM, "rank agreement: staging buffer: %s",
+                                   cudaGetErrorString(ce));
         goto done;
     }
-    if (cudaMemcpy(dbuf + R, &mine, sizeof mine, cudaMemcpyHostToDevice) != cudaSuccess) {
-        st = dfm_set_error(ctx, DFM_ERROR_SYSTEM, "cudaMemcpy for the config check failed");
-        goto done;
+    if (quiet) {
+        ncclResult_t r = nccl_settle(t->comm, ncclAllGather(dbuf + 2 * R, dbuf, 2, ncclUint64, t->comm, s),
+                                     deadline);
+        t->pending |= r == ncclInProgress;
+        st = r == ncclSuccess ? DFM_SUCCESS : DFM_ERROR_SYSTEM;
+    } else {
+        st = nccl_step(ctx, t, "ncclAllGather (rank agreement)",
+                       ncclAllGather(dbuf + 2 * R, dbuf, 2, ncclUint64, t->comm, s), deadline);
     }
-    st = nccl_step(ctx, t, "ncclAllGather (config check)",
-                   ncclAllGather(dbuf + R, dbuf, 1, ncclUint64, t->comm, s), deadline);
     if (st != DFM_SUCCESS) goto done;
-    while (cudaStreamQuery(s) == cudaErrorNotReady) {
-        if (dfm_now_s() > deadline) {
-            st = dfm_set_error(ctx, DFM_ERROR_TIMEOUT,
-                               "config check: not every rank arrived within timeout_s = %g s",
-                               ctx->config.timeout_s);
-            goto done;
-        }
-        sched_yield();
-    }
-    if (cudaMemcpy(all, dbuf, (size_t)R * sizeof(uint64_t), cudaMemcpyDeviceToHost) !=
-        cudaSuccess) {
-        st = dfm_set_error(ctx, DFM_ERROR_SYSTEM, "cudaMemcpy for the config check failed");
+    ce = stream_settle(s, deadline);
+    if (ce == cudaErrorNotReady) {
+        t->pending = 1; /* the all-gather's kernel still waits for a rank */
+        st = quiet ? DFM_ERROR_TIMEOUT
+                   : dfm_set_error(ctx, DFM_ERROR_TIMEOUT,
+                                   "rank agreement: not every rank arrived within timeout_s = %g s "
+                                   "(rank %d of %d)%s",
+                                   ctx->config.timeout_s, ctx->rank, R,
+                                   t->owns_comm ? "" : "; an all-gather is still pending on the "
+                                                       "caller's communicator: abort it (ncclCommAbort)");
         goto done;
     }
-    for (int r = 0; r < R; r++)
-        if (all[r] != mine) {
+    if (ce == cudaSuccess) ce = cudaMemcpyAsync(all, dbuf, (size_t)R * sizeof mine, cudaMemcpyDeviceToHost, s);
+    if (ce == cudaSuccess) ce = cudaStreamSynchronize(s); /* only the copy is left on s */
+    if (ce != cudaSuccess) {
+        st = quiet ? DFM_ERROR_SYSTEM
+                   : dfm_set_error(ctx, DFM_ERROR_SYSTEM, "rank agreement: %s", cudaGetErrorString(ce));
+        goto done;
+    }
+    for (int r = 0; r < R && !quiet; r++) {
+        if (all[2 * r + 1] == 0) {
+            st = dfm_set_error(ctx, DFM_ERROR_SYSTEM,
+                               "rank %d failed to set up its side of the world (its own error says "
+                               "why); rank %d gives up too",
+                               r, ctx->rank);
+            break;
+        }
+        if (all[2 * r] != mine[0]) {
             st = dfm_set_error(ctx, DFM_ERROR_MISMATCH,
                                "config: rank %d's configuration differs from rank %d's "
                                "(hash %016llx vs %016llx)",
-                               r, ctx->rank, (unsigned long long)all[r], (unsigned long long)mine);
+                               r, ctx->rank, (unsigned long long)all[2 * r],
+                               (unsigned long long)mine[0]);
             break;
         }
+    }
 done:
-    if (s != NULL) cudaStreamDestroy(s);
-    if (dbuf != NULL) cudaFree(dbuf);
+    if (dbuf != NULL) cudaFreeAsync(dbuf, s);
     return st;
 }
 
@@ -180,7 +253,9 @@ dfm_status_t dfm_cuda_transport_create(dfm_ctx_t *ctx, const dfm_unique_id_t *id
     if (st != DFM_SUCCESS) return st;
     dfm_cuda_transport_t *t = (dfm_cuda_transport_t *)calloc(1, sizeof *t);
     if (t == NULL) return dfm_set_error(ctx, DFM_ERROR_OUT_OF_MEMORY, "out of host memory");
+    cudaStream_t s = NULL;
     char **dptr = NULL;
+    cudaError_t ce;
     ncclResult_t r;
 
     if (id != NULL) {
@@ -225,23 +300,51 @@ dfm_status_t dfm_cuda_transport_create(dfm_ctx_t *ctx, const dfm_unique_id_t *id
             st = dfm_set_error(ctx, DFM_ERROR_SYSTEM, "cudaSetDevice(%d) failed", dev);
             goto fail;
         }
-        st = check_config_agrees(ctx, t, deadline);
-        if (st != DFM_SUCCESS) goto fail;
+    }
+    if ((ce = cudaStreamCreateWithFlags(&s, cudaStreamNonBlocking)) != cudaSuccess) {
+        s = NULL;
+        st = dfm_set_error(ctx, DFM_ERROR_SYSTEM, "cudaStreamCreate for context creation failed: %s",
+                           cudaGetErrorString(ce));
+        goto fail;
     }
 
+    /* This rank's own setup, nothing collective: the symmetric region, its
+     * flags at 0 (which no call uses) before any peer can see it. */
     r = ncclMemAlloc(&t->mem, bytes);
     if (r != ncclSuccess) {
+        t->mem = NULL;
         st = dfm_set_error(ctx, DFM_ERROR_OUT_OF_MEMORY,
                            "ncclMemAlloc of the symmetric region (%zu bytes) failed: %s", bytes,
                            ncclGetErrorString(r));
+    } else if ((ce = cudaMemsetAsync(t->mem, 0, bytes, s)) != cudaSuccess ||
+               (ce = stream_settle(s, deadline)) != cudaSuccess) {
+        st = ce == cudaErrorNotReady
+                 ? dfm_set_error(ctx, DFM_ERROR_TIMEOUT,
+                                 "zeroing the symmetric region did not finish within timeout_s = %g s",
+                                 c->timeout_s)
+                 : dfm_set_error(ctx, DFM_ERROR_SYSTEM, "zeroing the symmetric region failed: %s",
+                                 cudaGetErrorString(ce));
+    }
+    /* On the caller's communicator (maybe blocking) every rank says whether
+     * it is ready before any collective setup call. A communicator created
+     * here is non-blocking: a rank that failed just stays away, and the
+     * others' polled calls time out and abort. (No all-gather there: it
+     * would make NCCL set up ring buffers this library never uses.) */
+    if (st != DFM_SUCCESS) {
+        if (!t->owns_comm) { /* tell the peers, keep this rank's own message */
+            char why[sizeof ctx->last_error];
+            memcpy(why, ctx->last_error, sizeof why);
+            (void)agree_ranks(ctx, t, s, 0, deadline);
+            memcpy(ctx->last_error, why, sizeof why);
+        }
         goto fail;
     }
-    /* Flags start at 0, which no call uses; zeroed before any peer can see it
-     * (registration below is collective). */
-    if (cudaMemset(t->mem, 0, bytes) != cudaSuccess || cudaDeviceSynchronize() != cudaSuccess) {
-        st = dfm_set_error(ctx, DFM_ERROR_SYSTEM, "zeroing the symmetric region failed");
-        goto fail;
+    if (!t->owns_comm) {
+        st = agree_ranks(ctx, t, s, 1, deadline);
+        if (st != DFM_SUCCESS) goto fail;
     }
+
+    /* Collective from here on; every rank is known to be ready. */
     st = nccl_step(ctx, t, "ncclCommWindowRegister",
                    ncclCommWindowRegister(t->comm, t->mem, bytes, &t->win, NCCL_WIN_COLL_SYMMETRIC),
                    deadline);
@@ -263,30 +366,41 @@ dfm_status_t dfm_cuda_transport_create(dfm_ctx_t *ctx, const dfm_unique_id_t *id
         goto fail;
     }
 
-    if (cudaMalloc(&dptr, DFM_MAX_RANKS * sizeof(char *)) != cudaSuccess) {
-        st = dfm_set_error(ctx, DFM_ERROR_OUT_OF_MEMORY, "cudaMalloc of %zu bytes failed",
-                           DFM_MAX_RANKS * sizeof(char *));
+    if ((ce = cudaMallocAsync((void **)&dptr, DFM_MAX_RANKS * sizeof(char *), s)) != cudaSuccess) {
+        dptr = NULL;
+        st = dfm_set_error(ctx, DFM_ERROR_OUT_OF_MEMORY, "cudaMallocAsync of %zu bytes failed: %s",
+                           DFM_MAX_RANKS * sizeof(char *), cudaGetErrorString(ce));
         goto fail;
     }
-    lsa_bases_kernel<<<1, DFM_MAX_RANKS>>>(t->win, c->num_ranks, dptr);
-    if (cudaGetLastError() != cudaSuccess ||
-        cudaMemcpy(peer, dptr, (size_t)c->num_ranks * sizeof(char *), cudaMemcpyDeviceToHost) !=
-            cudaSuccess) {
-        st = dfm_set_error(ctx, DFM_ERROR_SYSTEM, "reading the LSA pointers of the window failed");
+    lsa_bases_kernel<<<1, DFM_MAX_RANKS, 0, s>>>(t->win, c->num_ranks, dptr);
+    if ((ce = cudaGetLastError()) == cudaSuccess && (ce = stream_settle(s, deadline)) == cudaSuccess &&
+        (ce = cudaMemcpyAsync(peer, dptr, (size_t)c->num_ranks * sizeof(char *),
+                              cudaMemcpyDeviceToHost, s)) == cudaSuccess)
+        ce = cudaStreamSynchronize(s); /* only the copy is left on s */
+    if (ce != cudaSuccess) {
+        st = dfm_set_error(ctx, DFM_ERROR_SYSTEM, "reading the LSA pointers of the window failed: %s",
+                           ce == cudaErrorNotReady ? "timed out" : cudaGetErrorString(ce));
         goto fail;
     }
-    cudaFree(dptr);
+    cudaFreeAsync(dptr, s);
+    cudaStreamDestroy(s);
     *out = t;
     return DFM_SUCCESS;
 
 fail:
-    if (dptr != NULL) cudaFree(dptr);
-    if (st == DFM_ERROR_TIMEOUT && t->owns_comm && t->comm != NULL) {
-        ncclCommAbort(t->comm); /* peers may never come: do not wait for them */
-        t->comm = NULL;
-        t->win = NULL;
-        t->has_dev_comm = 0;
-    }
-    dfm_cuda_transport_destroy(t);
+    /* Nothing here waits: stream-ordered frees and cudaStreamDestroy return
+     * at once even with work pending; transport_release aborts. */
+    if (dptr != NULL) cudaFreeAsync(dptr, s);
+    if (s != NULL) cudaStreamDestroy(s);
+    transport_release(t, 1);
     return st;
+}
+
+/* Release a transport whose world failed: context creation that fails after
+ * the transport was made, or a context whose kernels timed out. Aborts a
+ * communicator this library created instead of destroying it, so nothing
+ * waits for peers that may be gone. (Declared in backend.cu for now; its
+ * place is beside dfm_cuda_transport_destroy in cuda_internal.h.) */
+void dfm_cuda_transport_abort(dfm_cuda_transport_t *t) {
+    if (t != NULL) transport_release(t, 1);
 }

@@ -439,7 +439,7 @@ def cuda_host_overhead(rank, R, seed, result_path, H=7168, I=2048, G=2, M=32, K=
     """Host time per fused_deep_moe call on CUDA without graphs: the whole call, the
     Python layer alone (library call stubbed) and the bare ctypes dfm_fused_moe call;
     and the GPU time per call back to back. Rank 0 writes them to result_path."""
-    import ctypes
+    import host_overhead
     from deepfusedmoe import _lib
     device = torch.device("cuda", rank)
     E = G * R
@@ -465,8 +465,7 @@ def cuda_host_overhead(rank, R, seed, result_path, H=7168, I=2048, G=2, M=32, K=
     call()  # the argument struct now holds live tensors
     real = buf._fused_fn
     bare = _burst_us(lambda: real(buf._ctx, buf._moe_args_ref), device)
-    stub = type(real)(("dfm_ctx_rank", _lib.lib()))  # returns 0 at once, ignores the args
-    stub.restype, stub.argtypes = ctypes.c_int, [ctypes.c_void_p, ctypes.c_void_p]
+    stub = host_overhead.stub_for(real, _lib.lib())  # returns 0 at once, ignores the args
     buf._fused_fn = stub if rank == 0 else real
     python_only = _burst_us(call, device) if rank == 0 else 0.0
     buf._fused_fn = real
