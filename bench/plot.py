@@ -30,29 +30,41 @@ def fmt(v, digits=1):
     return "" if v is None else f"{v:.{digits}f}"
 
 
-def merge(dfm_rows, torch_rows):
+def merge(dfm_rows, torch_rows, fused_rows=()):
+    """One row per case: dfm's unfused columns, the torch baseline's, and the
+    layer time of the one-kernel fused operator (a second dfm_bench pass with
+    DFM_CUDA_FUSED=1 on the same routing) as fused_layer_us."""
     tmap = {tuple(r[k] for k in KEY): r for r in torch_rows}
+    fmap = {tuple(r[k] for k in KEY): r for r in fused_rows}
     out = []
     for r in dfm_rows:
         m = dict(r)
         t = tmap.get(tuple(r[k] for k in KEY), {})
         for c in TORCH_COLS:
             m[c] = t.get(c, "")
+        fr = fmap.get(tuple(r[k] for k in KEY), {})
+        fl = num(fr.get("layer_us")) if fr.get("ok", "1") != "0" else None
+        m["fused_layer_us"] = fmt(fl) if fl else ""
+        fl_floor = num(m.get("floor_us"))
+        m["fused_over_floor"] = fmt(fl / fl_floor, 3) if fl and fl_floor else ""
         lay, tl = num(m["layer_us"]), num(m["torch_layer_us"])
         m["speedup_vs_torch"] = fmt(tl / lay, 2) if lay and tl else ""
+        m["fused_speedup_vs_torch"] = fmt(tl / fl, 2) if fl and tl else ""
         out.append(m)
     return out
 
 
 def markdown(rows):
     head = ["config", "R", "T", "routing", "floor", "dispatch", "gemms", "combine", "layer",
-            "layer/floor", "torch layer", "torch gemms", "speed-up vs torch"]
+            "layer/floor", "fused layer", "fused/floor", "torch layer", "torch gemms",
+            "speed-up vs torch", "fused speed-up vs torch"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["config"], r["ranks"], r["T"], r["routing"], r["floor_us"], r["dispatch_us"],
                  r["gemms_us"], r["combine_us"], r["layer_us"], r["layer_over_floor"],
+                 r["fused_layer_us"] or "-", r["fused_over_floor"] or "-",
                  r["torch_layer_us"] or r["torch_gemm_impl"] or "-", r["torch_gemms_us"] or "-",
-                 r["speedup_vs_torch"] or "-"]
+                 r["speedup_vs_torch"] or "-", r["fused_speedup_vs_torch"] or "-"]
         if r.get("ok") == "0":
             cells[8] += " (FAILED)"
         lines.append("| " + " | ".join(str(c) for c in cells) + " |")
@@ -77,6 +89,7 @@ def plot(rows, path, title):
                      key=lambda r: int(r["T"]))
         T = [int(r["T"]) for r in uni]
         series = [("layer (dfm_fused_moe, unfused launches)", "layer_us", "o-", "C0"),
+                  ("layer (one fused kernel)", "fused_layer_us", "D-", "C1"),
                   ("dfm expert GEMMs", "gemms_us", "s--", "C2"),
                   ("torch baseline layer", "torch_layer_us", "^-", "C3"),
                   ("floor", "floor_us", "-", "k")]
@@ -114,6 +127,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dfm", required=True)
     ap.add_argument("--torch")
+    ap.add_argument("--fused", help="dfm_bench CSV of the DFM_CUDA_FUSED=1 pass")
     ap.add_argument("--csv")
     ap.add_argument("--md")
     ap.add_argument("--png")
@@ -128,7 +142,14 @@ def main():
                 torch_rows = list(csv.DictReader(f))
         except OSError as e:
             print(f"plot.py: no torch rows ({e})", file=sys.stderr)
-    rows = merge(dfm_rows, torch_rows)
+    fused_rows = []
+    if a.fused:
+        try:
+            with open(a.fused) as f:
+                fused_rows = list(csv.DictReader(f))
+        except OSError as e:
+            print(f"plot.py: no fused rows ({e})", file=sys.stderr)
+    rows = merge(dfm_rows, torch_rows, fused_rows)
     if a.csv and rows:
         with open(a.csv, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))

@@ -11,7 +11,9 @@
 #
 # With 4 or more GPUs each config runs PERF.md's T list; with fewer (the
 # "2 ranks, G doubles" variants) T in {1, 32, 128}. The skewed and -1-at-10%
-# routings run at T = 32. Output: dfm.csv, torch.csv, bench.csv (merged),
+# routings run at T = 32. dfm_bench runs twice: the unfused pipeline of
+# launches, then the one-kernel fused operator (DFM_CUDA_FUSED=1; BENCH_FUSED=0
+# skips it). Output: dfm.csv, fused.csv, torch.csv, bench.csv (merged),
 # bench.md (card, date, command, table), bench.png, run.log.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -80,6 +82,18 @@ timeout --kill-after=10 "${BENCH_TIMEOUT:-420}" "${cmd[@]}" 2>&1 | tee -a "$LOG"
 rc=${PIPESTATUS[0]}
 [ "$rc" -eq 0 ] || { echo "run_bench: dfm_bench rc=$rc" | tee -a "$LOG"; status=1; }
 
+# The one-kernel fused operator (DFM_CUDA_FUSED=1) on the same cases: dfm_bench
+# routes every case from a seed of (config, case, rank), so the tokens are the
+# same as above. BENCH_FUSED=0 leaves it out.
+if [ "${BENCH_FUSED:-1}" = 1 ]; then
+    fcmd=(env DFM_CUDA_FUSED=1 "$BIN" -r "$R" "${cargs[@]}" "${targs[@]}" -w "$WARMUP" -n "$ITERS"
+          -o "$OUTDIR/fused.csv")
+    echo "== ${fcmd[*]}" | tee -a "$LOG"
+    timeout --kill-after=10 "${BENCH_TIMEOUT:-420}" "${fcmd[@]}" 2>&1 | tee -a "$LOG"
+    rc=${PIPESTATUS[0]}
+    [ "$rc" -eq 0 ] || { echo "run_bench: fused dfm_bench rc=$rc" | tee -a "$LOG"; status=1; }
+fi
+
 if [ -s "$ROUTING/manifest.csv" ]; then
     tcmd=("$PYTHON" bench/torch_baseline.py --routing "$ROUTING" --out "$OUTDIR/torch.csv"
           -w "$WARMUP" -n "$ITERS" --check)
@@ -90,12 +104,12 @@ if [ -s "$ROUTING/manifest.csv" ]; then
 fi
 
 if [ -s "$OUTDIR/dfm.csv" ]; then
-    "$PYTHON" bench/plot.py --dfm "$OUTDIR/dfm.csv" --torch "$OUTDIR/torch.csv" \
+    "$PYTHON" bench/plot.py --dfm "$OUTDIR/dfm.csv" --torch "$OUTDIR/torch.csv" --fused "$OUTDIR/fused.csv" \
         --csv "$OUTDIR/bench.csv" --md "$OUTDIR/table.md" --png "$OUTDIR/bench.png" \
         --title "DeepFusedMoE, $R x $card, $(date -u +%Y-%m-%d)" >/dev/null 2>>"$LOG"
     {
         echo "Card: $R x $card; date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-        echo "Command: bench/run_bench.sh  (${cmd[*]}; torch_baseline.py -w $WARMUP -n $ITERS)"
+        echo "Command: bench/run_bench.sh  (${cmd[*]}; the same with DFM_CUDA_FUSED=1 for the fused columns; torch_baseline.py -w $WARMUP -n $ITERS)"
         grep -h '^# ' "$LOG" | grep -E 'dfm_bench:|times:|torch [0-9]|check|torch baseline:' |
             sed 's/^# /    /'
         echo
