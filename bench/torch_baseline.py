@@ -30,8 +30,9 @@ DIR is what `dfm_bench -d DIR` wrote (manifest.csv and the routing files).
 import argparse
 import csv
 import os
-import socket
+import shutil
 import sys
+import tempfile
 import time
 
 import torch
@@ -266,12 +267,14 @@ def probe_gemm(device):
         return "loop", f"torch._scaled_grouped_mm refused: {type(e).__name__}: {e}"
 
 
-def worker(rank, R, args, rows, port, q):
-    os.environ["MASTER_ADDR"] = "127.0.0.1"
-    os.environ["MASTER_PORT"] = str(port)
+def worker(rank, R, args, rows, rdv, q):
     torch.cuda.set_device(rank)
     device = torch.device("cuda", rank)
-    dist.init_process_group("nccl", rank=rank, world_size=R, device_id=device)
+    # a file rendezvous: no TCP port to collide with the NCCL sockets of a
+    # benchmark that ran just before (a free port picked then released can be
+    # taken again before the store listens: EADDRINUSE)
+    dist.init_process_group("nccl", init_method="file://" + rdv, rank=rank, world_size=R,
+                            device_id=device)
     impl, why = probe_gemm(device)
     nv = torch.cuda.nccl.version()
     nv = ".".join(map(str, nv)) if isinstance(nv, tuple) else str(nv)
@@ -351,12 +354,6 @@ def worker(rank, R, args, rows, port, q):
     dist.destroy_process_group()
 
 
-def free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--routing", required=True, help="directory written by dfm_bench -d")
@@ -378,7 +375,9 @@ def main():
     ctx = mp.get_context("spawn")
     q = ctx.Queue()
     t0 = time.time()
-    pc = mp.start_processes(worker, args=(R, args, rows, free_port(), q), nprocs=R, join=False,
+    rdv_dir = tempfile.mkdtemp(prefix="dfm_torch_rdv_")
+    rdv = os.path.join(rdv_dir, "rendezvous")
+    pc = mp.start_processes(worker, args=(R, args, rows, rdv, q), nprocs=R, join=False,
                             start_method="spawn")
     results, checks = None, []
     while results is None:
@@ -394,6 +393,7 @@ def main():
             results = item[1]
     while not pc.join():
         pass
+    shutil.rmtree(rdv_dir, ignore_errors=True)
     if results is None:
         sys.exit("torch_baseline: workers ended without results")
     check = ";".join(f"{m}:{e:.1e}" for m, e in checks)

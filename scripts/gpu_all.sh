@@ -12,16 +12,17 @@
 #   SKIP_BUILD=1 scripts/gpu_all.sh    use an existing build/ (made elsewhere)
 #   TEST_TIMEOUT=300 BENCH_TIMEOUT=600 scripts/gpu_all.sh   (defaults 180, 480 s)
 #   SKIP_PYTEST=1 SKIP_BENCH=1 scripts/gpu_all.sh            leave those steps out
-#   SKIP_TESTS=1 SKIP_DEMO=1 SKIP_SANITIZER=1 SKIP_FUSED_BENCH=1  likewise (per-rank C
-#                                      tests, demo, compute-sanitizer, fused bench row)
+#   SKIP_TESTS=1 SKIP_DEMO=1 SKIP_SANITIZER=1  likewise (per-rank C tests, demo,
+#                                      compute-sanitizer); the benchmark has the fused
+#                                      operator's columns (bench/run_bench.sh)
 #   SKIP_EXTRA=1                       leave out every longer run: the 1000-call
 #                                      sequences (default and DFM_CUDA_FP8_PROMOTE=128),
 #                                      the sanitizers, the whole test_moe with
 #                                      DFM_CUDA_FUSED=1, gemm_bench -v 3pe (FP8 promote
-#                                      128, 32, 1) and the fused bench row
+#                                      128, 32, 1)
 #   SKIP_PROMOTE=1 / SKIP_FUSED=1      leave out the promotion group (both 1000-call
 #                                      runs, gemm_bench -v 3pe) / the fused group (test_moe
-#                                      with DFM_CUDA_FUSED=1, the fused bench row)
+#                                      with DFM_CUDA_FUSED=1)
 # Only the new steps, in two device calls (each group's timeouts add up to more than
 # 10 minutes only if steps hang):
 #   quick="SKIP_BUILD=1 SKIP_TESTS=1 SKIP_PYTEST=1 SKIP_DEMO=1 SKIP_BENCH=1 SKIP_SANITIZER=1"
@@ -29,7 +30,7 @@
 #   env $quick SKIP_PROMOTE=1 scripts/gpu_all.sh   # fused operator: 2 GPUs
 # Fit the whole run in the device tool's 10-minute call with the timeouts.
 # The device tool returns at most 8 files: when $LOG holds more at the end,
-# each folder in it (bench/, bench_fused/) is packed into <folder>.tar.gz, with
+# each folder in it (bench/) is packed into <folder>.tar.gz, with
 # its bench.md copied beside it as <folder>.md.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -220,15 +221,6 @@ fi
 # The GEMM-only benchmark (one GPU): time, TB/s, time / floor beside DeepGEMM.
 if [ "${SKIP_BENCH:-0}" != 1 ] && [ -x "$BUILD/bench/gemm_bench" ]; then
     step gemm_bench "$BENCH_TIMEOUT" "$BUILD/bench/gemm_bench" -o "$LOG/gemm_bench.csv"
-fi
-
-# One row of the layer benchmark with the fused operator: dsv3-e32 at T = 32 on
-# all GPUs (run_bench.sh has no knob to leave out its torch baseline; it runs
-# too, on the same routing). SKIP_EXTRA=1, SKIP_FUSED=1 or SKIP_FUSED_BENCH=1 leaves it out.
-if [ "${SKIP_EXTRA:-0}" != 1 ] && [ "${SKIP_FUSED:-0}" != 1 ] && [ "${SKIP_FUSED_BENCH:-0}" != 1 ] &&
-    [ -x bench/run_bench.sh ]; then
-    step bench-fused "$BENCH_TIMEOUT" env DFM_CUDA_FUSED=1 BENCH_CONFIG=dsv3-e32 BENCH_TS=32 \
-        OUT="$LOG/bench_fused" BUILD="$BUILD" PYTHON="$PYTHON" bench/run_bench.sh
 fi
 
 # At most 8 files come back from the device tool: pack the folders if needed.

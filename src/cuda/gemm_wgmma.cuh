@@ -337,7 +337,62 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
      * the wait, and a ping-pong of two parts made ptxas serialize the wgmmas
      * (C7514) and spill; see docs/PERF_NOTES.md. */
     constexpr bool PIPE = WG_PIPE && MODE != DFM_QUANT_FP8_ID;
-    if constexpr (!PIPE) {
+    if constexpr (MODE == DFM_QUANT_FP8_ID && PROMOTE == 1) {
+        /*
+         * FP8 on f16 HGMMA (wg_fp8_widen_tokens explains the layout). Stage
+         * kt+1 is taken in (its tokens widened into bh, this thread's weight
+         * codes loaded into registers, the ring stage released at once)
+         * while stage kt's wgmmas run; then wait, and one barrier of the 256
+         * consumer threads: every thread's part of kt+1 is in bh, and every
+         * wgmma of kt is done before kt+2 overwrites kt's bh buffer.
+         */
+        const int r0w = wg * 64 + w4 * 16 + (lane >> 2), tg = lane & 3;
+        uint32_t raw[2][8]; /* this thread's weight codes of the next stage: rows r0w, r0w + 8 */
+        auto take_in = [&](int itn) {
+            const int s = itn % ring.nst, r = itn / ring.nst;
+            wg_mbar_wait(&s_full[s], r & 1);
+            const unsigned char *st = smem + s * ring.sb;
+            wg_fp8_widen_tokens<N>(st + WG_W_BYTES, ring.bh + (itn & 1) * ring.bhs, tid);
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int rr = r0w + h * 8;
+                const unsigned char *row = st + rr * 128;
+                const uint4 lo = *(const uint4 *)(row + (((2 * tg) ^ (rr & 7)) << 4));
+                const uint4 hi = *(const uint4 *)(row + (((2 * tg + 1) ^ (rr & 7)) << 4));
+                raw[h][0] = lo.x; raw[h][1] = lo.y; raw[h][2] = lo.z; raw[h][3] = lo.w;
+                raw[h][4] = hi.x; raw[h][5] = hi.y; raw[h][6] = hi.z; raw[h][7] = hi.w;
+            }
+            asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
+            __syncwarp();
+            if (lane == 0) wg_mbar_arrive(&s_empty[s]); /* this warp is done with the stage */
+        };
+        take_in(it);
+        wg_bar_sync(3, 256);
+        for (int kt = 0; kt < nk; kt++, it++) {
+            uint32_t a[8][4];
+#pragma unroll
+            for (int q = 0; q < 8; q++) {
+                a[q][0] = wg_e4m3x2_to_f16x2(raw[0][q]);
+                a[q][1] = wg_e4m3x2_to_f16x2(raw[1][q]);
+                a[q][2] = wg_e4m3x2_to_f16x2(raw[0][q] >> 16);
+                a[q][3] = wg_e4m3x2_to_f16x2(raw[1][q] >> 16);
+            }
+            const uint32_t ab = wg_smem_u32(ring.bh + (it & 1) * ring.bhs);
+#pragma unroll
+            for (int i = 0; i < NR; i++) wg_reg_fence(acc[i]);
+            wg_fence();
+#pragma unroll
+            for (int q = 0; q < 8; q++)
+                wg_mma_f16rs<N>((float *)acc, a[q], wg_desc(ab + (q >> 2) * (N * 128) + (q & 3) * 32),
+                                kt > 0 || q > 0);
+            wg_commit();
+            if (kt + 1 < nk) take_in(it + 1);
+            wg_wait0();
+#pragma unroll
+            for (int i = 0; i < NR; i++) wg_reg_fence(acc[i]);
+            wg_bar_sync(3, 256);
+        }
+    } else if constexpr (!PIPE) {
         /* version 1: every stage waits for its own wgmmas before releasing */
         for (int kt = 0; kt < nk; kt++, it++) {
             const int s = it % ring.nst, r = it / ring.nst;
@@ -345,49 +400,7 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
             unsigned char *st = smem + s * ring.sb;
             const uint32_t aw = wg_smem_u32(st) + wg * (64 * WG_BK);
             const uint32_t aa = wg_smem_u32(st + WG_W_BYTES);
-            if constexpr (MODE == DFM_QUANT_FP8_ID && PROMOTE == 1) {
-                /* widen the stage's token rows to f16 (both warpgroups share
-                 * them: buffer it & 1, one barrier; the other buffer may
-                 * still be read by the other warpgroup's previous stage) */
-                unsigned char *bh = ring.bh + (it & 1) * ring.bhs;
-                wg_fp8_widen_tokens<N>(st + WG_W_BYTES, bh, tid);
-                asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
-                wg_bar_sync(3, 256);
-                /* this thread's weight codes: rows r0w, r0w + 8, bytes tig*32 .. +31 */
-                const int r0w = wg * 64 + w4 * 16 + (lane >> 2), tg = lane & 3;
-                uint4 wr[2][2];
-#pragma unroll
-                for (int h = 0; h < 2; h++) {
-                    const int r = r0w + h * 8;
-                    const unsigned char *row = st + r * 128;
-                    wr[h][0] = *(const uint4 *)(row + (((2 * tg) ^ (r & 7)) << 4));
-                    wr[h][1] = *(const uint4 *)(row + (((2 * tg + 1) ^ (r & 7)) << 4));
-                }
-                const uint32_t w0[8] = {wr[0][0].x, wr[0][0].y, wr[0][0].z, wr[0][0].w,
-                                        wr[0][1].x, wr[0][1].y, wr[0][1].z, wr[0][1].w};
-                const uint32_t w1[8] = {wr[1][0].x, wr[1][0].y, wr[1][0].z, wr[1][0].w,
-                                        wr[1][1].x, wr[1][1].y, wr[1][1].z, wr[1][1].w};
-                uint32_t a[8][4];
-#pragma unroll
-                for (int q = 0; q < 8; q++) {
-                    a[q][0] = wg_e4m3x2_to_f16x2(w0[q]);
-                    a[q][1] = wg_e4m3x2_to_f16x2(w1[q]);
-                    a[q][2] = wg_e4m3x2_to_f16x2(w0[q] >> 16);
-                    a[q][3] = wg_e4m3x2_to_f16x2(w1[q] >> 16);
-                }
-                const uint32_t ab = wg_smem_u32(bh);
-#pragma unroll
-                for (int i = 0; i < NR; i++) wg_reg_fence(acc[i]);
-                wg_fence();
-#pragma unroll
-                for (int q = 0; q < 8; q++)
-                    wg_mma_f16rs<N>((float *)acc, a[q], wg_desc(ab + (q >> 2) * (N * 128) + (q & 3) * 32),
-                                    kt > 0 || q > 0);
-                wg_commit();
-                wg_wait0();
-#pragma unroll
-                for (int i = 0; i < NR; i++) wg_reg_fence(acc[i]);
-            } else if constexpr (MODE == DFM_QUANT_FP8_ID && PROMOTE == 32) {
+            if constexpr (MODE == DFM_QUANT_FP8_ID && PROMOTE == 32) {
                 /* one wgmma k32 per fresh `part`, promoted right after its wait */
 #pragma unroll
                 for (int kk = 0; kk < 4; kk++) {
