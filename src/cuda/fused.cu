@@ -510,7 +510,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             const int cols = 8 * min(16, nch - pass * 16);
             if (phase == 1) {
 #define FUSED_CONSUME(NN) \
-    wg_consume<MODE, 1, NN>(s_p[0], out, smem, ring, s_full, s_empty, xch, it, g, tile, pass, half)
+    wg_consume<MODE, 1, NN, fused_out_t, WG_FP8_PROMOTE, false>(s_p[0], out, smem, ring, s_full, s_empty, xch, it, g, tile, pass, half)
                 if (cols <= 8) FUSED_CONSUME(8);
                 else if (cols <= 16) FUSED_CONSUME(16);
                 else if (cols <= 24) FUSED_CONSUME(24);

@@ -317,7 +317,7 @@ static __device__ __forceinline__ int wg_chunk(const wg_gemm_args_t &p, int g, i
  * warpgroup, lane l) holds rows w4*16 + l/4 (+8) and columns j*8 + (l%4)*2
  * (+1) for j < N/8: d[j*4 + {0,1,2,3}] = (r, c), (r, c+1), (r+8, c), (r+8, c+1).
  */
-template <int MODE, int PHASE, int N, class OUT, int PROMOTE = WG_FP8_PROMOTE>
+template <int MODE, int PHASE, int N, class OUT, int PROMOTE = WG_FP8_PROMOTE, bool LOOKAHEAD = true>
 static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const OUT &out,
                                                   unsigned char *smem, const wg_ring_t ring,
                                                   uint64_t *s_full, uint64_t *s_empty, float *xch,
@@ -345,6 +345,8 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
          * while stage kt's wgmmas run; then wait, and one barrier of the 256
          * consumer threads: every thread's part of kt+1 is in bh, and every
          * wgmma of kt is done before kt+2 overwrites kt's bh buffer.
+         * LOOKAHEAD false (the fused kernel, whose registers are short) takes
+         * kt+1 in after the wait instead: 16 fewer registers live.
          */
         const int r0w = wg * 64 + w4 * 16 + (lane >> 2), tg = lane & 3;
         uint32_t raw[2][8]; /* this thread's weight codes of the next stage: rows r0w, r0w + 8 */
@@ -386,10 +388,11 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
                 wg_mma_f16rs<N>((float *)acc, a[q], wg_desc(ab + (q >> 2) * (N * 128) + (q & 3) * 32),
                                 kt > 0 || q > 0);
             wg_commit();
-            if (kt + 1 < nk) take_in(it + 1);
+            if (LOOKAHEAD && kt + 1 < nk) take_in(it + 1);
             wg_wait0();
 #pragma unroll
             for (int i = 0; i < NR; i++) wg_reg_fence(acc[i]);
+            if (!LOOKAHEAD && kt + 1 < nk) take_in(it + 1);
             wg_bar_sync(3, 256);
         }
     } else if constexpr (!PIPE) {
