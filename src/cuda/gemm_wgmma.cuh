@@ -346,7 +346,8 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
          * consumer threads: every thread's part of kt+1 is in bh, and every
          * wgmma of kt is done before kt+2 overwrites kt's bh buffer.
          * LOOKAHEAD false (the fused kernel, whose registers are short) takes
-         * kt+1 in after the wait instead: 16 fewer registers live.
+         * each stage in at the top of its own iteration (barrier, then its
+         * wgmmas): nothing but the accumulators live across the barrier.
          */
         const int r0w = wg * 64 + w4 * 16 + (lane >> 2), tg = lane & 3;
         uint32_t raw[2][8]; /* this thread's weight codes of the next stage: rows r0w, r0w + 8 */
@@ -368,9 +369,15 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
             __syncwarp();
             if (lane == 0) wg_mbar_arrive(&s_empty[s]); /* this warp is done with the stage */
         };
-        take_in(it);
-        wg_bar_sync(3, 256);
+        if (LOOKAHEAD) {
+            take_in(it);
+            wg_bar_sync(3, 256);
+        }
         for (int kt = 0; kt < nk; kt++, it++) {
+            if (!LOOKAHEAD) {
+                take_in(it);
+                wg_bar_sync(3, 256);
+            }
             uint32_t a[8][4];
 #pragma unroll
             for (int q = 0; q < 8; q++) {
@@ -392,8 +399,7 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
             wg_wait0();
 #pragma unroll
             for (int i = 0; i < NR; i++) wg_reg_fence(acc[i]);
-            if (!LOOKAHEAD && kt + 1 < nk) take_in(it + 1);
-            wg_bar_sync(3, 256);
+            if (LOOKAHEAD) wg_bar_sync(3, 256);
         }
     } else if constexpr (!PIPE) {
         /* version 1: every stage waits for its own wgmmas before releasing */
