@@ -150,6 +150,12 @@ static void transport_release(dfm_cuda_transport_t *t, int failed) {
         if (t->has_dev_comm) ncclDevCommDestroy(t->comm, &t->dev_comm);
         if (t->win != NULL) ncclCommWindowDeregister(t->comm, t->win);
     }
+    /* the order of 2026-11-25's GPU runs on the normal path: the memory,
+     * then the communicator */
+    if (!failed && t->mem != NULL && !t->pending) {
+        ncclMemFree(t->mem);
+        t->mem = NULL;
+    }
     if (t->comm != NULL && t->owns_comm) {
         if (failed)
             ncclCommAbort(t->comm);
