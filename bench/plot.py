@@ -123,6 +123,18 @@ def plot(rows, path, title):
     print(f"plot.py: wrote {path}")
 
 
+def optional_rows(path, what):
+    """The rows of an optional CSV; none (said on stderr) when it is missing."""
+    if not path:
+        return []
+    try:
+        with open(path) as f:
+            return list(csv.DictReader(f))
+    except OSError as e:
+        print(f"plot.py: no {what} rows ({e})", file=sys.stderr)
+        return []
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--dfm", required=True)
@@ -135,21 +147,7 @@ def main():
     a = ap.parse_args()
     with open(a.dfm) as f:
         dfm_rows = list(csv.DictReader(f))
-    torch_rows = []
-    if a.torch:
-        try:
-            with open(a.torch) as f:
-                torch_rows = list(csv.DictReader(f))
-        except OSError as e:
-            print(f"plot.py: no torch rows ({e})", file=sys.stderr)
-    fused_rows = []
-    if a.fused:
-        try:
-            with open(a.fused) as f:
-                fused_rows = list(csv.DictReader(f))
-        except OSError as e:
-            print(f"plot.py: no fused rows ({e})", file=sys.stderr)
-    rows = merge(dfm_rows, torch_rows, fused_rows)
+    rows = merge(dfm_rows, optional_rows(a.torch, "torch"), optional_rows(a.fused, "fused"))
     if a.csv and rows:
         with open(a.csv, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))
