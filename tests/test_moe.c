@@ -24,6 +24,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -128,6 +129,9 @@ static void build_cases(void) {
     add(OP_OVERLAP, DFM_QUANT_FP8, 4, 8, 256, 64, 4, 8, ROUTE_DUP, TOK_SOME_ZERO, 0, 0);
     add(OP_OVERLAP, DFM_QUANT_INT8, 2, 4, 256, 64, 4, 8, ROUTE_SKEW, TOK_RANDOM, 0, 1);
     add(OP_ABSENT, DFM_QUANT_FP8, 2, 4, 256, 64, 4, 16, ROUTE_TOPK, TOK_RANDOM, 0, 0);
+    /* as processes: then the healthy rank's teardown meets the failed one's in
+     * separate processes (the Python peer-timeout case hung there once) */
+    add(OP_ABSENT, DFM_QUANT_FP8, 2, 4, 256, 64, 4, 16, ROUTE_TOPK, TOK_RANDOM, 0, 1);
     add(OP_SEQUENCE, DFM_QUANT_FP8, 2, 4, 256, 64, 2, 8, ROUTE_HOLES, TOK_RANDOM, 0, 0);
     add(OP_SEQUENCE, DFM_QUANT_BF16, 3, 6, 256, 64, 3, 4, ROUTE_DUP, TOK_RANDOM, 0, 1);
 }
@@ -158,7 +162,8 @@ typedef struct {
     float *s1[DFM_NUM_QUANT], *s2[DFM_NUM_QUANT];
     int num_calls;
     call_t *calls;
-    _Atomic int absent_done; /* OP_ABSENT: rank 0 has finished its checks */
+    _Atomic int *absent_done; /* OP_ABSENT: rank 0 has finished its checks (shared
+                               * memory: rank processes see it too) */
 } world_t;
 
 static void make_tokens(const moe_case_t *c, th_rng_t *rng, call_t *call, int seq_call) {
@@ -253,6 +258,10 @@ static void world_init(world_t *w, const moe_case_t *c, dfm_backend_t backend, u
     w->backend = backend;
     w->G = c->num_experts / c->num_ranks;
     size_t E = (size_t)c->num_experts, H = (size_t)c->hidden, I = (size_t)c->inter;
+    void *flag = mmap(NULL, sizeof *w->absent_done, PROT_READ | PROT_WRITE, MAP_SHARED | MAP_ANONYMOUS,
+                      -1, 0);
+    w->absent_done = flag == MAP_FAILED ? NULL : (_Atomic int *)flag;
+    if (w->absent_done) atomic_store(w->absent_done, 0);
 
     w->num_calls = c->op == OP_SEQUENCE ? num_sequence_calls : c->op == OP_OVERLAP ? 2 : 1;
     w->calls = calloc((size_t)w->num_calls, sizeof *w->calls);
@@ -357,6 +366,7 @@ static void world_free(world_t *w) {
     }
     free(w->ck13);
     free(w->ck2);
+    if (w->absent_done) munmap((void *)w->absent_done, sizeof *w->absent_done);
 }
 
 /* ---- buffers on the backend's device ------------------------------------------
@@ -866,12 +876,13 @@ static void run_rank(world_t *w, int rank) {
         break;
     case OP_ABSENT:
         /* The absent ranks keep their contexts (their buffers) until rank 0 is done. */
+        if (!TH_EXPECT(w->absent_done != NULL, "absent: no shared flag (mmap failed)")) break;
         if (rank == 0) {
             run_absent(ctx, w);
-            atomic_store(&w->absent_done, 1);
+            atomic_store(w->absent_done, 1);
         } else {
             double t0 = th_now_s();
-            while (!atomic_load(&w->absent_done) && th_now_s() - t0 < 60.0) usleep(1000);
+            while (!atomic_load(w->absent_done) && th_now_s() - t0 < 60.0) usleep(1000);
         }
         break;
     }
