@@ -31,8 +31,15 @@
  * then float weights[T*K] per rank) with manifest.csv, so that
  * bench/torch_baseline.py times the torch baseline on the very same tokens.
  *
+ * With -L every case runs "communication disabled" instead: one rank on GPU 0
+ * holding the busiest rank's experts, fed by its own tokens routed so that each
+ * expert receives exactly the rows it receives in the R-rank case
+ * (local_routing); the rows keep the R-rank case's config, ranks, T and
+ * routing names and floor, so that layer(R ranks) - layer(-L) is what the
+ * communication costs (run it with DFM_CUDA_FUSED=1 for the fused kernel's).
+ *
  *   dfm_bench [-r ranks] [-c config-substring] [-t T,T,..] [-s T_routes]
- *             [-w warmup] [-n iters] [-o csv] [-d routing-dir]
+ *             [-w warmup] [-n iters] [-o csv] [-d routing-dir] [-L]
  */
 #include <math.h>
 #include <pthread.h>
@@ -224,6 +231,10 @@ typedef struct {
     int T, route;
     int64_t *idx[MAX_R]; /* per rank [T][K] */
     float *wt[MAX_R];
+    /* -L: the busiest rank's experts fed by its own lT tokens (local_routing) */
+    int lT;
+    int64_t *lidx;
+    float *lwt;
     /* per-rank medians, us */
     float disp[MAX_R], comb[MAX_R], layer[MAX_R];
     float ph_disp[MAX_R], ph_gemm[MAX_R], ph_comb[MAX_R], ph_total[MAX_R];
@@ -233,6 +244,7 @@ typedef struct {
 typedef struct {
     const bench_config_t *c;
     int R, M, warmup, iters, num_cases;
+    int local; /* -L: one rank, each case's local routing */
     bench_case_t cases[MAX_CASES];
     dfm_config_t cfg;
     dfm_unique_id_t id;
@@ -315,9 +327,10 @@ static void *bench_rank(void *p) {
 
     for (int ci = 0; ci < w->num_cases; ci++) {
         bench_case_t *bc = &w->cases[ci];
-        const int T = bc->T;
-        CK(cudaMemcpy(idx, bc->idx[rank], (size_t)T * K * 8, cudaMemcpyHostToDevice));
-        CK(cudaMemcpy(wt, bc->wt[rank], (size_t)T * K * 4, cudaMemcpyHostToDevice));
+        const int T = w->local ? bc->lT : bc->T;
+        if (w->local && T == 0) continue; /* no local equivalent (over SPEC's 1024 tokens) */
+        CK(cudaMemcpy(idx, w->local ? bc->lidx : bc->idx[rank], (size_t)T * K * 8, cudaMemcpyHostToDevice));
+        CK(cudaMemcpy(wt, w->local ? bc->lwt : bc->wt[rank], (size_t)T * K * 4, cudaMemcpyHostToDevice));
         int bad = 0;
         /* pass 0: dispatch, combine, whole layer; pass 1: layer with phase events */
         for (int pass = 0; pass < 2; pass++) {
@@ -438,6 +451,54 @@ static void make_routing(const bench_config_t *c, int route, int T, rng_t *r, in
             if (rng_int(r, 10) == 0) idx[i] = -1;
 }
 
+/*
+ * -L ("communication disabled"): the same per-expert row counts as the
+ * busiest rank o of the R-rank case (most received rows), every token local.
+ * A one-rank world holds o's G experts; its lT tokens are routed so that
+ * expert g receives exactly rows(o, g) of them: the rows of each expert in
+ * turn go to consecutive tokens (cyclically), so one token never names an
+ * expert twice, and lT = max(max_g rows, ceil(total / K)) keeps every token
+ * within K slots (unused slots -1). lT = 0 when over SPEC's 1024 tokens.
+ */
+static void local_routing(bench_case_t *bc, int R, int E, int K, rng_t *r) {
+    const int G = E / R;
+    int *rows = (int *)calloc((size_t)E, sizeof(int));
+    for (int src = 0; src < R; src++)
+        for (int t = 0; t < bc->T; t++)
+            for (int k = 0; k < K; k++) {
+                const int64_t e = bc->idx[src][t * K + k];
+                int dup = e < 0;
+                for (int j = 0; j < k && !dup; j++) dup = bc->idx[src][t * K + j] == e;
+                if (!dup) rows[e]++;
+            }
+    int o = 0, best = -1;
+    for (int q = 0; q < R; q++) {
+        int n = 0;
+        for (int g = 0; g < G; g++) n += rows[q * G + g];
+        if (n > best) best = n, o = q;
+    }
+    int mx = 0;
+    for (int g = 0; g < G; g++) mx = rows[o * G + g] > mx ? rows[o * G + g] : mx;
+    int lT = (best + K - 1) / K;
+    lT = mx > lT ? mx : lT;
+    bc->lT = lT <= 1024 ? lT : 0;
+    bc->lidx = (int64_t *)malloc((size_t)(bc->lT ? bc->lT : 1) * K * 8);
+    bc->lwt = (float *)malloc((size_t)(bc->lT ? bc->lT : 1) * K * 4);
+    int *used = (int *)calloc((size_t)(bc->lT ? bc->lT : 1), sizeof(int));
+    for (int i = 0; i < bc->lT * K; i++) {
+        bc->lidx[i] = -1;
+        bc->lwt[i] = (float)rng_uniform(r);
+    }
+    long long cursor = 0;
+    for (int g = 0; g < G && bc->lT; g++)
+        for (int j = 0; j < rows[o * G + g]; j++, cursor++) {
+            const int t = (int)(cursor % bc->lT);
+            bc->lidx[t * K + used[t]++] = g;
+        }
+    free(used);
+    free(rows);
+}
+
 static int parse_list(const char *s, int *v, int max) {
     int n = 0;
     while (s && *s && n < max) {
@@ -449,9 +510,9 @@ static int parse_list(const char *s, int *v, int max) {
 }
 
 int main(int argc, char **argv) {
-    int R = 0, warmup = 5, iters = 30, opt, route_T = 32, num_tf = 0, tf[MAX_T];
+    int R = 0, warmup = 5, iters = 30, opt, route_T = 32, num_tf = 0, tf[MAX_T], local = 0;
     const char *filter = NULL, *csv = NULL, *dump = NULL;
-    while ((opt = getopt(argc, argv, "r:c:t:s:w:n:o:d:")) != -1) {
+    while ((opt = getopt(argc, argv, "r:c:t:s:w:n:o:d:L")) != -1) {
         if (opt == 'r') R = atoi(optarg);
         else if (opt == 'c') filter = optarg;
         else if (opt == 't') num_tf = parse_list(optarg, tf, MAX_T - 1);
@@ -460,9 +521,10 @@ int main(int argc, char **argv) {
         else if (opt == 'n') iters = atoi(optarg);
         else if (opt == 'o') csv = optarg;
         else if (opt == 'd') dump = optarg;
+        else if (opt == 'L') local = 1;
         else {
             fprintf(stderr, "usage: %s [-r ranks] [-c config] [-t T,T,..] [-s T_routes] "
-                            "[-w warmup] [-n iters] [-o csv] [-d routing-dir]\n", argv[0]);
+                            "[-w warmup] [-n iters] [-o csv] [-d routing-dir] [-L]\n", argv[0]);
             return 2;
         }
     }
@@ -486,6 +548,9 @@ int main(int argc, char **argv) {
            R, prop.name, bw / 1e12, hop);
     printf("# times: median of %d iterations after %d warm-up, max over ranks, us; "
            "gemms = expert phase inside the layer\n", iters, warmup);
+    if (local)
+        printf("# -L: communication disabled: one rank on GPU 0 with the busiest rank's experts and "
+               "per-expert rows, every token local (ranks and T name the case it mirrors)\n");
     printf("%-15s %5s %5s %-8s %8s %8s %8s %8s %8s %7s\n", "config", "ranks", "T", "routing",
            "floor", "dispatch", "gemms", "combine", "layer", "lay/flr");
     FILE *fcsv = csv ? fopen(csv, "w") : NULL;
@@ -567,14 +632,28 @@ int main(int argc, char **argv) {
                         c->name, route_names[bc->route], bc->T);
         }
         if (man) fflush(man);
+        bench_config_t lc = *c; /* -L: the busiest rank's G experts, one rank */
+        if (local) {
+            rng_t lr = {0x10ca1ull + 7919ull * ci};
+            int lM = 1;
+            for (int i = 0; i < cnt; i++) {
+                local_routing(&w->cases[i], R, c->E, K, &lr);
+                lM = w->cases[i].lT > lM ? w->cases[i].lT : lM;
+            }
+            lc.E = G;
+            w->c = &lc;
+            w->R = 1;
+            w->M = lM;
+            w->local = 1;
+        }
         dfm_config_t cfg = DFM_CONFIG_INIT;
         cfg.backend = DFM_BACKEND_CUDA;
-        cfg.num_ranks = R;
+        cfg.num_ranks = w->R;
         cfg.hidden = c->H;
         cfg.inter = c->I;
-        cfg.num_experts = c->E;
+        cfg.num_experts = w->c->E;
         cfg.max_topk = c->K;
-        cfg.num_max_dispatch_tokens_per_rank = M;
+        cfg.num_max_dispatch_tokens_per_rank = w->M;
         cfg.quant_modes = DFM_QUANT_MASK(c->quant);
         cfg.timeout_s = 20.0;
         w->cfg = cfg;
@@ -582,15 +661,15 @@ int main(int argc, char **argv) {
             fprintf(stderr, "dfm_get_unique_id failed\n");
             return 2;
         }
-        pthread_barrier_init(&w->bar, NULL, (unsigned)R);
+        pthread_barrier_init(&w->bar, NULL, (unsigned)w->R);
         pthread_t th[MAX_R];
         bench_arg_t args[MAX_R];
-        for (int r = 0; r < R; r++) {
+        for (int r = 0; r < w->R; r++) {
             args[r].w = w;
             args[r].rank = r;
             pthread_create(&th[r], NULL, bench_rank, &args[r]);
         }
-        for (int r = 0; r < R; r++) pthread_join(th[r], NULL);
+        for (int r = 0; r < w->R; r++) pthread_join(th[r], NULL);
         pthread_barrier_destroy(&w->bar);
         const size_t cbw = c->quant == DFM_QUANT_BF16 ? 2 : 1;
         const double peak = c->quant == DFM_QUANT_BF16 ? PEAK_BF16_FLOPS : PEAK_FP8_FLOPS;
@@ -633,6 +712,18 @@ int main(int argc, char **argv) {
                 const float m[7] = {bc->disp[r], bc->comb[r], bc->layer[r], bc->ph_disp[r],
                                     bc->ph_gemm[r], bc->ph_comb[r], bc->ph_total[r]};
                 for (int j = 0; j < 7; j++) v[j] = fmaxf(v[j], m[j]);
+            }
+            const int skip = local && bc->lT == 0; /* no local equivalent: no row */
+            if (local) {
+                free(bc->lidx);
+                free(bc->lwt);
+            }
+            if (skip) {
+                for (int r = 0; r < R; r++) {
+                    free(bc->idx[r]);
+                    free(bc->wt[r]);
+                }
+                continue;
             }
             status |= bc->failed;
             printf("%-15s %5d %5d %-8s %8.1f %8.1f %8.1f %8.1f %8.1f %7.2f%s\n", c->name, R, bc->T,

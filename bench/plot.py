@@ -30,12 +30,15 @@ def fmt(v, digits=1):
     return "" if v is None else f"{v:.{digits}f}"
 
 
-def merge(dfm_rows, torch_rows, fused_rows=()):
-    """One row per case: dfm's unfused columns, the torch baseline's, and the
-    layer time of the one-kernel fused operator (a second dfm_bench pass with
-    DFM_CUDA_FUSED=1 on the same routing) as fused_layer_us."""
+def merge(dfm_rows, torch_rows, fused_rows=(), local_rows=()):
+    """One row per case: dfm's unfused columns, the torch baseline's, the layer
+    time of the one-kernel fused operator (a second dfm_bench pass with
+    DFM_CUDA_FUSED=1 on the same routing) as fused_layer_us, and of the same
+    kernel with communication disabled (dfm_bench -L) as fused_local_us, with
+    comm_us = fused_layer_us - fused_local_us."""
     tmap = {tuple(r[k] for k in KEY): r for r in torch_rows}
     fmap = {tuple(r[k] for k in KEY): r for r in fused_rows}
+    lmap = {tuple(r[k] for k in KEY): r for r in local_rows}
     out = []
     for r in dfm_rows:
         m = dict(r)
@@ -45,6 +48,10 @@ def merge(dfm_rows, torch_rows, fused_rows=()):
         fr = fmap.get(tuple(r[k] for k in KEY), {})
         fl = num(fr.get("layer_us")) if fr.get("ok", "1") != "0" else None
         m["fused_layer_us"] = fmt(fl) if fl else ""
+        lr = lmap.get(tuple(r[k] for k in KEY), {})
+        ll = num(lr.get("layer_us")) if lr.get("ok", "1") != "0" else None
+        m["fused_local_us"] = fmt(ll) if ll else ""
+        m["comm_us"] = fmt(fl - ll) if fl and ll else ""
         fl_floor = num(m.get("floor_us"))
         m["fused_over_floor"] = fmt(fl / fl_floor, 3) if fl and fl_floor else ""
         lay, tl = num(m["layer_us"]), num(m["torch_layer_us"])
@@ -56,13 +63,14 @@ def merge(dfm_rows, torch_rows, fused_rows=()):
 
 def markdown(rows):
     head = ["config", "R", "T", "routing", "floor", "dispatch", "gemms", "combine", "layer",
-            "layer/floor", "fused layer", "fused/floor", "torch layer", "torch gemms",
-            "speed-up vs torch", "fused speed-up vs torch"]
+            "layer/floor", "fused layer", "fused/floor", "fused, no comm", "comm cost",
+            "torch layer", "torch gemms", "speed-up vs torch", "fused speed-up vs torch"]
     lines = ["| " + " | ".join(head) + " |", "|" + "---|" * len(head)]
     for r in rows:
         cells = [r["config"], r["ranks"], r["T"], r["routing"], r["floor_us"], r["dispatch_us"],
                  r["gemms_us"], r["combine_us"], r["layer_us"], r["layer_over_floor"],
                  r["fused_layer_us"] or "-", r["fused_over_floor"] or "-",
+                 r["fused_local_us"] or "-", r["comm_us"] or "-",
                  r["torch_layer_us"] or r["torch_gemm_impl"] or "-", r["torch_gemms_us"] or "-",
                  r["speedup_vs_torch"] or "-", r["fused_speedup_vs_torch"] or "-"]
         if r.get("ok") == "0":
@@ -90,6 +98,7 @@ def plot(rows, path, title):
         T = [int(r["T"]) for r in uni]
         series = [("layer (dfm_fused_moe, unfused launches)", "layer_us", "o-", "C0"),
                   ("layer (one fused kernel)", "fused_layer_us", "D-", "C1"),
+                  ("fused kernel, no communication", "fused_local_us", "d:", "C4"),
                   ("dfm expert GEMMs", "gemms_us", "s--", "C2"),
                   ("torch baseline layer", "torch_layer_us", "^-", "C3"),
                   ("floor", "floor_us", "-", "k")]
@@ -140,6 +149,7 @@ def main():
     ap.add_argument("--dfm", required=True)
     ap.add_argument("--torch")
     ap.add_argument("--fused", help="dfm_bench CSV of the DFM_CUDA_FUSED=1 pass")
+    ap.add_argument("--fused-local", help="dfm_bench -L CSV of the DFM_CUDA_FUSED=1 pass")
     ap.add_argument("--csv")
     ap.add_argument("--md")
     ap.add_argument("--png")
@@ -147,7 +157,8 @@ def main():
     a = ap.parse_args()
     with open(a.dfm) as f:
         dfm_rows = list(csv.DictReader(f))
-    rows = merge(dfm_rows, optional_rows(a.torch, "torch"), optional_rows(a.fused, "fused"))
+    rows = merge(dfm_rows, optional_rows(a.torch, "torch"), optional_rows(a.fused, "fused"),
+                 optional_rows(a.fused_local, "fused, no communication"))
     if a.csv and rows:
         with open(a.csv, "w", newline="") as f:
             w = csv.DictWriter(f, fieldnames=list(rows[0].keys()))

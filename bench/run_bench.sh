@@ -11,9 +11,10 @@
 #
 # With 4 or more GPUs each config runs PERF.md's T list; with fewer (the
 # "2 ranks, G doubles" variants) T in {1, 32, 128}. The skewed and -1-at-10%
-# routings run at T = 32. dfm_bench runs twice: the unfused pipeline of
-# launches, then the one-kernel fused operator (DFM_CUDA_FUSED=1; BENCH_FUSED=0
-# skips it). Output: dfm.csv, fused.csv, torch.csv, bench.csv (merged),
+# routings run at T = 32. dfm_bench runs three times: the unfused pipeline of
+# launches, the one-kernel fused operator (DFM_CUDA_FUSED=1), and the fused
+# operator with communication disabled (-L; BENCH_FUSED=0 skips both fused
+# passes). Output: dfm.csv, fused.csv, fused_local.csv, torch.csv, bench.csv (merged),
 # bench.md (card, date, command, table), bench.png, run.log.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -92,6 +93,15 @@ if [ "${BENCH_FUSED:-1}" = 1 ]; then
     timeout --kill-after=10 "${BENCH_TIMEOUT:-420}" "${fcmd[@]}" 2>&1 | tee -a "$LOG"
     rc=${PIPESTATUS[0]}
     [ "$rc" -eq 0 ] || { echo "run_bench: fused dfm_bench rc=$rc" | tee -a "$LOG"; status=1; }
+    # and with communication disabled (-L: one GPU, the busiest rank's experts
+    # and per-expert rows, every token local): fused minus this = what the
+    # communication costs
+    lcmd=(env DFM_CUDA_FUSED=1 "$BIN" -L -r "$R" "${cargs[@]}" "${targs[@]}" -w "$WARMUP" -n "$ITERS"
+          -o "$OUTDIR/fused_local.csv")
+    echo "== ${lcmd[*]}" | tee -a "$LOG"
+    timeout --kill-after=10 "${BENCH_TIMEOUT:-420}" "${lcmd[@]}" 2>&1 | tee -a "$LOG"
+    rc=${PIPESTATUS[0]}
+    [ "$rc" -eq 0 ] || { echo "run_bench: fused -L dfm_bench rc=$rc" | tee -a "$LOG"; status=1; }
 fi
 
 if [ -s "$ROUTING/manifest.csv" ]; then
@@ -105,11 +115,12 @@ fi
 
 if [ -s "$OUTDIR/dfm.csv" ]; then
     "$PYTHON" bench/plot.py --dfm "$OUTDIR/dfm.csv" --torch "$OUTDIR/torch.csv" --fused "$OUTDIR/fused.csv" \
+        --fused-local "$OUTDIR/fused_local.csv" \
         --csv "$OUTDIR/bench.csv" --md "$OUTDIR/table.md" --png "$OUTDIR/bench.png" \
         --title "DeepFusedMoE, $R x $card, $(date -u +%Y-%m-%d)" >/dev/null 2>>"$LOG"
     {
         echo "Card: $R x $card; date: $(date -u '+%Y-%m-%d %H:%M UTC')"
-        echo "Command: bench/run_bench.sh  (${cmd[*]}; the same with DFM_CUDA_FUSED=1 for the fused columns; torch_baseline.py -w $WARMUP -n $ITERS)"
+        echo "Command: bench/run_bench.sh  (${cmd[*]}; the same with DFM_CUDA_FUSED=1 for the fused columns, and with -L for the no-communication one; torch_baseline.py -w $WARMUP -n $ITERS)"
         grep -h '^# ' "$LOG" | grep -E 'dfm_bench:|times:|torch [0-9]|check|torch baseline:' |
             sed 's/^# /    /'
         echo
