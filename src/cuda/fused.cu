@@ -5,9 +5,11 @@
  * into the home ranks' combine slots) and the combine reduction, with no
  * grid-wide barrier: every dependency is a flag or a counter in memory.
  *
- * Version 1, written without device time and UNTESTED (docs/PERF_NOTES.md,
- * "Fused kernel v1"); selected only with DFM_CUDA_FUSED=1 at context
- * creation (fused.cuh), the 5-launch pipeline stays the default.
+ * Selected only with DFM_CUDA_FUSED=1 at context creation (fused.cuh); the
+ * 5-launch pipeline stays the default. Version 1 passed the whole GPU test
+ * suite on 1-4 H100s but is slower than the pipeline from T = 32 up
+ * (docs/PERF_NOTES.md); version 2 (UNTESTED: no device time was left) spreads
+ * the per-expert requantization over the CTAs waiting for it.
  *
  * Reuses the swap-AB wgmma consumer (wg_consume: QGMMA/IGMMA/HGMMA + both
  * epilogues) and the tensor-map helpers of gemm_wgmma.cuh unchanged. What is
@@ -17,10 +19,10 @@
  * reduction of combine.cu, each with the same arithmetic (bit-identical
  * results are the point).
  *
- * Left out of v1: per-token combine counts (one flag per rank once all of its
- * GEMM2 work is done), A-operand quantize-on-load for GEMM2 (a requant step
- * per expert by the CTA that finishes its GEMM1), per-source gating of a token
- * pass (an item waits for every source that sent rows to its expert).
+ * Left out: per-token combine counts (one flag per rank once all of its GEMM2
+ * work is done), A-operand quantize-on-load for GEMM2 (a requant step per
+ * expert, shared by the CTAs with GEMM2 items of it), per-source gating of a
+ * token pass (an item waits for every source that sent rows to its expert).
  */
 #include <stdio.h>
 #include <stdlib.h>
@@ -67,8 +69,15 @@ typedef struct {
     fused_state_t *fs;
     unsigned int *g1_done;
     unsigned long long *q_ready;
+    /* per local expert g, all u64: g1_ready[g] = seq once every GEMM1 item of
+     * g is done; rq_claim[g], rq_done[g] = (seq << 32) | row chunks claimed /
+     * rows requantized in call seq (a stale seq reads as 0: never reset) */
+    unsigned long long *g1_ready, *rq_claim, *rq_done;
     int parts; /* dispatch work units per token */
 } fused_args_t;
+
+/* Rows of an expert requantized per claim (two per consumer warp). */
+#define FUSED_RQ_ROWS 16
 
 /* GEMM2's destination of row (g, src, j): the home rank's combine slot of
  * its (token, slot), from recv_meta (clamped as gemm.cu's combine_out_t). */
@@ -142,45 +151,115 @@ static __device__ int fused_gate(const dfm_cuda_world_t *w, const fused_args_t *
     return 1;
 }
 
-/* ---- requantization of one expert (the arithmetic of gemm.cu's requant) ------ */
+/* ---- requantization (the arithmetic of gemm.cu's requant) ------------------- */
 
-/* The 256 consumer threads: warp w requantizes rows w, w+8, ... of expert g
- * (flat over sources, counts from s_cnt). */
-static __device__ void fused_requant_expert(const dfm_cuda_world_t *w, const int *s_cnt, int g, dfm_quant_t q) {
-    const int R = w->num_ranks, M = w->num_max, I = w->inter;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
-    int base = 0;
-    for (int src = 0; src < R; src++) {
-        const int count = s_cnt[g * R + src];
-        for (int j = (warp - base % 8 + 8) % 8; j < count; j += 8) {
-            const size_t phys = ((size_t)g * R + src) * M + j;
-            const float *a = w->act + phys * I;
-            float amax = 0.0f;
-            for (int i = lane * 4; i < I; i += DFM_WARP * 4) {
-                const float4 v = *(const float4 *)(a + i);
-                amax = fmaxf(amax, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
-            }
-            amax = dfm_warp_max(amax);
-            const float s = dfm_quant_scale(amax, q);
-            for (int i = lane * 4; i < I; i += DFM_WARP * 4) {
-                const float4 v = *(const float4 *)(a + i);
-                if (q == DFM_QUANT_BF16) {
-                    const uint32_t c0 = dfm_dev_f32_to_bf16(v.x), c1 = dfm_dev_f32_to_bf16(v.y);
-                    const uint32_t c2 = dfm_dev_f32_to_bf16(v.z), c3 = dfm_dev_f32_to_bf16(v.w);
-                    *(uint2 *)((uint16_t *)w->act_q + phys * I + i) = make_uint2(c0 | (c1 << 16), c2 | (c3 << 16));
-                } else {
-                    uint8_t c[4];
-                    dfm_code_store(c, 0, v.x, s, q);
-                    dfm_code_store(c, 1, v.y, s, q);
-                    dfm_code_store(c, 2, v.z, s, q);
-                    dfm_code_store(c, 3, v.w, s, q);
-                    *(uint32_t *)((uint8_t *)w->act_q + phys * I + i) =
-                        c[0] | ((uint32_t)c[1] << 8) | ((uint32_t)c[2] << 16) | ((uint32_t)c[3] << 24);
-                }
-            }
-            if (lane == 0) w->act_s[phys] = s;
+/* One warp: act row phys -> act_q/act_s row phys (SPEC 3.1 step 5). */
+static __device__ void fused_requant_row(const dfm_cuda_world_t *w, size_t phys, dfm_quant_t q) {
+    const int I = w->inter, lane = threadIdx.x & 31;
+    const float *a = w->act + phys * I;
+    float amax = 0.0f;
+#pragma unroll 4
+    for (int i = lane * 4; i < I; i += DFM_WARP * 4) {
+        const float4 v = *(const float4 *)(a + i);
+        amax = fmaxf(amax, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
+    }
+    amax = dfm_warp_max(amax);
+    const float s = dfm_quant_scale(amax, q);
+#pragma unroll 4
+    for (int i = lane * 4; i < I; i += DFM_WARP * 4) {
+        const float4 v = *(const float4 *)(a + i);
+        if (q == DFM_QUANT_BF16) {
+            const uint32_t c0 = dfm_dev_f32_to_bf16(v.x), c1 = dfm_dev_f32_to_bf16(v.y);
+            const uint32_t c2 = dfm_dev_f32_to_bf16(v.z), c3 = dfm_dev_f32_to_bf16(v.w);
+            *(uint2 *)((uint16_t *)w->act_q + phys * I + i) = make_uint2(c0 | (c1 << 16), c2 | (c3 << 16));
+        } else {
+            uint8_t c[4];
+            dfm_code_store(c, 0, v.x, s, q);
+            dfm_code_store(c, 1, v.y, s, q);
+            dfm_code_store(c, 2, v.z, s, q);
+            dfm_code_store(c, 3, v.w, s, q);
+            *(uint32_t *)((uint8_t *)w->act_q + phys * I + i) =
+                c[0] | ((uint32_t)c[1] << 8) | ((uint32_t)c[2] << 16) | ((uint32_t)c[3] << 24);
         }
-        base += count;
+    }
+    if (lane == 0) w->act_s[phys] = s;
+}
+
+/* (seq << 32) | count words: count in call seq (0 when the word is older). */
+static __device__ __forceinline__ unsigned int fused_count_of(unsigned long long v, unsigned long long tag) {
+    return (v & 0xffffffff00000000ull) == tag ? (unsigned int)v : 0u;
+}
+
+/* Claim the next of n chunks of call seq: its index, or -1 when all are
+ * claimed (the word never passes n, so a late claimer changes nothing). */
+static __device__ int fused_claim(unsigned long long *p, unsigned long long seq, int n) {
+    const unsigned long long tag = seq << 32;
+    unsigned long long cur = *(volatile unsigned long long *)p;
+    for (;;) {
+        const unsigned int c = fused_count_of(cur, tag);
+        if ((int)c >= n) return -1;
+        const unsigned long long prev = atomicCAS(p, cur, tag | (c + 1u));
+        if (prev == cur) return (int)c;
+        cur = prev;
+    }
+}
+
+/* Add k to the count of call seq; returns the new count. */
+static __device__ int fused_count_add(unsigned long long *p, unsigned long long seq, int k) {
+    const unsigned long long tag = seq << 32;
+    unsigned long long cur = *(volatile unsigned long long *)p;
+    for (;;) {
+        const unsigned int c = fused_count_of(cur, tag) + (unsigned int)k;
+        const unsigned long long prev = atomicCAS(p, cur, tag | c);
+        if (prev == cur) return (int)c;
+        cur = prev;
+    }
+}
+
+/*
+ * The 256 consumer threads of a CTA about to run a GEMM2 item of expert g
+ * help requantize g's rows unless q_ready[g] is up: wait until every GEMM1
+ * item of g is done (g1_ready), then claim chunks of FUSED_RQ_ROWS rows
+ * (flat over sources) until none is left; whoever completes the last row
+ * raises q_ready[g]. Every CTA with a GEMM2 item of g helps, so the work is
+ * spread over the CTAs that would otherwise wait for it (version 1 gave all
+ * of g's rows to the one CTA that finished g's last GEMM1 item: its time grew
+ * with T and held every GEMM2 item of g).
+ */
+static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused_args_t *fa, const int *s_cnt,
+                                          int g, dfm_quant_t q, unsigned long long seq, int *s_claim) {
+    const int R = w->num_ranks, M = w->num_max, tid = threadIdx.x, warp = tid >> 5;
+    int rows = 0;
+    for (int src = 0; src < R; src++) rows += s_cnt[g * R + src];
+    const int nch = (rows + FUSED_RQ_ROWS - 1) / FUSED_RQ_ROWS;
+    if (tid == 0) {
+        const int ready = dfm_ld_acquire_sys(fa->q_ready + g) == seq;
+        if (!ready) fused_wait(w, fa->g1_ready + g, seq, ~0ull, w->rank, DFM_CUDA_WAIT_DISPATCH, seq);
+        *s_claim = ready ? -1 : 0;
+    }
+    wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
+    const int ready = *s_claim < 0;
+    wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS); /* read before tid 0 rewrites it */
+    if (ready) return;
+    for (;;) {
+        if (tid == 0) *s_claim = fused_claim(fa->rq_claim + g, seq, nch);
+        wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
+        const int c = *s_claim;
+        wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
+        if (c < 0) return;
+        const int lo = c * FUSED_RQ_ROWS, hi = min(rows, lo + FUSED_RQ_ROWS);
+        for (int f = lo + warp; f < hi; f += FUSED_CONSUMERS / 32) {
+            int src = 0, j = f;
+            while (j >= s_cnt[g * R + src]) j -= s_cnt[g * R + src++];
+            fused_requant_row(w, ((size_t)g * R + src) * M + j, q);
+        }
+        fused_fence_proxy_global(); /* for the GEMM2 TMA reads of act_q */
+        __threadfence();
+        wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
+        if (tid == 0 && fused_count_add(fa->rq_done + g, seq, hi - lo) == rows) {
+            __threadfence();
+            dfm_st_release_sys(fa->q_ready + g, seq);
+        }
     }
 }
 
@@ -252,7 +331,9 @@ static __device__ __forceinline__ int fused_a_box(const int *s_cnt, int R, int M
  *      is closed the next FUSED_L2_PF_STAGES W stages are prefetched to L2.
  *      warps 0-7 (consumers): wait for the gate, wg_consume (wgmma + the
  *      epilogues of gemm_wgmma.cuh); after a GEMM1 item count it in
- *      g1_done[g]; the CTA completing g requantizes g's rows and sets
+ *      g1_done[g]; the CTA completing g raises g1_ready[g] = seq; before a
+ *      GEMM2 item of g, a CTA helps requantize g's rows (fused_help_requant:
+ *      chunks claimed from rq_claim[g]); the one completing the last row sets
  *      q_ready[g] = seq.
  *   4. all: arrive on g2_arrived; the last CTA raises combine flags; wait for
  *      every rank's combine flag; reduce (thread unit (t, 8 columns), flat over
@@ -267,7 +348,9 @@ static __device__ __forceinline__ int fused_a_box(const int *s_cnt, int R, int M
  * has no waits, so every GEMM1 item completes. Every CTA walks its items in
  * increasing u and all GEMM1 items precede all GEMM2 items, so no CTA waits in
  * a GEMM2 item while owning an unfinished GEMM1 item; hence every g1_done[g]
- * completes, every q_ready[g] is raised, every GEMM2 item completes, every
+ * completes and g1_ready[g] rises; the requantization of g waits for nothing
+ * else, and every chunk of it is claimed by a running CTA (at least the one
+ * whose GEMM2 item waits), so every q_ready[g] is raised, every GEMM2 item completes, every
  * CTA arrives, and the combine flags rise on every rank. Inside a CTA the
  * producer finishes issuing all of an item's stages (W and A) before it
  * starts the next item, and waits on a gate only when every stage it could
@@ -503,6 +586,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             const int v = phase == 1 ? u : u - total1;
             int g, tile, pass;
             wg_item(phase == 1 ? s_pre1 : s_pre2, G, phase == 1 ? n_tiles1 : n_tiles2, v, g, tile, pass);
+            if (phase == 2) fused_help_requant(&w, &fa, s_cnt, g, q, seq, &s_fin);
             if (lane == 0) fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 1); /* orders the epilogue's reads */
             __syncwarp();
             int nch = 0;
@@ -520,25 +604,17 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                 else if (cols <= 96) FUSED_CONSUME(96);
                 else FUSED_CONSUME(128);
 #undef FUSED_CONSUME
-                /* count the item; the CTA completing expert g requantizes it */
+                /* count the item; the CTA completing expert g says so
+                 * (g1_ready): the CTAs with GEMM2 items of g requantize it */
                 __threadfence();
                 wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
                 if (tid == 0) {
                     const unsigned int items = (unsigned int)(s_pre1[g + 1] - s_pre1[g]);
-                    const int fin = atomicAdd(&fa.g1_done[g], 1u) == items - 1;
-                    if (fin) fa.g1_done[g] = 0; /* every item of g is counted: reset for the next call */
-                    s_fin = fin;
-                }
-                wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
-                const int fin = s_fin;
-                wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS); /* s_fin may be rewritten */
-                if (fin) {
-                    __threadfence();
-                    fused_requant_expert(&w, s_cnt, g, q);
-                    fused_fence_proxy_global();
-                    __threadfence();
-                    wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
-                    if (tid == 0) dfm_st_release_sys(fa.q_ready + g, seq);
+                    if (atomicAdd(&fa.g1_done[g], 1u) == items - 1) {
+                        fa.g1_done[g] = 0; /* every item of g is counted: reset for the next call */
+                        __threadfence();
+                        dfm_st_release_sys(fa.g1_ready + g, seq);
+                    }
                 }
             } else {
 #define FUSED_CONSUME(NN) \
@@ -636,12 +712,16 @@ cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **
     const int G = w->num_local_experts;
     const size_t g1_off = sizeof(fused_state_t);
     const size_t q_off = dfm_align_up(g1_off + (size_t)G * sizeof(unsigned int), 8);
-    const size_t bytes = q_off + (size_t)G * sizeof(unsigned long long);
+    const size_t u64s = (size_t)G * sizeof(unsigned long long); /* q_ready, g1_ready, rq_claim, rq_done */
+    const size_t bytes = q_off + 4 * u64s;
     cudaError_t err = cudaMalloc((void **)&f->state, bytes);
     if (err == cudaSuccess) err = cudaMemset(f->state, 0, bytes);
     f->args.fs = f->state;
     f->args.g1_done = (unsigned int *)((char *)f->state + g1_off);
     f->args.q_ready = (unsigned long long *)((char *)f->state + q_off);
+    f->args.g1_ready = (unsigned long long *)((char *)f->state + q_off + u64s);
+    f->args.rq_claim = (unsigned long long *)((char *)f->state + q_off + 2 * u64s);
+    f->args.rq_done = (unsigned long long *)((char *)f->state + q_off + 3 * u64s);
     f->grid = w->num_sms > 0 ? w->num_sms : 1;
     for (int q = 0; q < DFM_NUM_QUANT && err == cudaSuccess; q++) {
         const void *k = fused_kernel_of(q);
