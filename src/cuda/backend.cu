@@ -26,10 +26,6 @@ typedef struct {
     dfm_cuda_fused_t *fused; /* one-kernel dfm_fused_moe (DFM_CUDA_FUSED=1), else NULL */
 } cuda_impl_t;
 
-/* transport.cu: release the transport of a failed world (aborts an owned
- * communicator; waits for no peer). Belongs in cuda_internal.h. */
-void dfm_cuda_transport_abort(dfm_cuda_transport_t *t);
-
 static dfm_status_t cuda_get_unique_id(const dfm_config_t *config, dfm_unique_id_t *id) {
     return dfm_cuda_transport_unique_id(config, id);
 }

@@ -127,6 +127,9 @@ dfm_status_t dfm_cuda_transport_create(dfm_ctx_t *ctx, const dfm_unique_id_t *id
                                        void *nccl_comm, dfm_cuda_transport_t **out,
                                        char *peer[DFM_MAX_RANKS]);
 void dfm_cuda_transport_destroy(dfm_cuda_transport_t *t);
+/* The same for a world whose creation failed: an owned communicator is
+ * aborted, not destroyed (its peers may never have arrived). */
+void dfm_cuda_transport_abort(dfm_cuda_transport_t *t);
 
 /* ---- the phases (each enqueues its kernels on the stream) ------------------ */
 

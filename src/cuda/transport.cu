@@ -18,7 +18,17 @@
  * for it without bound; this library cannot bound NCCL's own host calls on
  * a caller's blocking communicator beyond that). On any failure
  * what was made is released, and a communicator this library created is
- * aborted (ncclCommAbort does not wait for peers; ncclCommDestroy may).
+ * aborted (ncclCommAbort cancels a pending call; its proxy may still wait
+ * for peers' connections to close, and ncclCommDestroy waits for the other
+ * local ranks' teardown).
+ *
+ * Known limits (review of 2026-11-26, not yet seen on a GPU): a rank whose
+ * creation fails after every collective step succeeded (a later local
+ * allocation, or a deadline that ran out between two ranks' ends) aborts
+ * while its peers hold complete contexts, and their later ncclCommDestroy
+ * may wait for it until its process exits; and ncclCommDestroy itself has
+ * no time bound when a peer never tears down. A final bounded "every rank
+ * ready" agreement at the end of creation would remove the first.
  */
 #include <nccl.h>
 #include <nccl_device.h>
@@ -141,8 +151,8 @@ static __global__ void lsa_bases_kernel(ncclWindow_t win, int num_ranks, char **
  * Release what t holds. The device communicator and the window are local
  * objects (their destruction waits for no peer); they are left alone while
  * an NCCL call on the communicator is still pending. A communicator this
- * library created is destroyed, or after a failure aborted: ncclCommAbort
- * stops a pending call and never waits for the peers. The region is freed
+ * library created is destroyed, or after a failed creation aborted
+ * (ncclCommAbort stops a pending call; see the limits at the top). The region is freed
  * last, except while a call on the caller's communicator may still use it.
  */
 static void transport_release(dfm_cuda_transport_t *t, int failed) {
@@ -324,6 +334,7 @@ dfm_status_t dfm_cuda_transport_create(dfm_ctx_t *ctx, const dfm_unique_id_t *id
                            ncclGetErrorString(r));
     } else if ((ce = cudaMemsetAsync(t->mem, 0, bytes, s)) != cudaSuccess ||
                (ce = stream_settle(s, deadline)) != cudaSuccess) {
+        if (ce == cudaErrorNotReady) t->mem = NULL; /* still being zeroed: leaked, not freed under it */
         st = ce == cudaErrorNotReady
                  ? dfm_set_error(ctx, DFM_ERROR_TIMEOUT,
                                  "zeroing the symmetric region did not finish within timeout_s = %g s",
