@@ -188,4 +188,41 @@ static __device__ void dfm_recv_scan(const dfm_cuda_world_t *w, int half, int *s
     __syncthreads();
 }
 
+/*
+ * One warp: act row phys (fp32) -> act_q row phys (codes) and act_s[phys]
+ * (its scale): SPEC 3.1 step 5, the CPU backend's arithmetic (amax over the
+ * row, dfm_quant_scale, dfm_code_store). Used by the pipeline's requant
+ * kernel and by the fused kernel.
+ */
+static __device__ void dfm_requant_row(const dfm_cuda_world_t *w, size_t phys, dfm_quant_t q) {
+    const int I = w->inter, lane = threadIdx.x & (DFM_WARP - 1);
+    const float *a = w->act + phys * I;
+    float amax = 0.0f;
+#pragma unroll 4
+    for (int i = lane * 4; i < I; i += DFM_WARP * 4) {
+        const float4 v = *(const float4 *)(a + i);
+        amax = fmaxf(amax, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
+    }
+    amax = dfm_warp_max(amax);
+    const float s = dfm_quant_scale(amax, q);
+#pragma unroll 4
+    for (int i = lane * 4; i < I; i += DFM_WARP * 4) {
+        const float4 v = *(const float4 *)(a + i);
+        if (q == DFM_QUANT_BF16) {
+            const uint32_t c0 = dfm_dev_f32_to_bf16(v.x), c1 = dfm_dev_f32_to_bf16(v.y);
+            const uint32_t c2 = dfm_dev_f32_to_bf16(v.z), c3 = dfm_dev_f32_to_bf16(v.w);
+            *(uint2 *)((uint16_t *)w->act_q + phys * I + i) = make_uint2(c0 | (c1 << 16), c2 | (c3 << 16));
+        } else {
+            uint8_t c[4];
+            dfm_code_store(c, 0, v.x, s, q);
+            dfm_code_store(c, 1, v.y, s, q);
+            dfm_code_store(c, 2, v.z, s, q);
+            dfm_code_store(c, 3, v.w, s, q);
+            *(uint32_t *)((uint8_t *)w->act_q + phys * I + i) =
+                c[0] | ((uint32_t)c[1] << 8) | ((uint32_t)c[2] << 16) | ((uint32_t)c[3] << 24);
+        }
+    }
+    if (lane == 0) w->act_s[phys] = s;
+}
+
 #endif /* DFM_DEVICE_COMMON_CUH */

@@ -151,39 +151,7 @@ static __device__ int fused_gate(const dfm_cuda_world_t *w, const fused_args_t *
     return 1;
 }
 
-/* ---- requantization (the arithmetic of gemm.cu's requant) ------------------- */
-
-/* One warp: act row phys -> act_q/act_s row phys (SPEC 3.1 step 5). */
-static __device__ void fused_requant_row(const dfm_cuda_world_t *w, size_t phys, dfm_quant_t q) {
-    const int I = w->inter, lane = threadIdx.x & 31;
-    const float *a = w->act + phys * I;
-    float amax = 0.0f;
-#pragma unroll 4
-    for (int i = lane * 4; i < I; i += DFM_WARP * 4) {
-        const float4 v = *(const float4 *)(a + i);
-        amax = fmaxf(amax, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
-    }
-    amax = dfm_warp_max(amax);
-    const float s = dfm_quant_scale(amax, q);
-#pragma unroll 4
-    for (int i = lane * 4; i < I; i += DFM_WARP * 4) {
-        const float4 v = *(const float4 *)(a + i);
-        if (q == DFM_QUANT_BF16) {
-            const uint32_t c0 = dfm_dev_f32_to_bf16(v.x), c1 = dfm_dev_f32_to_bf16(v.y);
-            const uint32_t c2 = dfm_dev_f32_to_bf16(v.z), c3 = dfm_dev_f32_to_bf16(v.w);
-            *(uint2 *)((uint16_t *)w->act_q + phys * I + i) = make_uint2(c0 | (c1 << 16), c2 | (c3 << 16));
-        } else {
-            uint8_t c[4];
-            dfm_code_store(c, 0, v.x, s, q);
-            dfm_code_store(c, 1, v.y, s, q);
-            dfm_code_store(c, 2, v.z, s, q);
-            dfm_code_store(c, 3, v.w, s, q);
-            *(uint32_t *)((uint8_t *)w->act_q + phys * I + i) =
-                c[0] | ((uint32_t)c[1] << 8) | ((uint32_t)c[2] << 16) | ((uint32_t)c[3] << 24);
-        }
-    }
-    if (lane == 0) w->act_s[phys] = s;
-}
+/* ---- requantization (dfm_requant_row of device_common.cuh) -------------------- */
 
 /* (seq << 32) | count words: count in call seq (0 when the word is older). */
 static __device__ __forceinline__ unsigned int fused_count_of(unsigned long long v, unsigned long long tag) {
@@ -228,7 +196,7 @@ static __device__ int fused_count_add(unsigned long long *p, unsigned long long 
  */
 static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused_args_t *fa, const int *s_cnt,
                                           int g, dfm_quant_t q, unsigned long long seq, int *s_claim) {
-    const int R = w->num_ranks, M = w->num_max, tid = threadIdx.x, warp = tid >> 5;
+    const int R = w->num_ranks, tid = threadIdx.x, warp = tid >> 5;
     int rows = 0;
     for (int src = 0; src < R; src++) rows += s_cnt[g * R + src];
     const int nch = (rows + FUSED_RQ_ROWS - 1) / FUSED_RQ_ROWS;
@@ -251,7 +219,7 @@ static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused
         for (int f = lo + warp; f < hi; f += FUSED_CONSUMERS / 32) {
             int src = 0, j = f;
             while (j >= s_cnt[g * R + src]) j -= s_cnt[g * R + src++];
-            fused_requant_row(w, ((size_t)g * R + src) * M + j, q);
+            dfm_requant_row(w, dfm_recv_row(&w->L, g, src, j), q);
         }
         fused_fence_proxy_global(); /* for the GEMM2 TMA reads of act_q */
         __threadfence();

@@ -339,42 +339,14 @@ static __global__ void __launch_bounds__(GEMM_THREADS)
 static __global__ void __launch_bounds__(REQUANT_THREADS)
     requant_kernel(const __grid_constant__ dfm_cuda_world_t w,
                    const __grid_constant__ dfm_cuda_op_t op) {
-    const int R = w.num_ranks, I = w.inter;
+    const int R = w.num_ranks;
     const int g = blockIdx.x / R, src = blockIdx.x % R;
-    const int lane = threadIdx.x & 31, warp = threadIdx.x >> 5;
+    const int warp = threadIdx.x >> 5;
     const dfm_quant_t q = (dfm_quant_t)op.quant;
     const int count = w.row_count[g * R + src];
     const int warps = REQUANT_THREADS / DFM_WARP;
-    for (int j = blockIdx.y * warps + warp; j < count; j += gridDim.y * warps) {
-        const size_t phys = dfm_recv_row(&w.L, g, src, j);
-        const float *a = w.act + phys * I;
-        float amax = 0.0f;
-        for (int i = lane * 4; i < I; i += DFM_WARP * 4) {
-            const float4 v = *(const float4 *)(a + i);
-            amax = fmaxf(amax, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
-        }
-        amax = dfm_warp_max(amax);
-        const float s = dfm_quant_scale(amax, q);
-        for (int i = lane * 4; i < I; i += DFM_WARP * 4) {
-            const float4 v = *(const float4 *)(a + i);
-            if (q == DFM_QUANT_BF16) {
-                uint16_t c[4];
-                c[0] = dfm_dev_f32_to_bf16(v.x); c[1] = dfm_dev_f32_to_bf16(v.y);
-                c[2] = dfm_dev_f32_to_bf16(v.z); c[3] = dfm_dev_f32_to_bf16(v.w);
-                *(uint2 *)((uint16_t *)w.act_q + phys * I + i) =
-                    make_uint2(c[0] | ((uint32_t)c[1] << 16), c[2] | ((uint32_t)c[3] << 16));
-            } else {
-                uint8_t c[4];
-                dfm_code_store(c, 0, v.x, s, q);
-                dfm_code_store(c, 1, v.y, s, q);
-                dfm_code_store(c, 2, v.z, s, q);
-                dfm_code_store(c, 3, v.w, s, q);
-                *(uint32_t *)((uint8_t *)w.act_q + phys * I + i) =
-                    c[0] | ((uint32_t)c[1] << 8) | ((uint32_t)c[2] << 16) | ((uint32_t)c[3] << 24);
-            }
-        }
-        if (lane == 0) w.act_s[phys] = s;
-    }
+    for (int j = blockIdx.y * warps + warp; j < count; j += gridDim.y * warps)
+        dfm_requant_row(&w, dfm_recv_row(&w.L, g, src, j), q);
 }
 
 /* ---- launchers and entries --------------------------------------------------- */
