@@ -6,6 +6,7 @@ for its own tokens and the exact routing it must receive. Failures name the
 seed, the rank, the mode and the case.
 """
 import math
+import os
 import time
 
 import torch
@@ -90,13 +91,22 @@ def _nan_bf16(shape, device):
     return torch.full(shape, float("nan"), dtype=torch.bfloat16, device=device)
 
 
-def check_fused_output(out, prob, rank, mode, tag):
+def fused_references(prob, rank, mode):
+    """The float64 references of rank's fused output: (oracle, unquantized math)."""
     x, idx, w = prob.x[rank], prob.idx[rank], prob.w[rank]
-    out = out.cpu()
-    assert not torch.isnan(out.float()).any(), "%s: NaN in output (unwritten rows?)" % tag
     y = oracle.expert_outputs(x, prob.w13, prob.w2, mode)
     ref = oracle.combine(y, idx, w, prob.E)
     unq = oracle.combine(oracle.expert_outputs_unquantized(x, prob.w13, prob.w2), idx, w, prob.E)
+    return ref, unq
+
+
+def check_fused_output(out, prob, rank, mode, tag, refs=None):
+    """out against SPEC 3.3's tolerances; refs: fused_references(prob, rank, mode)
+    when the caller has them already."""
+    x, idx = prob.x[rank], prob.idx[rank]
+    out = out.cpu()
+    assert not torch.isnan(out.float()).any(), "%s: NaN in output (unwritten rows?)" % tag
+    ref, unq = refs if refs is not None else fused_references(prob, rank, mode)
     tol, sanity = oracle.TOLERANCE[mode]
     if x.shape[0] == 0:
         return
@@ -376,11 +386,16 @@ def config_mismatch(rank, R, seed, device_type):
     buf.destroy()
 
 
-def graph_replay(rank, R, seed, replays=4, H=256, I=128, G=2, M=8, K=3):
-    """fused_deep_moe captured in a CUDA graph, replayed with fresh inputs each time."""
+def graph_replay(rank, R, seed, replays=4, fused_kernel=False, distinct=None, H=256, I=128, G=2, M=8,
+                 K=3):
+    """fused_deep_moe captured in a CUDA graph, replayed with fresh inputs each time
+    (distinct: cycle through that many input sets, each checked every time it is
+    replayed; fused_kernel: the one-kernel operator, DFM_CUDA_FUSED=1)."""
     device = torch.device("cuda", rank)
     E = G * R
     K = min(K, E)
+    if fused_kernel:
+        os.environ["DFM_CUDA_FUSED"] = "1"  # this worker process only, read at creation
     buf = _make_buffer(R, M, H, E, I, K, device)
     prob = Problem(seed, R, E, H, I, M, K, "normal")
     w1, s1, w2, s2 = _prepared(prob, rank, "fp8", device)
@@ -399,13 +414,20 @@ def graph_replay(rank, R, seed, replays=4, H=256, I=128, G=2, M=8, K=3):
     graph = torch.cuda.CUDAGraph()
     with torch.cuda.graph(graph):
         buf.fused_deep_moe(x, idx, w, w1, s1, w2, s2, M, E, out=out, ep_recv_count=ep)
+    sets = {}
     for n in range(replays):
-        p = Problem(seed + 100 + n, R, E, H, I, M, K, ("normal", "minus1", "duplicates")[n % 3])
-        # same weights and T, fresh tokens and routing
-        p.w13, p.w2 = prob.w13, prob.w2
-        p.x = [t[:prob.x[r].shape[0]] for r, t in enumerate(p.x)]
-        p.idx = [t[:prob.x[r].shape[0]] for r, t in enumerate(p.idx)]
-        p.w = [t[:prob.x[r].shape[0]] for r, t in enumerate(p.w)]
+        key = n % distinct if distinct else n
+        if key not in sets:
+            if not distinct:
+                sets.clear()  # a fresh set every replay: keep only the current one
+            p = Problem(seed + 100 + key, R, E, H, I, M, K, ("normal", "minus1", "duplicates")[key % 3])
+            # same weights and T, fresh tokens and routing
+            p.w13, p.w2 = prob.w13, prob.w2
+            p.x = [t[:prob.x[r].shape[0]] for r, t in enumerate(p.x)]
+            p.idx = [t[:prob.x[r].shape[0]] for r, t in enumerate(p.idx)]
+            p.w = [t[:prob.x[r].shape[0]] for r, t in enumerate(p.w)]
+            sets[key] = (p, fused_references(p, rank, "fp8"), p.ep_recv_count(rank))
+        p, refs, ep_ref = sets[key]
         x.copy_(p.x[rank])
         idx.copy_(p.idx[rank])
         w.copy_(p.w[rank])
@@ -413,9 +435,9 @@ def graph_replay(rank, R, seed, replays=4, H=256, I=128, G=2, M=8, K=3):
         ep.fill_(-7)
         graph.replay()
         torch.cuda.synchronize(device)
-        tag = "graph replay %d seed=%d rank=%d" % (n, seed, rank)
-        check_fused_output(out, p, rank, "fp8", tag)
-        assert torch.equal(ep.cpu(), p.ep_recv_count(rank)), tag + ": ep_recv_count"
+        tag = "graph replay %d seed=%d rank=%d%s" % (n, seed, rank, " (fused kernel)" if fused_kernel else "")
+        check_fused_output(out, p, rank, "fp8", tag, refs)
+        assert torch.equal(ep.cpu(), ep_ref), tag + ": ep_recv_count"
     assert buf.check_async_error() is None
     buf.destroy()
 

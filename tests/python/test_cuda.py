@@ -56,6 +56,14 @@ def test_cuda_graph_capture_replay(world, seed):
     _run(world, "dfm_workers:graph_replay", seed)
 
 
+@pytest.mark.parametrize("world", [w for w in WORLDS if w.values[0] >= 2])
+def test_cuda_fused_kernel_graph_replay_1000(world, seed):
+    """The one-kernel operator (DFM_CUDA_FUSED=1) captured once and replayed 1000
+    times, six input sets in turn, every replay checked (sequence numbers live in
+    device memory, so a replay is a new call)."""
+    _run(world, "dfm_workers:graph_replay", seed, 1000, True, 6, timeout_s=600)
+
+
 @pytest.mark.parametrize("world", [pytest.param(2, marks=gpus(2))])
 def test_cuda_invalid_experts_async_error(world, seed):
     _run(world, "dfm_workers:invalid_experts", seed, "cuda")
