@@ -532,18 +532,19 @@ int main(int argc, char **argv) {
     int ndev = 0;
     CK(cudaGetDeviceCount(&ndev));
     if (R <= 0) R = ndev;
-    if (R > ndev || R > MAX_R) {
+    /* -L runs on GPU 0 alone: the R ranks only shape the routing */
+    if ((R > ndev && !local) || R > MAX_R) {
         fprintf(stderr, "dfm_bench: %d ranks but %d GPUs\n", R, ndev);
         return 2;
     }
     cudaDeviceProp prop;
     CK(cudaGetDeviceProperties(&prop, 0));
     double bw = 0;
-    for (int d = 0; d < R; d++) {
+    for (int d = 0; d < (local ? 1 : R); d++) {
         const double b = measure_copy_bw(d);
         bw = b > bw ? b : bw;
     }
-    const double hop = measure_hop_us(R);
+    const double hop = measure_hop_us(R <= ndev ? R : ndev);
     printf("# dfm_bench: %d x %s, d2d copy %.2f TB/s (read+write, best GPU), flag hop %.2f us\n",
            R, prop.name, bw / 1e12, hop);
     printf("# times: median of %d iterations after %d warm-up, max over ranks, us; "

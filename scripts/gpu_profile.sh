@@ -1,0 +1,54 @@
+#!/usr/bin/env bash
+# gpu_profile.sh - Nsight Compute profiles of the kernels that miss their floors, in one
+# device call (one GPU is enough), from a build made elsewhere (BUILD=, default build):
+#   1. the expert GEMMs alone at dsv3 G=8 ~32 rows (gemm_bench -s 0), FP8: the default
+#      f16 path (v3f16) and QGMMA (v3), GEMM1 and GEMM2 of one launch each;
+#   2. the one-kernel fused operator with communication disabled (dfm_bench -L: one GPU,
+#      the busiest rank's experts and rows of dsv3-e32 at T = 32; a multi-GPU fused
+#      kernel cannot be replayed by ncu, it waits on its peers).
+# Sections: speed of light, memory workload, warp states, scheduler. Clocks left alone
+# (--clock-control none, the device tool's METHOD.md). Output in $OUT (or
+# build/gpu_profile): one .txt per profile (ncu's details page) and summary.txt.
+#
+#   BUILD=build-dev scripts/gpu_profile.sh
+set -uo pipefail
+cd "$(dirname "${BASH_SOURCE[0]}")/.."
+export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+PYTHON=${PYTHON:-python3}
+nccl_lib=$("$PYTHON" -c '
+import glob, os, nvidia
+libs = [os.path.dirname(f) for p in nvidia.__path__
+        for f in sorted(glob.glob(os.path.join(p, "*", "lib", "libnccl.so*")))]
+print(libs[0] if libs else "")' 2>/dev/null || true)
+[ -n "$nccl_lib" ] && export LD_LIBRARY_PATH="$nccl_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+BUILD=${BUILD:-build}
+LOG=${OUT:-build/gpu_profile}
+mkdir -p "$LOG"
+SUMMARY="$LOG/summary.txt"
+: >"$SUMMARY"
+NCU=(ncu --clock-control none --section SpeedOfLight --section MemoryWorkloadAnalysis
+     --section WarpStateStats --section SchedulerStats)
+status=0
+
+# profile NAME TIMEOUT CMD...: ncu's report to $LOG/NAME.txt, the headline metrics to summary
+profile() {
+    local name=$1 limit=$2
+    shift 2
+    echo "== $name: $*" | tee -a "$SUMMARY"
+    timeout --kill-after=10 "$limit" "$@" >"$LOG/$name.txt" 2>&1
+    local rc=$?
+    grep -E '^  [a-z_]+.*\(|Duration|DRAM Throughput|Memory Throughput|Compute \(SM\) Throughput|Registers Per Thread|Achieved Occupancy|Stall|One or More Eligible|No Eligible' \
+        "$LOG/$name.txt" | head -60 | tee -a "$SUMMARY"
+    echo "== $name: rc=$rc" | tee -a "$SUMMARY"
+    [ $rc -eq 0 ] || status=1
+}
+
+# 1. GEMMs: launch 0..3 of each version are the correctness checks; skip them.
+for v in e 3; do
+    profile "gemm-v$v" 240 "${NCU[@]}" -k regex:wg_gemm_kernel --launch-skip 4 --launch-count 2 \
+        "$BUILD/bench/gemm_bench" -s 0 -m 1 -v "$v" -i 3
+done
+# 2. the fused kernel, communication disabled, one GPU
+profile fused-local 240 env DFM_CUDA_FUSED=1 "${NCU[@]}" -k regex:fused_kernel --launch-skip 5 \
+    --launch-count 1 "$BUILD/bench/dfm_bench" -L -r 4 -c dsv3-e32 -t 32 -s 0 -w 5 -n 1
+exit $status
