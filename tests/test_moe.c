@@ -12,7 +12,11 @@
  *             bit; then dfm_combine of a known function of each row, bit for
  *             bit against the fp32 sum in increasing k
  *   overlap   dispatch A, dispatch B, combine A, combine B
+ *   fused2    two dfm_fused_moe calls enqueued back to back (two calls in
+ *             flight), then both checked as `fused`
  *   sequence  100 calls with varying T and modes on one context
+ *   absent    rank 0 calls, the others never do: a timeout within
+ *             timeout_s, then the next call fails fast (threads and processes)
  *
  * Usage: test_moe [-o NAME-SUBSTRING] [-b cpu|cuda] [-s SEED] [-l]
  * Does not cover: argument errors and faults (test_errors.c), formats
@@ -51,7 +55,9 @@ static double tol_exact(dfm_quant_t q) { return q == DFM_QUANT_BF16 ? 1e-2 : 0.1
 /* ---- cases ------------------------------------------------------------------- */
 
 /* OP_ABSENT: rank 0 calls dfm_fused_moe, the other ranks never do (SPEC 7). */
-typedef enum { OP_FUSED, OP_PAIR, OP_OVERLAP, OP_SEQUENCE, OP_ABSENT } op_t;
+/* OP_FUSED2: two fused calls enqueued back to back, then both checked (two
+ * calls in flight, SPEC 8). */
+typedef enum { OP_FUSED, OP_PAIR, OP_OVERLAP, OP_SEQUENCE, OP_ABSENT, OP_FUSED2 } op_t;
 typedef enum {
     ROUTE_TOPK,  /* top-k of random scores, distinct experts */
     ROUTE_SKEW,  /* half of the slots to 2 hot experts */
@@ -71,7 +77,7 @@ typedef struct {
     int procs;    /* ranks as processes instead of threads */
 } moe_case_t;
 
-static const char *const op_names[] = {"fused", "pair", "overlap", "sequence", "absent"};
+static const char *const op_names[] = {"fused", "pair", "overlap", "sequence", "absent", "fused2"};
 static const char *const route_names[] = {"topk", "skew", "holes", "dup", "one"};
 static const char *const tokens_names[] = {"rand", "max", "zero"};
 static const char *const quant_names[] = {"fp8", "int8", "bf16"};
@@ -128,6 +134,9 @@ static void build_cases(void) {
     }
     add(OP_OVERLAP, DFM_QUANT_FP8, 4, 8, 256, 64, 4, 8, ROUTE_DUP, TOK_SOME_ZERO, 0, 0);
     add(OP_OVERLAP, DFM_QUANT_INT8, 2, 4, 256, 64, 4, 8, ROUTE_SKEW, TOK_RANDOM, 0, 1);
+    add(OP_FUSED2, DFM_QUANT_FP8, 2, 4, 256, 64, 4, 16, ROUTE_HOLES, TOK_RANDOM, 0, 0);
+    add(OP_FUSED2, DFM_QUANT_BF16, 4, 8, 256, 128, 4, 8, ROUTE_DUP, TOK_SOME_ZERO, 0, 0);
+    add(OP_FUSED2, DFM_QUANT_INT8, 2, 4, 256, 64, 4, 16, ROUTE_SKEW, TOK_RANDOM, 0, 1);
     add(OP_ABSENT, DFM_QUANT_FP8, 2, 4, 256, 64, 4, 16, ROUTE_TOPK, TOK_RANDOM, 0, 0);
     /* as processes: then the healthy rank's teardown meets the failed one's in
      * separate processes (the Python peer-timeout case hung there once) */
@@ -263,11 +272,13 @@ static void world_init(world_t *w, const moe_case_t *c, dfm_backend_t backend, u
     w->absent_done = flag == MAP_FAILED ? NULL : (_Atomic int *)flag;
     if (w->absent_done) atomic_store(w->absent_done, 0);
 
-    w->num_calls = c->op == OP_SEQUENCE ? num_sequence_calls : c->op == OP_OVERLAP ? 2 : 1;
+    w->num_calls = c->op == OP_SEQUENCE                        ? num_sequence_calls
+                   : c->op == OP_OVERLAP || c->op == OP_FUSED2 ? 2
+                                                               : 1;
     w->calls = calloc((size_t)w->num_calls, sizeof *w->calls);
     for (int i = 0; i < w->num_calls; i++) {
         dfm_quant_t q = (dfm_quant_t)(((int)c->quant + i) % DFM_NUM_QUANT);
-        int fused = c->op == OP_FUSED || (c->op == OP_SEQUENCE && i % 4 != 3);
+        int fused = c->op == OP_FUSED || c->op == OP_FUSED2 || (c->op == OP_SEQUENCE && i % 4 != 3);
         make_call(w, &rng, &w->calls[i], q, fused, c->op == OP_SEQUENCE);
     }
 
@@ -478,7 +489,19 @@ static void check_sanity(const sanity_t *sanity, int rank) {
     }
 }
 
-static int run_fused(dfm_ctx_t *ctx, const world_t *w, int ci, int rank, sanity_t *sanity) {
+/* One fused call's buffers: host output and counts (poisoned, one guard
+ * row / count), device copies of everything, the call's arguments. */
+typedef struct {
+    uint16_t *out;
+    int32_t *ep;
+    void *dev[9]; /* x, idx, wts, w1, w2, s1, s2, out, ep */
+    dfm_moe_args_t a;
+    dfm_status_t st;
+} fused_call_t;
+
+/* Everything a fused call needs, on the backend's device, before it is made
+ * (so that two calls can be enqueued back to back: OP_FUSED2). */
+static void fused_setup(const world_t *w, int ci, int rank, fused_call_t *fc) {
     const call_t *call = &w->calls[ci];
     const moe_case_t *c = w->c;
     dfm_quant_t q = call->quant;
@@ -487,10 +510,10 @@ static int run_fused(dfm_ctx_t *ctx, const world_t *w, int ci, int rank, sanity_
     size_t e0 = (size_t)rank * G, R = (size_t)c->num_ranks;
 
     /* One guard row past T and one guard count past G*R. */
-    uint16_t *out = th_alloc((T + 1) * H * sizeof *out);
-    int32_t *ep = th_alloc((G * R + 1) * sizeof *ep);
-    th_fill_bf16(out, (T + 1) * H, TH_POISON_BF16);
-    memset(ep, TH_POISON_BYTE, (G * R + 1) * sizeof *ep);
+    fc->out = th_alloc((T + 1) * H * sizeof *fc->out);
+    fc->ep = th_alloc((G * R + 1) * sizeof *fc->ep);
+    th_fill_bf16(fc->out, (T + 1) * H, TH_POISON_BF16);
+    memset(fc->ep, TH_POISON_BYTE, (G * R + 1) * sizeof *fc->ep);
 
     void *d_x = dev_from_host(w, call->x[rank], T * H * 2);
     void *d_idx = dev_from_host(w, call->idx[rank], T * K * sizeof(int64_t));
@@ -501,20 +524,32 @@ static int run_fused(dfm_ctx_t *ctx, const world_t *w, int ci, int rank, sanity_
     int no_scales = q == DFM_QUANT_BF16 && ci % 2 == 1;
     void *d_s1 = no_scales ? NULL : dev_from_host(w, w->s1[q] + e0 * 2 * I, G * 2 * I * 4);
     void *d_s2 = no_scales ? NULL : dev_from_host(w, w->s2[q] + e0 * H, G * H * 4);
-    void *d_out = dev_from_host(w, out, (T + 1) * H * 2);
-    void *d_ep = dev_from_host(w, ep, (G * R + 1) * sizeof *ep);
-
-    dfm_moe_args_t a = {
+    void *d_out = dev_from_host(w, fc->out, (T + 1) * H * 2);
+    void *d_ep = dev_from_host(w, fc->ep, (G * R + 1) * sizeof *fc->ep);
+    void *dev[] = {d_x, d_idx, d_wts, d_w1, d_w2, d_s1, d_s2, d_out, d_ep};
+    memcpy(fc->dev, dev, sizeof dev);
+    fc->a = (dfm_moe_args_t){
         .x = d_x,           .topk_idx = d_idx,  .topk_weights = d_wts, .num_tokens = (int)T,
         .num_topk = (int)K, .quant = q,         .w1 = d_w1,            .w1_scale = d_s1,
         .w2 = d_w2,         .w2_scale = d_s2,   .out = d_out,          .ep_recv_count = d_ep,
         .stream = NULL,
     };
-    dfm_status_t st = dfm_fused_moe(ctx, &a);
-    dev_to_host(w, out, d_out, (T + 1) * H * 2);
-    dev_to_host(w, ep, d_ep, (G * R + 1) * sizeof *ep);
-    void *dev[] = {d_x, d_idx, d_wts, d_w1, d_w2, d_s1, d_s2, d_out, d_ep};
-    for (size_t i = 0; i < sizeof dev / sizeof dev[0]; i++) dev_free(w, dev[i]);
+    fc->st = DFM_ERROR_INTERNAL;
+}
+
+/* After the call: results back, device buffers freed, every check. */
+static int fused_finish(dfm_ctx_t *ctx, const world_t *w, int ci, int rank, sanity_t *sanity, fused_call_t *fc) {
+    const call_t *call = &w->calls[ci];
+    const moe_case_t *c = w->c;
+    dfm_quant_t q = call->quant;
+    size_t H = (size_t)c->hidden, G = (size_t)w->G;
+    size_t T = (size_t)call->num_tokens[rank], R = (size_t)c->num_ranks;
+    uint16_t *out = fc->out;
+    int32_t *ep = fc->ep;
+    dfm_status_t st = fc->st;
+    dev_to_host(w, out, fc->dev[7], (T + 1) * H * 2);
+    dev_to_host(w, ep, fc->dev[8], (G * R + 1) * sizeof *ep);
+    for (size_t i = 0; i < sizeof fc->dev / sizeof fc->dev[0]; i++) dev_free(w, fc->dev[i]);
 
     int ok = TH_EXPECT(st == DFM_SUCCESS, "call %d rank %d: dfm_fused_moe: %s: %s", ci, rank,
                        dfm_status_string(st), dfm_ctx_last_error(ctx));
@@ -548,6 +583,13 @@ static int run_fused(dfm_ctx_t *ctx, const world_t *w, int ci, int rank, sanity_
     free(out);
     free(ep);
     return ok;
+}
+
+static int run_fused(dfm_ctx_t *ctx, const world_t *w, int ci, int rank, sanity_t *sanity) {
+    fused_call_t fc;
+    fused_setup(w, ci, rank, &fc);
+    fc.st = dfm_fused_moe(ctx, &fc.a);
+    return fused_finish(ctx, w, ci, rank, sanity, &fc);
 }
 
 /* ---- dispatch + combine ------------------------------------------------------ */
@@ -869,6 +911,16 @@ static void run_rank(world_t *w, int rank) {
     case OP_PAIR:
         if (run_dispatch(ctx, w, 0, rank, &ps[0])) run_combine(ctx, w, 0, rank, &ps[0]);
         break;
+    case OP_FUSED2: {
+        fused_call_t fc[2];
+        fused_setup(w, 0, rank, &fc[0]);
+        fused_setup(w, 1, rank, &fc[1]);
+        fc[0].st = dfm_fused_moe(ctx, &fc[0].a);
+        fc[1].st = dfm_fused_moe(ctx, &fc[1].a); /* before the first is waited for */
+        fused_finish(ctx, w, 0, rank, sanity, &fc[0]);
+        fused_finish(ctx, w, 1, rank, sanity, &fc[1]);
+        break;
+    }
     case OP_OVERLAP:
         if (run_dispatch(ctx, w, 0, rank, &ps[0]) && run_dispatch(ctx, w, 1, rank, &ps[1]) &&
             run_combine(ctx, w, 0, rank, &ps[0]))
