@@ -19,21 +19,9 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# Never NVLink multicast on the shared machines (DEVICE.md).
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
+# No NVLink multicast; torch's NCCL (>= 2.28.7) first on LD_LIBRARY_PATH (sets PYTHON).
+. scripts/gpu_env.sh
 export PYTHONUNBUFFERED=1
-PYTHON=${PYTHON:-python3}
-# torch's NCCL (>= 2.28.7; the system one is older): nvidia/nccl/lib or, in
-# the CUDA 13 wheels, nvidia/cu13/lib of torch's environment.
-nccl_lib=$("$PYTHON" -c '
-import glob, os, nvidia
-libs = [f for p in nvidia.__path__ for f in sorted(glob.glob(os.path.join(p, "*", "lib", "libnccl.so*")))]
-print(os.path.dirname(libs[0]) if libs else "")' 2>/dev/null || true)
-if [ -n "$nccl_lib" ]; then
-    export LD_LIBRARY_PATH="$nccl_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-else
-    echo "run_bench: torch's NCCL not found; dfm_bench needs NCCL >= 2.28.7" >&2
-fi
 
 OUTDIR=${OUT:-build/bench_out}
 mkdir -p "$OUTDIR"

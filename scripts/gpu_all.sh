@@ -35,23 +35,8 @@
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 
-# Never NVLink multicast on the shared machines (DEVICE.md).
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-
-# The NCCL the library must run with (>= 2.28.7) is torch's; put it first:
-# nvidia.nccl's lib folder, else (CUDA 13 wheels) any nvidia/*/lib with libnccl.
-PYTHON=${PYTHON:-python3}
-# (nvidia.nccl.__file__ is None there: look in every nvidia/*/lib folder.)
-nccl_lib=$("$PYTHON" -c '
-import glob, os, nvidia
-libs = [os.path.dirname(f) for p in nvidia.__path__
-        for f in sorted(glob.glob(os.path.join(p, "*", "lib", "libnccl.so*")))]
-print(libs[0] if libs else "")' 2>/dev/null || true)
-if [ -n "$nccl_lib" ] && [ -d "$nccl_lib" ]; then
-    export LD_LIBRARY_PATH="$nccl_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
-else
-    echo "gpu_all: torch's NCCL not found with $PYTHON; the system NCCL may be too old" >&2
-fi
+# No NVLink multicast; torch's NCCL first on LD_LIBRARY_PATH (sets PYTHON).
+. scripts/gpu_env.sh
 
 LOG=${OUT:-build/gpu_logs}
 mkdir -p "$LOG"

@@ -13,14 +13,7 @@
 #   BUILD=build-dev scripts/gpu_profile.sh
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
-export NCCL_NVLS_ENABLE=0 TORCH_SYMM_MEM_DISABLE_MULTICAST=1 NVSHMEM_DISABLE_NVLS=1
-PYTHON=${PYTHON:-python3}
-nccl_lib=$("$PYTHON" -c '
-import glob, os, nvidia
-libs = [os.path.dirname(f) for p in nvidia.__path__
-        for f in sorted(glob.glob(os.path.join(p, "*", "lib", "libnccl.so*")))]
-print(libs[0] if libs else "")' 2>/dev/null || true)
-[ -n "$nccl_lib" ] && export LD_LIBRARY_PATH="$nccl_lib${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}"
+. scripts/gpu_env.sh # no NVLink multicast; torch's NCCL first
 BUILD=${BUILD:-build}
 LOG=${OUT:-build/gpu_profile}
 mkdir -p "$LOG"
