@@ -177,36 +177,24 @@ static __device__ __forceinline__ uint64_t wg_desc(uint32_t addr) {
            ((uint64_t)1 << 62);
 }
 
+/* fn##_nN(args) for the wgmma width N of the template set (8 .. 128). */
+#define WG_BY_N(fn, N, ...)                                    \
+    do {                                                       \
+        if constexpr (N == 8) fn##_n8(__VA_ARGS__);            \
+        else if constexpr (N == 16) fn##_n16(__VA_ARGS__);     \
+        else if constexpr (N == 24) fn##_n24(__VA_ARGS__);     \
+        else if constexpr (N == 32) fn##_n32(__VA_ARGS__);     \
+        else if constexpr (N == 48) fn##_n48(__VA_ARGS__);     \
+        else if constexpr (N == 64) fn##_n64(__VA_ARGS__);     \
+        else if constexpr (N == 96) fn##_n96(__VA_ARGS__);     \
+        else fn##_n128(__VA_ARGS__);                           \
+    } while (0)
+
 template <int MODE, int N, typename T>
 static __device__ __forceinline__ void wg_mma(T *d, uint64_t da, uint64_t db, int scale_d) {
-    if constexpr (MODE == DFM_QUANT_FP8_ID) {
-        if constexpr (N == 8) wgmma_fp8_n8(d, da, db, scale_d);
-        else if constexpr (N == 16) wgmma_fp8_n16(d, da, db, scale_d);
-        else if constexpr (N == 24) wgmma_fp8_n24(d, da, db, scale_d);
-        else if constexpr (N == 32) wgmma_fp8_n32(d, da, db, scale_d);
-        else if constexpr (N == 48) wgmma_fp8_n48(d, da, db, scale_d);
-        else if constexpr (N == 64) wgmma_fp8_n64(d, da, db, scale_d);
-        else if constexpr (N == 96) wgmma_fp8_n96(d, da, db, scale_d);
-        else wgmma_fp8_n128(d, da, db, scale_d);
-    } else if constexpr (MODE == DFM_QUANT_INT8_ID) {
-        if constexpr (N == 8) wgmma_s8_n8(d, da, db, scale_d);
-        else if constexpr (N == 16) wgmma_s8_n16(d, da, db, scale_d);
-        else if constexpr (N == 24) wgmma_s8_n24(d, da, db, scale_d);
-        else if constexpr (N == 32) wgmma_s8_n32(d, da, db, scale_d);
-        else if constexpr (N == 48) wgmma_s8_n48(d, da, db, scale_d);
-        else if constexpr (N == 64) wgmma_s8_n64(d, da, db, scale_d);
-        else if constexpr (N == 96) wgmma_s8_n96(d, da, db, scale_d);
-        else wgmma_s8_n128(d, da, db, scale_d);
-    } else {
-        if constexpr (N == 8) wgmma_bf16_n8(d, da, db, scale_d);
-        else if constexpr (N == 16) wgmma_bf16_n16(d, da, db, scale_d);
-        else if constexpr (N == 24) wgmma_bf16_n24(d, da, db, scale_d);
-        else if constexpr (N == 32) wgmma_bf16_n32(d, da, db, scale_d);
-        else if constexpr (N == 48) wgmma_bf16_n48(d, da, db, scale_d);
-        else if constexpr (N == 64) wgmma_bf16_n64(d, da, db, scale_d);
-        else if constexpr (N == 96) wgmma_bf16_n96(d, da, db, scale_d);
-        else wgmma_bf16_n128(d, da, db, scale_d);
-    }
+    if constexpr (MODE == DFM_QUANT_FP8_ID) WG_BY_N(wgmma_fp8, N, d, da, db, scale_d);
+    else if constexpr (MODE == DFM_QUANT_INT8_ID) WG_BY_N(wgmma_s8, N, d, da, db, scale_d);
+    else WG_BY_N(wgmma_bf16, N, d, da, db, scale_d);
 }
 
 /* Two e4m3 codes (low and high byte of h) -> f16x2, exactly (every e4m3 value is an f16). */
@@ -218,14 +206,7 @@ static __device__ __forceinline__ uint32_t wg_e4m3x2_to_f16x2(uint32_t h) {
 
 template <int N>
 static __device__ __forceinline__ void wg_mma_f16rs(float *d, const uint32_t *a, uint64_t db, int scale_d) {
-    if constexpr (N == 8) wgmma_f16rs_n8(d, a, db, scale_d);
-    else if constexpr (N == 16) wgmma_f16rs_n16(d, a, db, scale_d);
-    else if constexpr (N == 24) wgmma_f16rs_n24(d, a, db, scale_d);
-    else if constexpr (N == 32) wgmma_f16rs_n32(d, a, db, scale_d);
-    else if constexpr (N == 48) wgmma_f16rs_n48(d, a, db, scale_d);
-    else if constexpr (N == 64) wgmma_f16rs_n64(d, a, db, scale_d);
-    else if constexpr (N == 96) wgmma_f16rs_n96(d, a, db, scale_d);
-    else wgmma_f16rs_n128(d, a, db, scale_d);
+    WG_BY_N(wgmma_f16rs, N, d, a, db, scale_d);
 }
 
 /*
