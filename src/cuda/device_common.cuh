@@ -198,14 +198,12 @@ static __device__ void dfm_requant_row(const dfm_cuda_world_t *w, size_t phys, d
     const int I = w->inter, lane = threadIdx.x & (DFM_WARP - 1);
     const float *a = w->act + phys * I;
     float amax = 0.0f;
-#pragma unroll 4
     for (int i = lane * 4; i < I; i += DFM_WARP * 4) {
         const float4 v = *(const float4 *)(a + i);
         amax = fmaxf(amax, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
     }
     amax = dfm_warp_max(amax);
     const float s = dfm_quant_scale(amax, q);
-#pragma unroll 4
     for (int i = lane * 4; i < I; i += DFM_WARP * 4) {
         const float4 v = *(const float4 *)(a + i);
         if (q == DFM_QUANT_BF16) {
