@@ -176,6 +176,14 @@ else
     echo "== pytest: no tests/python or no torch with CUDA in $PYTHON; skipped" | tee -a "$SUMMARY"
 fi
 
+# The README's torch.distributed example on all GPUs, as the README runs it
+# (torchrun; checks its own result against torch math).
+if [ "${SKIP_PYTEST:-0}" != 1 ] && "$PYTHON" -c 'import torch,sys;sys.exit(not torch.cuda.is_available())' \
+    2>/dev/null; then
+    step example-torch "$DEMO_TIMEOUT" env DFM_LIBRARY="$PWD/$BUILD/libdfm.so" PYTHONPATH="$PWD/python" \
+        "$PYTHON" -m torch.distributed.run --nproc_per_node="$num_gpus" examples/torch_moe.py
+fi
+
 # The main job on all GPUs (up to 8), each mode.
 [ "${SKIP_DEMO:-0}" = 1 ] && echo "== demo: SKIP_DEMO=1; skipped" | tee -a "$SUMMARY"
 for m in fp8 int8 bf16; do
