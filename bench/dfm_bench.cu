@@ -258,6 +258,41 @@ typedef struct {
 
 #define MAX_SETS 8
 
+/* With DFM_CUDA_FUSED=1 DFM_CUDA_FUSED_TRACE=1: where the fused kernel's last
+ * call spent its time, on stderr: per trace point, the median and the max
+ * over CTAs of (stamp - earliest CTA entry), us. */
+static void print_trace(dfm_ctx_t *ctx, int rank, const char *name, int T, int route, int local) {
+    static const char *pts[DFM_CUDA_TRACE_POINTS] = {"entry",   "sent",    "counts",     "g1-open", "g1-done",
+                                                     "g2-open", "g2-done", "combine-in", "end"};
+    const char *e = getenv("DFM_CUDA_FUSED_TRACE");
+    if (e == NULL || strcmp(e, "1") != 0) return;
+    enum { CAP = 1024 * DFM_CUDA_TRACE_POINTS };
+    static thread_local unsigned long long buf[CAP];
+    const int grid = dfm_cuda_fused_trace_get(ctx, buf, CAP);
+    if (grid <= 0) return;
+    unsigned long long t0 = ~0ull;
+    for (int b = 0; b < grid; b++) t0 = buf[(size_t)b * DFM_CUDA_TRACE_POINTS] < t0 ? buf[(size_t)b * DFM_CUDA_TRACE_POINTS] : t0;
+    char line[1024];
+    int len = snprintf(line, sizeof line, "trace %s T=%d %s%s rank %d (us, median/max over CTAs):", name, T,
+                       route_names[route], local ? " -L" : "", rank);
+    float v[1024];
+    for (int p = 1; p < DFM_CUDA_TRACE_POINTS; p++) {
+        int n = 0;
+        for (int b = 0; b < grid; b++) {
+            const unsigned long long s = buf[(size_t)b * DFM_CUDA_TRACE_POINTS + p];
+            if (s >= t0) v[n++] = (float)((double)(s - t0) * 1e-3);
+        }
+        if (n == 0) {
+            len += snprintf(line + len, sizeof line - (size_t)len, " %s -", pts[p]);
+            continue;
+        }
+        float mx = v[0];
+        for (int i = 1; i < n; i++) mx = v[i] > mx ? v[i] : mx;
+        len += snprintf(line + len, sizeof line - (size_t)len, " %s %.1f/%.1f", pts[p], median(v, n), mx);
+    }
+    fprintf(stderr, "%s\n", line);
+}
+
 static void *bench_rank(void *p) {
     bench_arg_t *a = (bench_arg_t *)p;
     bench_world_t *w = a->w;
@@ -395,6 +430,7 @@ static void *bench_rank(void *p) {
             }
             if (pass == 1) dfm_cuda_time_phases(ctx, NULL);
         }
+        print_trace(ctx, rank, c->name, T, bc->route, w->local);
         float *med[7] = {&bc->disp[rank], &bc->comb[rank], &bc->layer[rank], &bc->ph_disp[rank],
                          &bc->ph_gemm[rank], &bc->ph_comb[rank], &bc->ph_total[rank]};
         for (int j = 0; j < 7; j++) *med[j] = median(t[j] + w->warmup, w->iters) * 1e3f;

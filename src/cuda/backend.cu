@@ -247,6 +247,15 @@ extern "C" dfm_status_t dfm_cuda_time_phases(dfm_ctx_t *ctx, const cudaEvent_t e
     return DFM_SUCCESS;
 }
 
+extern "C" int dfm_cuda_fused_trace_get(dfm_ctx_t *ctx, unsigned long long *buf, int cap) {
+    if (ctx == NULL || ctx->impl == NULL || ctx->ops != &dfm_cuda_backend || buf == NULL) return -1;
+    cuda_impl_t *im = (cuda_impl_t *)ctx->impl;
+    const int prev = enter_device(im);
+    const int grid = dfm_cuda_fused_trace(im->fused, buf, cap);
+    if (prev != im->device) cudaSetDevice(prev);
+    return grid;
+}
+
 static dfm_status_t cuda_dispatch(dfm_ctx_t *ctx, const dfm_dispatch_args_t *a, uint64_t seq) {
     cuda_impl_t *im = (cuda_impl_t *)ctx->impl;
     (void)seq;

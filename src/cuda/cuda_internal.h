@@ -164,4 +164,12 @@ cudaError_t dfm_cuda_combine(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
  */
 extern "C" dfm_status_t dfm_cuda_time_phases(dfm_ctx_t *ctx, const cudaEvent_t events[4]);
 
+/* The fused kernel's per-CTA trace of the last call (DFM_CUDA_FUSED=1 and
+ * DFM_CUDA_FUSED_TRACE=1 at creation), for bench/dfm_bench.cu: [grid][9]
+ * %globaltimer stamps (entry, sends done, counts in, first GEMM1 gate open,
+ * last GEMM1 item done, first GEMM2 item open, GEMM2 done, combine flags
+ * in, end; 0 = not reached by that CTA). Synchronous. Returns the grid or -1. */
+#define DFM_CUDA_TRACE_POINTS 9
+extern "C" int dfm_cuda_fused_trace_get(dfm_ctx_t *ctx, unsigned long long *buf, int cap);
+
 #endif /* DFM_CUDA_INTERNAL_H */

@@ -7,9 +7,11 @@
  *
  * Selected only with DFM_CUDA_FUSED=1 at context creation (fused.cuh); the
  * 5-launch pipeline stays the default. Version 1 passed the whole GPU test
- * suite on 1-4 H100s but is slower than the pipeline from T = 32 up
- * (docs/PERF_NOTES.md); version 2 (UNTESTED: no device time was left) spreads
- * the per-expert requantization over the CTAs waiting for it.
+ * suite on 1-4 H100s but fell behind the pipeline as T grew; version 2 spreads
+ * the per-expert requantization over the CTAs waiting for it (passes the
+ * suite on 1-4 H100s and H200s; dsv3-e32 T=128 1538 -> 831 us, T=1024 13989
+ * -> 3221 us). DFM_CUDA_FUSED_TRACE=1 stamps where each CTA's time goes
+ * (scripts/fused_trace.sh; findings in docs/PERF_NOTES.md).
  *
  * Reuses the swap-AB wgmma consumer (wg_consume: QGMMA/IGMMA/HGMMA + both
  * epilogues) and the tensor-map helpers of gemm_wgmma.cuh unchanged. What is
@@ -42,11 +44,13 @@ static_assert(DFM_QUANT_FP8 == DFM_QUANT_FP8_ID && DFM_QUANT_INT8 == DFM_QUANT_I
  * once the payload is in too (a waiter for the counts accepts both). */
 #define FUSED_COUNTS_TAG (1ull << 63)
 /* Weight stages of the current GEMM1 item prefetched into L2 (beyond the
- * shared-memory ring) while its token rows have not arrived. 0: off. */
+ * shared-memory ring) while its token rows have not arrived. 0: off. The
+ * environment variable DFM_CUDA_FUSED_L2_PF (0..64, read at context creation)
+ * overrides it, for measurements. */
 #ifndef FUSED_L2_PF_STAGES
-#define FUSED_L2_PF_STAGES 8
+#define FUSED_L2_PF_STAGES 0 /* 8, 16, 32 measured 1-5% slower (docs/PERF_NOTES.md) */
 #endif
-#define FUSED_BAR_DONE 2 /* named barrier of the 256 consumer threads (wg_consume uses 1) */
+#define FUSED_BAR_DONE 2 /* named barrier of the 256 consumer threads (wg_consume uses 1, 3, 4, 5) */
 
 /* Device counters of the kernel, one set per context (fused_create). The
  * CTA whose increment completes a counter resets it (nobody else touches it
@@ -74,7 +78,24 @@ typedef struct {
      * rows requantized in call seq (a stale seq reads as 0: never reset) */
     unsigned long long *g1_ready, *rq_claim, *rq_done;
     int parts; /* dispatch work units per token */
+    int l2_pf; /* FUSED_L2_PF_STAGES or DFM_CUDA_FUSED_L2_PF */
+    /* NULL, or [grid][FUSED_TRACE_N] %globaltimer stamps of the last call
+     * (DFM_CUDA_FUSED_TRACE=1; read by dfm_cuda_fused_trace) */
+    unsigned long long *trace;
 } fused_args_t;
+
+/* Trace points, one stamp per CTA each (written by thread 0, a consumer):
+ * entry, own sends done, every rank's counts in, first GEMM1 gate open,
+ * last GEMM1 item done, first GEMM2 item's rows requantized and gate open,
+ * every GEMM2 item done, every rank's combine flag in, own reduction done.
+ * Points 3-6 stay 0 in a CTA without items of that GEMM. */
+enum { FT_START, FT_SENT, FT_COUNTS, FT_G1_OPEN, FT_G1_DONE, FT_G2_OPEN, FT_G2_DONE, FT_COMBINE_IN, FT_END,
+       FUSED_TRACE_N };
+static_assert(FUSED_TRACE_N == DFM_CUDA_TRACE_POINTS, "cuda_internal.h's trace size");
+#define FUSED_STAMP(fa, i) \
+    do { \
+        if ((fa).trace) (fa).trace[(size_t)blockIdx.x * FUSED_TRACE_N + (i)] = dfm_globaltimer(); \
+    } while (0)
 
 /* Rows of an expert requantized per claim (two per consumer warp). */
 #define FUSED_RQ_ROWS 16
@@ -296,7 +317,7 @@ static __device__ __forceinline__ int fused_a_box(const int *s_cnt, int R, int M
  *   3. warp 8 (producer): per item, W stages stream into the ring at once;
  *      A stages are issued once the item's gate is open (polled every stage;
  *      waited for only when the ring holds nothing else); while a GEMM1 gate
- *      is closed the next FUSED_L2_PF_STAGES W stages are prefetched to L2.
+ *      is closed the next l2_pf W stages are prefetched to L2 (default 0: off).
  *      warps 0-7 (consumers): wait for the gate, wg_consume (wgmma + the
  *      epilogues of gemm_wgmma.cuh); after a GEMM1 item count it in
  *      g1_done[g]; the CTA completing g raises g1_ready[g] = seq; before a
@@ -352,6 +373,10 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     const int half = dfm_seq_half(seq);
     char *local = w.peer[w.rank];
     uint32_t *s_bits = (uint32_t *)smem_raw; /* [E][W], phase 1 only */
+    if (tid == 0 && fa.trace) {
+        for (int i = FT_G1_OPEN; i <= FT_G2_OPEN; i++) fa.trace[(size_t)blockIdx.x * FUSED_TRACE_N + i] = 0;
+        FUSED_STAMP(fa, FT_START);
+    }
 
     /* ---- 1. dispatch ---- */
     dfm_dispatch_route<FUSED_THREADS>(op, E, W, s_bits, &s_dropped);
@@ -378,6 +403,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     dfm_dispatch_send<FUSED_THREADS>(w, op, s_bits, W, fa.parts, half, s_red, s_dst, s_rank);
     __threadfence_system();
     __syncthreads();
+    if (tid == 0) FUSED_STAMP(fa, FT_SENT);
     if (tid == 0) s_last = atomicAdd(&w.st->send_done, 1u) == gridDim.x - 1;
     __syncthreads();
     if (s_last) { /* CTA 0 has arrived, so its counts flag precedes this */
@@ -397,6 +423,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
         fused_wait(&w, local + dfm_off_dispatch_flag(&w.L, half, tid), seq, ~FUSED_COUNTS_TAG, tid,
                    DFM_CUDA_WAIT_DISPATCH, seq);
     __syncthreads();
+    if (tid == 0) FUSED_STAMP(fa, FT_COUNTS);
     for (int i = tid; i < G * R; i += FUSED_THREADS) {
         const int g = i / R, src = i % R;
         int c = ((const int32_t *)(local + dfm_off_recv_counts(&w.L, half, src)))[g];
@@ -504,7 +531,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             const int it0 = it;
             int open = __all_sync(0xffffffffu, fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 0));
             if (!open && phase == 1 && lane == 0)
-                for (int kt = ring.nst; kt < nk && kt < ring.nst + FUSED_L2_PF_STAGES; kt++)
+                for (int kt = ring.nst; kt < nk && kt < ring.nst + fa.l2_pf; kt++)
                     fused_prefetch_l2(wmap, kt * WG_BK, wrow);
             int pend = 0; /* first stage of the item whose A is not issued */
             for (int kt = 0; kt < nk; kt++, it++) {
@@ -548,7 +575,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             }
         }
     } else { /* consumers */
-        int it = 0;
+        int it = 0, first1 = 1, first2 = 1;
         for (int u = blockIdx.x; u < total1 + total2; u += gridDim.x) {
             const int phase = u < total1 ? 1 : 2;
             const int v = phase == 1 ? u : u - total1;
@@ -557,6 +584,9 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             if (phase == 2) fused_help_requant(&w, &fa, s_cnt, g, q, seq, &s_fin);
             if (lane == 0) fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 1); /* orders the epilogue's reads */
             __syncwarp();
+            if (tid == 0 && (phase == 1 ? first1 : first2)) FUSED_STAMP(fa, phase == 1 ? FT_G1_OPEN : FT_G2_OPEN);
+            if (phase == 1) first1 = 0;
+            else first2 = 0;
             int nch = 0;
             for (int src = 0; src < R; src++) nch += (s_cnt[g * R + src] + 7) >> 3;
             const int cols = 8 * min(16, nch - pass * 16);
@@ -583,10 +613,11 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                         __threadfence();
                         dfm_st_release_sys(fa.g1_ready + g, seq);
                     }
+                    FUSED_STAMP(fa, FT_G1_DONE);
                 }
             } else {
 #define FUSED_CONSUME(NN) \
-    wg_consume<MODE, 2, NN, fused_out_t, WG_FP8_PROMOTE2>(s_p[1], out, smem, ring, s_full, s_empty, xch, it, g, tile, pass, half)
+    wg_consume<MODE, 2, NN, fused_out_t, WG_FP8_PROMOTE2, true, false>(s_p[1], out, smem, ring, s_full, s_empty, xch, it, g, tile, pass, half)
                 if (cols <= 8) FUSED_CONSUME(8);
                 else if (cols <= 16) FUSED_CONSUME(16);
                 else if (cols <= 24) FUSED_CONSUME(24);
@@ -603,6 +634,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     /* ---- 4. combine ---- */
     __threadfence_system(); /* this thread's GEMM2 stores to home ranks */
     __syncthreads();
+    if (tid == 0) FUSED_STAMP(fa, FT_G2_DONE);
     if (tid == 0) s_last = atomicAdd(&fa.fs->g2_arrived, 1u) == gridDim.x - 1;
     __syncthreads();
     if (s_last) {
@@ -615,6 +647,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     if (tid < R)
         dfm_wait_flag(&w, local + dfm_off_combine_flag(&w.L, half, tid), seq, tid, DFM_CUDA_WAIT_COMBINE);
     __syncthreads();
+    if (tid == 0) FUSED_STAMP(fa, FT_COMBINE_IN);
     const int groups = H / 8;
     const long long total = (long long)T * groups;
     for (long long i = (long long)blockIdx.x * FUSED_THREADS + tid; i < total;
@@ -643,6 +676,10 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             o[x] = dfm_dev_f32_to_bf16(acc[2 * x]) | (dfm_dev_f32_to_bf16(acc[2 * x + 1]) << 16);
         *(uint4 *)(op.out + (size_t)t * H + c) = make_uint4(o[0], o[1], o[2], o[3]);
     }
+    if (fa.trace) {
+        __syncthreads();
+        if (tid == 0) FUSED_STAMP(fa, FT_END);
+    }
 }
 
 /* ---- host side ------------------------------------------------------------------- */
@@ -667,6 +704,7 @@ static const void *fused_kernel_of(int quant) {
 
 void dfm_cuda_fused_destroy(dfm_cuda_fused_t *f) {
     if (f == NULL) return;
+    cudaFree(f->args.trace);
     cudaFree(f->state);
     free(f);
 }
@@ -691,6 +729,20 @@ cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **
     f->args.rq_claim = (unsigned long long *)((char *)f->state + q_off + 2 * u64s);
     f->args.rq_done = (unsigned long long *)((char *)f->state + q_off + 3 * u64s);
     f->grid = w->num_sms > 0 ? w->num_sms : 1;
+    const char *tr = getenv("DFM_CUDA_FUSED_TRACE");
+    if (err == cudaSuccess && tr && !strcmp(tr, "1")) {
+        const size_t tb = (size_t)f->grid * FUSED_TRACE_N * sizeof(unsigned long long);
+        err = cudaMalloc((void **)&f->args.trace, tb);
+        if (err == cudaSuccess) err = cudaMemset(f->args.trace, 0, tb);
+    }
+    f->args.l2_pf = FUSED_L2_PF_STAGES;
+    const char *pf = getenv("DFM_CUDA_FUSED_L2_PF");
+    if (pf && *pf) {
+        char *end;
+        const long v = strtol(pf, &end, 10);
+        if (*end == '\0' && v >= 0 && v <= 64) f->args.l2_pf = (int)v;
+        else fprintf(stderr, "dfm: DFM_CUDA_FUSED_L2_PF=%s is not in 0..64; using %d\n", pf, FUSED_L2_PF_STAGES);
+    }
     for (int q = 0; q < DFM_NUM_QUANT && err == cudaSuccess; q++) {
         const void *k = fused_kernel_of(q);
         f->smem[q] = wg_v3_smem(k);
@@ -775,4 +827,12 @@ cudaError_t dfm_cuda_fused(dfm_cuda_fused_t *f, const dfm_cuda_world_t *w, const
     if (err == cudaSuccess) err = cudaLaunchKernelExC(&cfg, fused_kernel_of(op->quant), args);
     for (int i = 1; i < 4 && err == cudaSuccess && ev; i++) err = cudaEventRecord(ev[i], stream);
     return err;
+}
+
+int dfm_cuda_fused_trace(dfm_cuda_fused_t *f, unsigned long long *buf, int cap) {
+    if (f == NULL || f->args.trace == NULL) return -1;
+    const int n = f->grid * FUSED_TRACE_N;
+    if (cap < n) return -1;
+    if (cudaMemcpy(buf, f->args.trace, (size_t)n * sizeof *buf, cudaMemcpyDeviceToHost) != cudaSuccess) return -1;
+    return f->grid;
 }

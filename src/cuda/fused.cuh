@@ -32,4 +32,10 @@ void dfm_cuda_fused_destroy(dfm_cuda_fused_t *f);
 cudaError_t dfm_cuda_fused(dfm_cuda_fused_t *f, const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
                            cudaStream_t stream, const cudaEvent_t *ev);
 
+/* With DFM_CUDA_FUSED_TRACE=1 at creation the kernel stamps %globaltimer at
+ * FUSED_TRACE_N points per CTA (fused.cu). Copies the last call's stamps
+ * ([grid][9], synchronous) into buf; returns the grid, or -1 (no trace, cap
+ * too small, copy failed). */
+int dfm_cuda_fused_trace(dfm_cuda_fused_t *f, unsigned long long *buf, int cap);
+
 #endif /* DFM_CUDA_FUSED_CUH */

@@ -15,7 +15,7 @@
  *   3  the ring is sized in the kernel from the widest item of the launch
  *      (16 KB W + as many A rows as that item's wgmma N), so narrow launches
  *      keep 8-12 weight stages in flight instead of 5; the exchange buffer is
- *      sized the same way (GEMM2 has none); each (expert, source) run of
+ *      sized the same way (GEMM2 stages its bf16 rows in it); each (expert, source) run of
  *      chunks is loaded as few large boxes (8/16/32/64/128 rows, binary
  *      decomposition: at most popcount(chunks) boxes per source block).
  * FP8 promotion interval, template parameter PROMOTE of wg_consume and
@@ -65,6 +65,9 @@
 #define WG_BK 128        /* bytes of K per pipeline stage (128 fp8/int8 or 64 bf16) */
 #define WG_MAXCOLS 128   /* token columns per pass (16 chunks of 8 rows) */
 #define WG_STAGES 5       /* version 2's ring */
+#ifndef WG_STAGE_GEMM2
+#define WG_STAGE_GEMM2 1 /* GEMM2's epilogue stages its bf16 rows in shared memory (wg_consume) */
+#endif
 #define WG_MAX_STAGES 16  /* version 3's ring (sized at run time) */
 #define WG_A_MAPS 5       /* A maps with 8, 16, 32, 64, 128-row boxes */
 #define WG_THREADS 288   /* warps 0-7: two consumer warpgroups; warp 8: producer */
@@ -168,6 +171,17 @@ static __device__ __forceinline__ uint32_t wg_dyn_smem_size(void) {
 }
 static __device__ __forceinline__ void wg_bar_sync(int id, int n) {
     asm volatile("bar.sync %0, %1;" ::"r"(id), "r"(n) : "memory");
+}
+static __device__ __forceinline__ void wg_st_shared_u16(uint32_t addr, uint16_t v) {
+    asm volatile("st.shared.u16 [%0], %1;" ::"r"(addr), "h"(v) : "memory");
+}
+static __device__ __forceinline__ uint4 wg_ld_shared_v4(uint32_t addr) {
+    uint4 v;
+    asm volatile("ld.shared.v4.u32 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(v.x), "=r"(v.y), "=r"(v.z), "=r"(v.w)
+                 : "r"(addr)
+                 : "memory");
+    return v;
 }
 
 /* Shared-memory matrix descriptor: K-major, 128-byte swizzle, 8-row groups
@@ -298,7 +312,8 @@ static __device__ __forceinline__ int wg_chunk(const wg_gemm_args_t &p, int g, i
  * warpgroup, lane l) holds rows w4*16 + l/4 (+8) and columns j*8 + (l%4)*2
  * (+1) for j < N/8: d[j*4 + {0,1,2,3}] = (r, c), (r, c+1), (r+8, c), (r+8, c+1).
  */
-template <int MODE, int PHASE, int N, class OUT, int PROMOTE = WG_FP8_PROMOTE, bool LOOKAHEAD = true>
+template <int MODE, int PHASE, int N, class OUT, int PROMOTE = WG_FP8_PROMOTE, bool LOOKAHEAD = true,
+          bool STAGE = true>
 static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const OUT &out,
                                                   unsigned char *smem, const wg_ring_t ring,
                                                   uint64_t *s_full, uint64_t *s_empty, float *xch,
@@ -514,7 +529,7 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
                 }
             }
         }
-    } else {
+    } else if constexpr (!STAGE) { /* straight from the fragments (the fused kernel: no registers to spare) */
 #pragma unroll
         for (int j = 0; j < N / 8; j++) {
             int src, j0, valid;
@@ -529,6 +544,51 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
                 yrow[r0] = (uint16_t)wg_f32_to_bf16(__fmul_rn(__fmul_rn((float)acc[j * 4 + q], sa), sb0));
                 yrow[r0 + 8] = (uint16_t)wg_f32_to_bf16(__fmul_rn(__fmul_rn((float)acc[j * 4 + 2 + q], sa), sb1));
             }
+        }
+    } else {
+        /* The bf16 results go to the home ranks' combine slots, mostly over
+         * NVLink. Straight from the fragments every store would be a 16-byte
+         * piece of a row (8 lanes x 2 bytes); staged in shared memory first
+         * (this warpgroup's 64 channels x N tokens, 128 bytes per token, the
+         * 16-byte chunks XOR-swizzled by token so neither side has bank
+         * conflicts), each row segment leaves as 128 contiguous bytes: 8
+         * threads x 16 bytes. The staging area is the GEMM1 exchange buffer
+         * (2 x 64 x N x 2 bytes <= its 256 x acols). */
+        const uint32_t stg = wg_smem_u32(xch) + wg * (128 * N); /* 32-bit addresses: registers are tight */
+        uint32_t s_lo[2], s_hi[2]; /* token jj = (lane & 3) * 2 + q of chunk j: + j * 1024 */
+#pragma unroll
+        for (int q = 0; q < 2; q++) {
+            const int jj = (lane & 3) * 2 + q;
+            const uint32_t base = stg + jj * 128 + (r0 & 7) * 2;
+            s_lo[q] = base + (((r0 >> 3) ^ jj) << 4);
+            s_hi[q] = base + ((((r0 >> 3) + 1) ^ jj) << 4);
+        }
+        wg_bar_sync(4 + wg, 128); /* the warpgroup's reads of the previous item are done */
+#pragma unroll
+        for (int j = 0; j < N / 8; j++) {
+            int src, j0, valid;
+            wg_chunk(p, g, pass * 16 + j, src, j0, valid);
+#pragma unroll
+            for (int q = 0; q < 2; q++) {
+                const int jj = (lane & 3) * 2 + q;
+                if (src < 0 || jj >= valid) continue;
+                const float sa = p.a_scale[hoff + (long long)(g * p.R + src) * p.M + j0 + jj];
+                wg_st_shared_u16(s_lo[q] + j * 1024,
+                                 (uint16_t)wg_f32_to_bf16(__fmul_rn(__fmul_rn((float)acc[j * 4 + q], sa), sb0)));
+                wg_st_shared_u16(s_hi[q] + j * 1024,
+                                 (uint16_t)wg_f32_to_bf16(__fmul_rn(__fmul_rn((float)acc[j * 4 + 2 + q], sa), sb1)));
+            }
+        }
+        wg_bar_sync(4 + wg, 128);
+#pragma unroll 1
+        for (int c = t; c < N * 8; c += 128) {
+            const int n = c >> 3, k = c & 7, jj = n & 7;
+            int src, j0, valid;
+            wg_chunk(p, g, pass * 16 + (n >> 3), src, j0, valid);
+            if (src < 0 || jj >= valid) continue;
+            const long long phys = (long long)(g * p.R + src) * p.M + j0 + jj;
+            uint16_t *yrow = out.row(g, src, j0 + jj, phys, half) + (size_t)tile * WG_BN + wg * 64;
+            *(uint4 *)(yrow + k * 8) = wg_ld_shared_v4(stg + n * 128 + ((k ^ (n & 7)) << 4));
         }
     }
 }
@@ -549,7 +609,9 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
  *   the epilogue. Every role walks the same schedule (items blockIdx.x,
  *   +gridDim.x, ...) over the same ring, so the ring position `it` agrees
  *   without any exchange. Shared memory: ring.nst x (16 KB W + A rows), the
- *   exchange (WG1 -> WG0 up values, GEMM1), barriers.
+ *   exchange (WG1 -> WG0 up values, GEMM1; the output rows' staging, GEMM2),
+ *   barriers (named: 1 both consumer warpgroups, 3 the f16 token tile, 4 + wg
+ *   one warpgroup's GEMM2 staging).
  */
 template <int MODE, int PHASE, int VER, class OUT, int PROMOTE = WG_FP8_PROMOTE>
 static __global__ void __launch_bounds__(WG_THREADS, 1)
@@ -615,7 +677,7 @@ static __global__ void __launch_bounds__(WG_THREADS, 1)
         xch = (float *)(smem + WG_STAGES * WG_STAGE_BYTES);
     } else {
         const int acols = wg_pad_cols(8 * min(16, max(s_maxch, 1)));
-        const int xbytes = PHASE == 1 ? 128 * (acols / 2) * 4 : 0;
+        const int xbytes = 128 * (acols / 2) * 4; /* GEMM1: the exchange; GEMM2: the staging */
         const int bhb = wg_bh_bytes(MODE, PROMOTE, acols);
         const int avail = (int)wg_dyn_smem_size() - (int)(smem - smem_raw) - xbytes - bhb;
         ring.sb = WG_W_BYTES + acols * WG_BK;
@@ -687,7 +749,11 @@ static __global__ void __launch_bounds__(WG_THREADS, 1)
             int src, j0, valid;
             const int nch = wg_chunk(p, g, 0, src, j0, valid);
             const int cols = 8 * min(16, nch - pass * 16);
-#define WG_CONSUME(NN) wg_consume<MODE, PHASE, NN, OUT, PROMOTE>(p, out, smem, ring, s_full, s_empty, xch, it, g, tile, pass, half)
+/* GEMM2 stages its rows, except FP8 on f16 tensor cores (168 registers
+ * already); -DWG_STAGE_GEMM2=0 turns staging off (for A/B measurements) */
+#define WG_CONSUME(NN) \
+    wg_consume<MODE, PHASE, NN, OUT, PROMOTE, true, WG_STAGE_GEMM2 && !(MODE == DFM_QUANT_FP8_ID && PROMOTE == 1)>( \
+        p, out, smem, ring, s_full, s_empty, xch, it, g, tile, pass, half)
             if (cols <= 8) WG_CONSUME(8);
             else if (cols <= 16) WG_CONSUME(16);
             else if (cols <= 24) WG_CONSUME(24);
