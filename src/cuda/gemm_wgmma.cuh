@@ -529,7 +529,28 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
                 }
             }
         }
-    } else if constexpr (!STAGE) { /* straight from the fragments (the fused kernel: no registers to spare) */
+    } else {
+        /* The bf16 results go to the home ranks' combine slots, mostly over
+         * NVLink. Straight from the fragments every store is a 16-byte piece
+         * of a row (8 lanes x 2 bytes). With STAGE they go through shared
+         * memory first (this warpgroup's 64 channels x N tokens, 128 bytes
+         * per token, the 16-byte chunks XOR-swizzled by token so neither side
+         * has bank conflicts) and each row segment leaves as 128 contiguous
+         * bytes: 8 threads x 16 bytes. The staging area is the GEMM1 exchange
+         * buffer (2 x 64 x N x 2 bytes <= its 256 x acols). Without STAGE
+         * (the fused kernel: no registers to spare) the fragments go straight. */
+        uint32_t stg = 0, s_lo[2] = {0, 0}, s_hi[2] = {0, 0}; /* 32-bit addresses: registers are tight */
+        if constexpr (STAGE) {
+            stg = wg_smem_u32(xch) + wg * (128 * N);
+#pragma unroll
+            for (int q = 0; q < 2; q++) { /* token jj = (lane & 3) * 2 + q of chunk j: + j * 1024 */
+                const int jj = (lane & 3) * 2 + q;
+                const uint32_t base = stg + jj * 128 + (r0 & 7) * 2;
+                s_lo[q] = base + (((r0 >> 3) ^ jj) << 4);
+                s_hi[q] = base + ((((r0 >> 3) + 1) ^ jj) << 4);
+            }
+            wg_bar_sync(4 + wg, 128); /* the warpgroup's reads of the previous item are done */
+        }
 #pragma unroll
         for (int j = 0; j < N / 8; j++) {
             int src, j0, valid;
@@ -540,55 +561,30 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
                 if (src < 0 || jj >= valid) continue;
                 const long long phys = (long long)(g * p.R + src) * p.M + j0 + jj;
                 const float sa = p.a_scale[hoff + phys];
-                uint16_t *yrow = out.row(g, src, j0 + jj, phys, half) + (size_t)tile * WG_BN + wg * 64;
-                yrow[r0] = (uint16_t)wg_f32_to_bf16(__fmul_rn(__fmul_rn((float)acc[j * 4 + q], sa), sb0));
-                yrow[r0 + 8] = (uint16_t)wg_f32_to_bf16(__fmul_rn(__fmul_rn((float)acc[j * 4 + 2 + q], sa), sb1));
+                if constexpr (STAGE) {
+                    wg_st_shared_u16(s_lo[q] + j * 1024,
+                                     (uint16_t)wg_f32_to_bf16(__fmul_rn(__fmul_rn((float)acc[j * 4 + q], sa), sb0)));
+                    wg_st_shared_u16(s_hi[q] + j * 1024,
+                                     (uint16_t)wg_f32_to_bf16(__fmul_rn(__fmul_rn((float)acc[j * 4 + 2 + q], sa), sb1)));
+                } else {
+                    uint16_t *yrow = out.row(g, src, j0 + jj, phys, half) + (size_t)tile * WG_BN + wg * 64;
+                    yrow[r0] = (uint16_t)wg_f32_to_bf16(__fmul_rn(__fmul_rn((float)acc[j * 4 + q], sa), sb0));
+                    yrow[r0 + 8] = (uint16_t)wg_f32_to_bf16(__fmul_rn(__fmul_rn((float)acc[j * 4 + 2 + q], sa), sb1));
+                }
             }
         }
-    } else {
-        /* The bf16 results go to the home ranks' combine slots, mostly over
-         * NVLink. Straight from the fragments every store would be a 16-byte
-         * piece of a row (8 lanes x 2 bytes); staged in shared memory first
-         * (this warpgroup's 64 channels x N tokens, 128 bytes per token, the
-         * 16-byte chunks XOR-swizzled by token so neither side has bank
-         * conflicts), each row segment leaves as 128 contiguous bytes: 8
-         * threads x 16 bytes. The staging area is the GEMM1 exchange buffer
-         * (2 x 64 x N x 2 bytes <= its 256 x acols). */
-        const uint32_t stg = wg_smem_u32(xch) + wg * (128 * N); /* 32-bit addresses: registers are tight */
-        uint32_t s_lo[2], s_hi[2]; /* token jj = (lane & 3) * 2 + q of chunk j: + j * 1024 */
-#pragma unroll
-        for (int q = 0; q < 2; q++) {
-            const int jj = (lane & 3) * 2 + q;
-            const uint32_t base = stg + jj * 128 + (r0 & 7) * 2;
-            s_lo[q] = base + (((r0 >> 3) ^ jj) << 4);
-            s_hi[q] = base + ((((r0 >> 3) + 1) ^ jj) << 4);
-        }
-        wg_bar_sync(4 + wg, 128); /* the warpgroup's reads of the previous item are done */
-#pragma unroll
-        for (int j = 0; j < N / 8; j++) {
-            int src, j0, valid;
-            wg_chunk(p, g, pass * 16 + j, src, j0, valid);
-#pragma unroll
-            for (int q = 0; q < 2; q++) {
-                const int jj = (lane & 3) * 2 + q;
-                if (src < 0 || jj >= valid) continue;
-                const float sa = p.a_scale[hoff + (long long)(g * p.R + src) * p.M + j0 + jj];
-                wg_st_shared_u16(s_lo[q] + j * 1024,
-                                 (uint16_t)wg_f32_to_bf16(__fmul_rn(__fmul_rn((float)acc[j * 4 + q], sa), sb0)));
-                wg_st_shared_u16(s_hi[q] + j * 1024,
-                                 (uint16_t)wg_f32_to_bf16(__fmul_rn(__fmul_rn((float)acc[j * 4 + 2 + q], sa), sb1)));
-            }
-        }
-        wg_bar_sync(4 + wg, 128);
+        if constexpr (STAGE) {
+            wg_bar_sync(4 + wg, 128);
 #pragma unroll 1
-        for (int c = t; c < N * 8; c += 128) {
-            const int n = c >> 3, k = c & 7, jj = n & 7;
-            int src, j0, valid;
-            wg_chunk(p, g, pass * 16 + (n >> 3), src, j0, valid);
-            if (src < 0 || jj >= valid) continue;
-            const long long phys = (long long)(g * p.R + src) * p.M + j0 + jj;
-            uint16_t *yrow = out.row(g, src, j0 + jj, phys, half) + (size_t)tile * WG_BN + wg * 64;
-            *(uint4 *)(yrow + k * 8) = wg_ld_shared_v4(stg + n * 128 + ((k ^ (n & 7)) << 4));
+            for (int c = t; c < N * 8; c += 128) {
+                const int n = c >> 3, k = c & 7, jj = n & 7;
+                int src, j0, valid;
+                wg_chunk(p, g, pass * 16 + (n >> 3), src, j0, valid);
+                if (src < 0 || jj >= valid) continue;
+                const long long phys = (long long)(g * p.R + src) * p.M + j0 + jj;
+                uint16_t *yrow = out.row(g, src, j0 + jj, phys, half) + (size_t)tile * WG_BN + wg * 64;
+                *(uint4 *)(yrow + k * 8) = wg_ld_shared_v4(stg + n * 128 + ((k ^ (n & 7)) << 4));
+            }
         }
     }
 }
