@@ -262,6 +262,7 @@ typedef struct {
  * call spent its time, on stderr: per trace point, the median and the max
  * over CTAs of (stamp - earliest CTA entry), us. */
 static void print_trace(dfm_ctx_t *ctx, int rank, const char *name, int T, int route, int local) {
+    enum { FT_ENTRY, FT_SENT, FT_COUNTS, FT_G1_OPEN, FT_G1_DONE, FT_G2_OPEN, FT_G2_DONE, FT_COMBINE_IN, FT_END };
     static const char *pts[DFM_CUDA_TRACE_POINTS] = {"entry",   "sent",    "counts",     "g1-open", "g1-done",
                                                      "g2-open", "g2-done", "combine-in", "end"};
     const char *e = getenv("DFM_CUDA_FUSED_TRACE");
@@ -289,6 +290,28 @@ static void print_trace(dfm_ctx_t *ctx, int rank, const char *name, int T, int r
         float mx = v[0];
         for (int i = 1; i < n; i++) mx = v[i] > mx ? v[i] : mx;
         len += snprintf(line + len, sizeof line - (size_t)len, " %s %.1f/%.1f", pts[p], median(v, n), mx);
+    }
+    /* the same stamps as per-CTA durations between consecutive phases (a CTA
+     * counts where it has both ends: the GEMM1 gaps only with GEMM1 items) */
+    static const int seg[][2] = {{FT_ENTRY, FT_G1_OPEN}, {FT_G1_OPEN, FT_G1_DONE}, {FT_G1_DONE, FT_G2_OPEN},
+                                 {FT_G2_OPEN, FT_G2_DONE}, {FT_G2_DONE, FT_COMBINE_IN}, {FT_COMBINE_IN, FT_END}};
+    static const char *segn[] = {"to-g1", "g1", "g1->g2", "g2", "wait-peers", "reduce"};
+    len = snprintf(line, sizeof line, "trace %s T=%d %s%s rank %d per-CTA phases (us, median/max):", name, T,
+                   route_names[route], local ? " -L" : "", rank);
+    for (int q = 0; q < (int)(sizeof seg / sizeof seg[0]); q++) {
+        int n = 0;
+        for (int b = 0; b < grid; b++) {
+            const unsigned long long s0 = buf[(size_t)b * DFM_CUDA_TRACE_POINTS + seg[q][0]];
+            const unsigned long long s1 = buf[(size_t)b * DFM_CUDA_TRACE_POINTS + seg[q][1]];
+            if (s0 >= t0 && s1 >= s0) v[n++] = (float)((double)(s1 - s0) * 1e-3);
+        }
+        if (n == 0) {
+            len += snprintf(line + len, sizeof line - (size_t)len, " %s -", segn[q]);
+            continue;
+        }
+        float mx = v[0];
+        for (int i = 1; i < n; i++) mx = v[i] > mx ? v[i] : mx;
+        len += snprintf(line + len, sizeof line - (size_t)len, " %s %.1f/%.1f", segn[q], median(v, n), mx);
     }
     fprintf(stderr, "%s\n", line);
 }
