@@ -258,60 +258,55 @@ typedef struct {
 
 #define MAX_SETS 8
 
+/* Append " name median/max" of v[0..n) to line (" name -" when n = 0). */
+static int append_stat(char *line, int len, size_t cap, const char *name, float *v, int n) {
+    if ((size_t)len >= cap) return len;
+    if (n == 0) return len + snprintf(line + len, cap - (size_t)len, " %s -", name);
+    float mx = v[0];
+    for (int i = 1; i < n; i++) mx = v[i] > mx ? v[i] : mx;
+    return len + snprintf(line + len, cap - (size_t)len, " %s %.1f/%.1f", name, median(v, n), mx);
+}
+
 /* With DFM_CUDA_FUSED=1 DFM_CUDA_FUSED_TRACE=1: where the fused kernel's last
  * call spent its time, on stderr: per trace point, the median and the max
- * over CTAs of (stamp - earliest CTA entry), us. */
+ * over CTAs of (stamp - earliest CTA entry), us; then per-CTA phase durations. */
 static void print_trace(dfm_ctx_t *ctx, int rank, const char *name, int T, int route, int local) {
     enum { FT_ENTRY, FT_SENT, FT_COUNTS, FT_G1_OPEN, FT_G1_DONE, FT_G2_OPEN, FT_G2_DONE, FT_COMBINE_IN, FT_END };
     static const char *pts[DFM_CUDA_TRACE_POINTS] = {"entry",   "sent",    "counts",     "g1-open", "g1-done",
                                                      "g2-open", "g2-done", "combine-in", "end"};
+    /* per-CTA durations between consecutive phases (a CTA counts where it
+     * has both ends: the GEMM1 ones only with GEMM1 items) */
+    static const int seg[][2] = {{FT_ENTRY, FT_G1_OPEN}, {FT_G1_OPEN, FT_G1_DONE}, {FT_G1_DONE, FT_G2_OPEN},
+                                 {FT_G2_OPEN, FT_G2_DONE}, {FT_G2_DONE, FT_COMBINE_IN}, {FT_COMBINE_IN, FT_END}};
+    static const char *segn[] = {"to-g1", "g1", "g1->g2", "g2", "wait-peers", "reduce"};
     const char *e = getenv("DFM_CUDA_FUSED_TRACE");
     if (e == NULL || strcmp(e, "1") != 0) return;
-    enum { CAP = 1024 * DFM_CUDA_TRACE_POINTS };
+    enum { CAP = 1024 * DFM_CUDA_TRACE_POINTS, P = DFM_CUDA_TRACE_POINTS };
     static thread_local unsigned long long buf[CAP];
     const int grid = dfm_cuda_fused_trace_get(ctx, buf, CAP);
     if (grid <= 0) return;
     unsigned long long t0 = ~0ull;
-    for (int b = 0; b < grid; b++) t0 = buf[(size_t)b * DFM_CUDA_TRACE_POINTS] < t0 ? buf[(size_t)b * DFM_CUDA_TRACE_POINTS] : t0;
+    for (int b = 0; b < grid; b++) t0 = buf[(size_t)b * P] < t0 ? buf[(size_t)b * P] : t0;
     char line[1024];
-    int len = snprintf(line, sizeof line, "trace %s T=%d %s%s rank %d (us, median/max over CTAs):", name, T,
-                       route_names[route], local ? " -L" : "", rank);
     float v[1024];
-    for (int p = 1; p < DFM_CUDA_TRACE_POINTS; p++) {
+    int len = snprintf(line, sizeof line, "trace %s T=%d %s%s rank %d (us from the first entry, median/max over CTAs):",
+                       name, T, route_names[route], local ? " -L" : "", rank);
+    for (int p = 1; p < P; p++) {
         int n = 0;
-        for (int b = 0; b < grid; b++) {
-            const unsigned long long s = buf[(size_t)b * DFM_CUDA_TRACE_POINTS + p];
-            if (s >= t0) v[n++] = (float)((double)(s - t0) * 1e-3);
-        }
-        if (n == 0) {
-            len += snprintf(line + len, sizeof line - (size_t)len, " %s -", pts[p]);
-            continue;
-        }
-        float mx = v[0];
-        for (int i = 1; i < n; i++) mx = v[i] > mx ? v[i] : mx;
-        len += snprintf(line + len, sizeof line - (size_t)len, " %s %.1f/%.1f", pts[p], median(v, n), mx);
+        for (int b = 0; b < grid; b++)
+            if (buf[(size_t)b * P + p] >= t0) v[n++] = (float)((double)(buf[(size_t)b * P + p] - t0) * 1e-3);
+        len = append_stat(line, len, sizeof line, pts[p], v, n);
     }
-    /* the same stamps as per-CTA durations between consecutive phases (a CTA
-     * counts where it has both ends: the GEMM1 gaps only with GEMM1 items) */
-    static const int seg[][2] = {{FT_ENTRY, FT_G1_OPEN}, {FT_G1_OPEN, FT_G1_DONE}, {FT_G1_DONE, FT_G2_OPEN},
-                                 {FT_G2_OPEN, FT_G2_DONE}, {FT_G2_DONE, FT_COMBINE_IN}, {FT_COMBINE_IN, FT_END}};
-    static const char *segn[] = {"to-g1", "g1", "g1->g2", "g2", "wait-peers", "reduce"};
-    len = snprintf(line, sizeof line, "trace %s T=%d %s%s rank %d per-CTA phases (us, median/max):", name, T,
-                   route_names[route], local ? " -L" : "", rank);
+    fprintf(stderr, "%s\n", line);
+    len = snprintf(line, sizeof line, "trace %s T=%d %s%s rank %d per-CTA phases (us, median/max over CTAs):", name,
+                   T, route_names[route], local ? " -L" : "", rank);
     for (int q = 0; q < (int)(sizeof seg / sizeof seg[0]); q++) {
         int n = 0;
         for (int b = 0; b < grid; b++) {
-            const unsigned long long s0 = buf[(size_t)b * DFM_CUDA_TRACE_POINTS + seg[q][0]];
-            const unsigned long long s1 = buf[(size_t)b * DFM_CUDA_TRACE_POINTS + seg[q][1]];
+            const unsigned long long s0 = buf[(size_t)b * P + seg[q][0]], s1 = buf[(size_t)b * P + seg[q][1]];
             if (s0 >= t0 && s1 >= s0) v[n++] = (float)((double)(s1 - s0) * 1e-3);
         }
-        if (n == 0) {
-            len += snprintf(line + len, sizeof line - (size_t)len, " %s -", segn[q]);
-            continue;
-        }
-        float mx = v[0];
-        for (int i = 1; i < n; i++) mx = v[i] > mx ? v[i] : mx;
-        len += snprintf(line + len, sizeof line - (size_t)len, " %s %.1f/%.1f", segn[q], median(v, n), mx);
+        len = append_stat(line, len, sizeof line, segn[q], v, n);
     }
     fprintf(stderr, "%s\n", line);
 }
