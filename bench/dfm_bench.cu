@@ -39,7 +39,11 @@
  * communication costs (run it with DFM_CUDA_FUSED=1 for the fused kernel's).
  *
  *   dfm_bench [-r ranks] [-c config-substring] [-t T,T,..] [-s T_routes]
- *             [-w warmup] [-n iters] [-o csv] [-d routing-dir] [-L]
+ *             [-w warmup] [-n iters] [-o csv] [-d routing-dir] [-L] [-G]
+ *
+ * -G: keep PERF.md's experts per rank G at any R: E = table E x R / 4, the row
+ * named <config>@E<E> when that differs from the table (R = 8: E doubled, as
+ * issue 7 asks; configs with min_ranks keep their E).
  */
 #include <math.h>
 #include <pthread.h>
@@ -74,14 +78,19 @@ typedef struct {
     int H, I, E, K;
     dfm_quant_t quant;
     int Ts[MAX_T]; /* PERF.md's T per rank, 0-terminated */
+    int min_ranks; /* run only with at least this many ranks; E never scaled by -G */
 } bench_config_t;
 
+/* PERF.md's table (E for 4 ranks); -G scales E by R / 4 so that every rank
+ * keeps the table's G. dsv3-e256-ep8 is DeepSeek-V3's own E = 256 on 8 ranks
+ * (G = 32), the EP = 8 deployment (issue 7). */
 static const bench_config_t configs[] = {
-    {"dsv3-e32", 7168, 2048, 32, 8, DFM_QUANT_FP8, {1, 32, 128, 256, 1024, 0}},
-    {"dsv3-e256", 7168, 2048, 256, 8, DFM_QUANT_FP8, {32, 128, 0}},
-    {"qwen3-235b", 4096, 1536, 128, 8, DFM_QUANT_FP8, {1, 32, 128, 0}},
-    {"qwen3-30b-bf16", 2048, 768, 128, 8, DFM_QUANT_BF16, {32, 128, 0}},
-    {"dsv3-e32-int8", 7168, 2048, 32, 8, DFM_QUANT_INT8, {32, 0}},
+    {"dsv3-e32", 7168, 2048, 32, 8, DFM_QUANT_FP8, {1, 32, 128, 256, 1024, 0}, 0},
+    {"dsv3-e256", 7168, 2048, 256, 8, DFM_QUANT_FP8, {32, 128, 0}, 0},
+    {"qwen3-235b", 4096, 1536, 128, 8, DFM_QUANT_FP8, {1, 32, 128, 0}, 0},
+    {"qwen3-30b-bf16", 2048, 768, 128, 8, DFM_QUANT_BF16, {32, 128, 0}, 0},
+    {"dsv3-e32-int8", 7168, 2048, 32, 8, DFM_QUANT_INT8, {32, 0}, 0},
+    {"dsv3-e256-ep8", 7168, 2048, 256, 8, DFM_QUANT_FP8, {1, 32, 128, 0}, 8},
 };
 #define NUM_CONFIGS (int)(sizeof configs / sizeof configs[0])
 
@@ -564,9 +573,9 @@ static int parse_list(const char *s, int *v, int max) {
 }
 
 int main(int argc, char **argv) {
-    int R = 0, warmup = 5, iters = 30, opt, route_T = 32, num_tf = 0, tf[MAX_T], local = 0;
+    int R = 0, warmup = 5, iters = 30, opt, route_T = 32, num_tf = 0, tf[MAX_T], local = 0, keep_g = 0;
     const char *filter = NULL, *csv = NULL, *dump = NULL;
-    while ((opt = getopt(argc, argv, "r:c:t:s:w:n:o:d:L")) != -1) {
+    while ((opt = getopt(argc, argv, "r:c:t:s:w:n:o:d:LG")) != -1) {
         if (opt == 'r') R = atoi(optarg);
         else if (opt == 'c') filter = optarg;
         else if (opt == 't') num_tf = parse_list(optarg, tf, MAX_T - 1);
@@ -576,9 +585,10 @@ int main(int argc, char **argv) {
         else if (opt == 'o') csv = optarg;
         else if (opt == 'd') dump = optarg;
         else if (opt == 'L') local = 1;
+        else if (opt == 'G') keep_g = 1;
         else {
             fprintf(stderr, "usage: %s [-r ranks] [-c config] [-t T,T,..] [-s T_routes] "
-                            "[-w warmup] [-n iters] [-o csv] [-d routing-dir] [-L]\n", argv[0]);
+                            "[-w warmup] [-n iters] [-o csv] [-d routing-dir] [-L] [-G]\n", argv[0]);
             return 2;
         }
     }
@@ -631,8 +641,21 @@ int main(int argc, char **argv) {
     }
     int status = 0;
     for (int ci = 0; ci < NUM_CONFIGS; ci++) {
-        const bench_config_t *c = &configs[ci];
-        if (filter && !strstr(c->name, filter)) continue;
+        if (filter && !strstr(configs[ci].name, filter)) continue;
+        if (R < configs[ci].min_ranks) continue;
+        bench_config_t sc = configs[ci]; /* this run's copy: -G may scale E */
+        char sname[64];
+        if (keep_g && !sc.min_ranks && R != 4) {
+            if ((sc.E * R) % 4) continue;
+            sc.E = sc.E * R / 4;
+            snprintf(sname, sizeof sname, "%s@E%d", configs[ci].name, sc.E);
+            sc.name = sname;
+            if (sc.E > DFM_MAX_EXPERTS) {
+                fprintf(stderr, "dfm_bench: %s: E = %d is over DFM_MAX_EXPERTS; skipped\n", sc.name, sc.E);
+                continue;
+            }
+        }
+        const bench_config_t *c = &sc;
         if (c->E % R) continue;
         bench_world_t *w = (bench_world_t *)calloc(1, sizeof *w);
         w->c = c;

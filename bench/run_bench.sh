@@ -10,7 +10,9 @@
 #   BENCH_CONFIG=dsv3-e32 BENCH_ITERS=100 bench/run_bench.sh
 #
 # With 4 or more GPUs each config runs PERF.md's T list; with fewer (the
-# "2 ranks, G doubles" variants) T in {1, 32, 128}. The skewed and -1-at-10%
+# "2 ranks, G doubles" variants) T in {1, 32, 128}; with 8, E doubles instead
+# (dfm_bench -G: G as in PERF.md) and dsv3-e256-ep8 adds E = 256 on 8 ranks
+# (G = 32). The skewed and -1-at-10%
 # routings run at T = 32. dfm_bench runs three times: the unfused pipeline of
 # launches, the one-kernel fused operator (DFM_CUDA_FUSED=1), and the fused
 # operator with communication disabled (-L; BENCH_FUSED=0 skips both fused
@@ -63,6 +65,9 @@ elif [ "$R" -lt 4 ]; then
 fi
 cargs=()
 [ -n "${BENCH_CONFIG:-}" ] && cargs=(-c "$BENCH_CONFIG")
+# 8 or more ranks (issue 7): E grows with R so that every rank keeps PERF.md's G
+# (rows named <config>@E<E>), plus dsv3-e256-ep8 (DeepSeek-V3's E = 256, G = 32)
+[ "$R" -ge 8 ] && cargs+=(-G)
 
 cmd=("$BIN" -r "$R" "${cargs[@]}" "${targs[@]}" -w "$WARMUP" -n "$ITERS" -o "$OUTDIR/dfm.csv"
      -d "$ROUTING")
