@@ -593,14 +593,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             if (phase == 1) {
 #define FUSED_CONSUME(NN) \
     wg_consume<MODE, 1, NN, fused_out_t, WG_FP8_PROMOTE, false>(s_p[0], out, smem, ring, s_full, s_empty, xch, it, g, tile, pass, half)
-                if (cols <= 8) FUSED_CONSUME(8);
-                else if (cols <= 16) FUSED_CONSUME(16);
-                else if (cols <= 24) FUSED_CONSUME(24);
-                else if (cols <= 32) FUSED_CONSUME(32);
-                else if (cols <= 48) FUSED_CONSUME(48);
-                else if (cols <= 64) FUSED_CONSUME(64);
-                else if (cols <= 96) FUSED_CONSUME(96);
-                else FUSED_CONSUME(128);
+                WG_BY_COLS(cols, FUSED_CONSUME);
 #undef FUSED_CONSUME
                 /* count the item; the CTA completing expert g says so
                  * (g1_ready): the CTAs with GEMM2 items of g requantize it */
@@ -618,14 +611,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             } else {
 #define FUSED_CONSUME(NN) \
     wg_consume<MODE, 2, NN, fused_out_t, WG_FP8_PROMOTE2, true, false>(s_p[1], out, smem, ring, s_full, s_empty, xch, it, g, tile, pass, half)
-                if (cols <= 8) FUSED_CONSUME(8);
-                else if (cols <= 16) FUSED_CONSUME(16);
-                else if (cols <= 24) FUSED_CONSUME(24);
-                else if (cols <= 32) FUSED_CONSUME(32);
-                else if (cols <= 48) FUSED_CONSUME(48);
-                else if (cols <= 64) FUSED_CONSUME(64);
-                else if (cols <= 96) FUSED_CONSUME(96);
-                else FUSED_CONSUME(128);
+                WG_BY_COLS(cols, FUSED_CONSUME);
 #undef FUSED_CONSUME
             }
         }

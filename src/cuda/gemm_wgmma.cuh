@@ -204,6 +204,20 @@ static __device__ __forceinline__ uint64_t wg_desc(uint32_t addr) {
         else fn##_n128(__VA_ARGS__);                           \
     } while (0)
 
+/* X(N) for the narrowest wgmma N (wg_pad_cols) that holds `cols` token rows:
+ * the run-time width of an item -> the consumer instantiated for it. */
+#define WG_BY_COLS(cols, X)             \
+    do {                                \
+        if ((cols) <= 8) X(8);          \
+        else if ((cols) <= 16) X(16);   \
+        else if ((cols) <= 24) X(24);   \
+        else if ((cols) <= 32) X(32);   \
+        else if ((cols) <= 48) X(48);   \
+        else if ((cols) <= 64) X(64);   \
+        else if ((cols) <= 96) X(96);   \
+        else X(128);                    \
+    } while (0)
+
 template <int MODE, int N, typename T>
 static __device__ __forceinline__ void wg_mma(T *d, uint64_t da, uint64_t db, int scale_d) {
     if constexpr (MODE == DFM_QUANT_FP8_ID) WG_BY_N(wgmma_fp8, N, d, da, db, scale_d);
@@ -750,14 +764,7 @@ static __global__ void __launch_bounds__(WG_THREADS, 1)
 #define WG_CONSUME(NN) \
     wg_consume<MODE, PHASE, NN, OUT, PROMOTE, true, WG_STAGE_GEMM2 && !(MODE == DFM_QUANT_FP8_ID && PROMOTE == 1)>( \
         p, out, smem, ring, s_full, s_empty, xch, it, g, tile, pass, half)
-            if (cols <= 8) WG_CONSUME(8);
-            else if (cols <= 16) WG_CONSUME(16);
-            else if (cols <= 24) WG_CONSUME(24);
-            else if (cols <= 32) WG_CONSUME(32);
-            else if (cols <= 48) WG_CONSUME(48);
-            else if (cols <= 64) WG_CONSUME(64);
-            else if (cols <= 96) WG_CONSUME(96);
-            else WG_CONSUME(128);
+            WG_BY_COLS(cols, WG_CONSUME);
 #undef WG_CONSUME
         }
     }
