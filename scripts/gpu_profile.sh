@@ -11,6 +11,9 @@
 # build/gpu_profile): one .txt per profile (ncu's details page) and summary.txt.
 #
 #   BUILD=build-dev scripts/gpu_profile.sh
+#   SOURCE=1 BUILD=build-dev scripts/gpu_profile.sh   instead: warp-stall samples per SASS
+#       instruction (ncu SourceCounters) of the default FP8 GEMM1 + GEMM2 and of the fused
+#       kernel (-L), as CSV (<name>-sass.csv: one row per instruction with its stall reasons)
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 . scripts/gpu_env.sh # no NVLink multicast; torch's NCCL first
@@ -35,6 +38,30 @@ profile() {
     echo "== $name: rc=$rc" | tee -a "$SUMMARY"
     [ $rc -eq 0 ] || status=1
 }
+
+if [ "${SOURCE:-0}" = 1 ]; then
+    SRC=(ncu --clock-control none --section SourceCounters --section WarpStateStats --import-source yes)
+    # source NAME TIMEOUT CMD...: report to NAME.ncu-rep, its SASS page as CSV
+    source_page() {
+        local name=$1 limit=$2
+        shift 2
+        echo "== $name: $*" | tee -a "$SUMMARY"
+        timeout --kill-after=10 "$limit" "$@" >"$LOG/$name.txt" 2>&1
+        local rc=$?
+        echo "== $name: rc=$rc" | tee -a "$SUMMARY"
+        [ $rc -eq 0 ] || status=1
+        ncu -i "$LOG/$name.ncu-rep" --page source --csv --print-source sass >"$LOG/$name-sass.csv" 2>&1 ||
+            ncu -i "$LOG/$name.ncu-rep" --page source --csv >"$LOG/$name-sass.csv" 2>&1
+        ncu -i "$LOG/$name.ncu-rep" --page details >>"$LOG/$name.txt" 2>&1
+        gzip -f "$LOG/$name-sass.csv"
+        rm -f "$LOG/$name.ncu-rep"
+    }
+    source_page gemm-src 300 "${SRC[@]}" -f -o "$LOG/gemm-src" -k regex:wg_gemm_kernel --launch-skip 4 --launch-count 2 \
+        "$BUILD/bench/gemm_bench" -s 0 -m 1 -v e -i 3
+    source_page fused-src 300 env DFM_CUDA_FUSED=1 "${SRC[@]}" -f -o "$LOG/fused-src" -k regex:fused_kernel --launch-skip 5 \
+        --launch-count 1 "$BUILD/bench/dfm_bench" -L -r 4 -c dsv3-e32 -t 32 -s 0 -w 5 -n 1
+    exit $status
+fi
 
 # 1. GEMMs: launch 0..3 of each version are the correctness checks; skip them.
 for v in e 3; do
