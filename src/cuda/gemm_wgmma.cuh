@@ -132,8 +132,7 @@ static __device__ __forceinline__ void wg_mbar_init(uint64_t *bar, int count) {
     asm volatile("mbarrier.init.shared::cta.b64 [%0], %1;" ::"r"(wg_smem_u32(bar)), "r"(count)
                  : "memory");
 }
-static __device__ __forceinline__ void wg_mbar_wait(uint64_t *bar, int parity) {
-    const uint32_t a = wg_smem_u32(bar);
+static __device__ __forceinline__ void wg_mbar_wait_at(uint32_t a, int parity) {
     uint32_t ok;
     do {
         asm volatile("{\n.reg .pred p;\n"
@@ -144,9 +143,20 @@ static __device__ __forceinline__ void wg_mbar_wait(uint64_t *bar, int parity) {
                      : "memory");
     } while (!ok);
 }
-static __device__ __forceinline__ void wg_mbar_arrive(uint64_t *bar) {
-    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(wg_smem_u32(bar)) : "memory");
+static __device__ __forceinline__ void wg_mbar_wait(uint64_t *bar, int parity) {
+    wg_mbar_wait_at(wg_smem_u32(bar), parity);
 }
+static __device__ __forceinline__ void wg_mbar_arrive_at(uint32_t a) {
+    asm volatile("mbarrier.arrive.shared::cta.b64 _, [%0];" ::"r"(a) : "memory");
+}
+/* Ring position: stage s of nst and its phase parity ph, one step on. */
+static __device__ __forceinline__ void wg_ring_next(int &s, int &ph, int nst) {
+    if (++s == nst) {
+        s = 0;
+        ph ^= 1;
+    }
+}
+static __device__ __forceinline__ void wg_mbar_arrive(uint64_t *bar) { wg_mbar_arrive_at(wg_smem_u32(bar)); }
 static __device__ __forceinline__ void wg_mbar_expect_tx(uint64_t *bar, uint32_t bytes) {
     asm volatile("mbarrier.arrive.expect_tx.shared::cta.b64 _, [%0], %1;" ::"r"(wg_smem_u32(bar)),
                  "r"(bytes)
@@ -174,6 +184,9 @@ static __device__ __forceinline__ void wg_bar_sync(int id, int n) {
 }
 static __device__ __forceinline__ void wg_st_shared_u16(uint32_t addr, uint16_t v) {
     asm volatile("st.shared.u16 [%0], %1;" ::"r"(addr), "h"(v) : "memory");
+}
+static __device__ __forceinline__ void wg_st_shared_u32(uint32_t addr, uint32_t v) {
+    asm volatile("st.shared.u32 [%0], %1;" ::"r"(addr), "r"(v) : "memory");
 }
 static __device__ __forceinline__ uint4 wg_ld_shared_v4(uint32_t addr) {
     uint4 v;
@@ -252,16 +265,19 @@ static __device__ __forceinline__ void wg_mma_f16rs(float *d, const uint32_t *a,
  *      TMA's), row n, byte (q & 3) * 32 + s * 2.
  */
 template <int N>
-static __device__ __forceinline__ void wg_fp8_widen_tokens(const unsigned char *src, unsigned char *bh, int t256) {
-    for (int u = t256; u < N * 8; u += 256) {
+static __device__ __forceinline__ void wg_fp8_widen_tokens(uint32_t src, uint32_t bh, int t256) {
+#pragma unroll
+    for (int u0 = 0; u0 < N * 8; u0 += 256) {
+        const int u = u0 + t256;
+        if ((N * 8) % 256 != 0 && u >= N * 8) break;
         const int n = u >> 3, c = u & 7, sw = n & 7;
-        const uint4 v = *(const uint4 *)(src + n * 128 + ((c ^ sw) << 4));
+        const uint4 v = wg_ld_shared_v4(src + n * 128 + ((c ^ sw) << 4));
         const uint32_t wv[4] = {v.x, v.y, v.z, v.w};
-        unsigned char *dst = bh + (c & 1) * (N * 128) + n * 128 + (c >> 1) * 4;
+        const uint32_t dst = bh + (c & 1) * (N * 128) + n * 128 + (c >> 1) * 4;
 #pragma unroll
         for (int b4 = 0; b4 < 4; b4++) { /* step q = (c & 1) * 4 + b4 */
-            *(uint32_t *)(dst + (((b4 * 2) ^ sw) << 4)) = wg_e4m3x2_to_f16x2(wv[b4]);
-            *(uint32_t *)(dst + (((b4 * 2 + 1) ^ sw) << 4)) = wg_e4m3x2_to_f16x2(wv[b4] >> 16);
+            wg_st_shared_u32(dst + (((b4 * 2) ^ sw) << 4), wg_e4m3x2_to_f16x2(wv[b4]));
+            wg_st_shared_u32(dst + (((b4 * 2 + 1) ^ sw) << 4), wg_e4m3x2_to_f16x2(wv[b4] >> 16));
         }
     }
 }
@@ -347,6 +363,14 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
      * the wait, and a ping-pong of two parts made ptxas serialize the wgmmas
      * (C7514) and spill; see docs/PERF_NOTES.md. */
     constexpr bool PIPE = WG_PIPE && MODE != DFM_QUANT_FP8_ID;
+    /* Ring position of `it` (one division per item; then one step per stage),
+     * and every shared-memory address as a 32-bit offset computed once: the
+     * stage loop is latency-bound on its own instruction chain (ncu source
+     * counters: the producer finds the ring full), so every instruction
+     * taken out of it counts. A wgmma descriptor is linear in its address
+     * (wg_desc), so a stage's descriptors are a base plus constants. */
+    int s = it % ring.nst, ph = (it / ring.nst) & 1;
+    const uint32_t ring0 = wg_smem_u32(smem), full0 = wg_smem_u32(s_full), empty0 = wg_smem_u32(s_empty);
     if constexpr (MODE == DFM_QUANT_FP8_ID && PROMOTE == 1) {
         /*
          * FP8 on f16 HGMMA (wg_fp8_widen_tokens explains the layout). Stage
@@ -358,34 +382,40 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
          * LOOKAHEAD false (the fused kernel, whose registers are short) takes
          * each stage in at the top of its own iteration (barrier, then its
          * wgmmas): nothing but the accumulators live across the barrier.
+         * Rows r0w and r0w + 8 of this thread share their swizzle (r & 7).
          */
-        const int r0w = wg * 64 + w4 * 16 + (lane >> 2), tg = lane & 3;
+        const int r0w = wg * 64 + w4 * 16 + (lane >> 2), tg = lane & 3, sw = (lane >> 2) & 7;
+        /* this thread's first 16 bytes of row r0w (the next 16: ^ 16); kept in a
+         * register with LOOKAHEAD only (the fused kernel has none to spare) */
+        const uint32_t wlo_keep = r0w * 128 + (((2 * tg) ^ sw) << 4);
+        const uint32_t bh0 = wg_smem_u32(ring.bh);
+        int bpar = it & 1; /* bh buffer of the stage being multiplied */
         uint32_t raw[2][8]; /* this thread's weight codes of the next stage: rows r0w, r0w + 8 */
-        auto take_in = [&](int itn) {
-            const int s = itn % ring.nst, r = itn / ring.nst;
-            wg_mbar_wait(&s_full[s], r & 1);
-            const unsigned char *st = smem + s * ring.sb;
-            wg_fp8_widen_tokens<N>(st + WG_W_BYTES, ring.bh + (itn & 1) * ring.bhs, tid);
+        auto take_in = [&](int par) { /* stage (s, ph) into bh buffer par; the position steps on */
+            wg_mbar_wait_at(full0 + s * 8, ph);
+            const uint32_t st = ring0 + s * ring.sb;
+            const uint32_t wlo = LOOKAHEAD ? wlo_keep
+                                           : (wg * 64 + w4 * 16 + (lane >> 2)) * 128 + ((((lane & 3) * 2) ^ ((lane >> 2) & 7)) << 4);
+            wg_fp8_widen_tokens<N>(st + WG_W_BYTES, bh0 + par * ring.bhs, tid);
 #pragma unroll
             for (int h = 0; h < 2; h++) {
-                const int rr = r0w + h * 8;
-                const unsigned char *row = st + rr * 128;
-                const uint4 lo = *(const uint4 *)(row + (((2 * tg) ^ (rr & 7)) << 4));
-                const uint4 hi = *(const uint4 *)(row + (((2 * tg + 1) ^ (rr & 7)) << 4));
+                const uint4 lo = wg_ld_shared_v4(st + h * 1024 + wlo);
+                const uint4 hi = wg_ld_shared_v4(st + h * 1024 + (wlo ^ 16));
                 raw[h][0] = lo.x; raw[h][1] = lo.y; raw[h][2] = lo.z; raw[h][3] = lo.w;
                 raw[h][4] = hi.x; raw[h][5] = hi.y; raw[h][6] = hi.z; raw[h][7] = hi.w;
             }
             asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
             __syncwarp();
-            if (lane == 0) wg_mbar_arrive(&s_empty[s]); /* this warp is done with the stage */
+            if (lane == 0) wg_mbar_arrive_at(empty0 + s * 8); /* this warp is done with the stage */
+            wg_ring_next(s, ph, ring.nst);
         };
         if (LOOKAHEAD) {
-            take_in(it);
+            take_in(bpar);
             wg_bar_sync(3, 256);
         }
         for (int kt = 0; kt < nk; kt++, it++) {
             if (!LOOKAHEAD) {
-                take_in(it);
+                take_in(bpar);
                 wg_bar_sync(3, 256);
             }
             uint32_t a[8][4];
@@ -396,29 +426,28 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
                 a[q][2] = wg_e4m3x2_to_f16x2(raw[0][q] >> 16);
                 a[q][3] = wg_e4m3x2_to_f16x2(raw[1][q] >> 16);
             }
-            const uint32_t ab = wg_smem_u32(ring.bh + (it & 1) * ring.bhs);
+            const uint64_t db = wg_desc(bh0 + (bpar ? ring.bhs : 0));
 #pragma unroll
             for (int i = 0; i < NR; i++) wg_reg_fence(acc[i]);
             wg_fence();
 #pragma unroll
             for (int q = 0; q < 8; q++)
-                wg_mma_f16rs<N>((float *)acc, a[q], wg_desc(ab + (q >> 2) * (N * 128) + (q & 3) * 32),
+                wg_mma_f16rs<N>((float *)acc, a[q], db + (((q >> 2) * (N * 128) + (q & 3) * 32) >> 4),
                                 kt > 0 || q > 0);
             wg_commit();
-            if (LOOKAHEAD && kt + 1 < nk) take_in(it + 1);
+            if (LOOKAHEAD && kt + 1 < nk) take_in(bpar ^ 1);
             wg_wait0();
 #pragma unroll
             for (int i = 0; i < NR; i++) wg_reg_fence(acc[i]);
             if (LOOKAHEAD) wg_bar_sync(3, 256);
+            bpar ^= 1;
         }
     } else if constexpr (!PIPE) {
         /* version 1: every stage waits for its own wgmmas before releasing */
         for (int kt = 0; kt < nk; kt++, it++) {
-            const int s = it % ring.nst, r = it / ring.nst;
-            wg_mbar_wait(&s_full[s], r & 1);
-            unsigned char *st = smem + s * ring.sb;
-            const uint32_t aw = wg_smem_u32(st) + wg * (64 * WG_BK);
-            const uint32_t aa = wg_smem_u32(st + WG_W_BYTES);
+            wg_mbar_wait_at(full0 + s * 8, ph);
+            const uint32_t st = ring0 + s * ring.sb;
+            const uint64_t dw = wg_desc(st + wg * (64 * WG_BK)), da = wg_desc(st + WG_W_BYTES);
             if constexpr (MODE == DFM_QUANT_FP8_ID && PROMOTE == 32) {
                 /* one wgmma k32 per fresh `part`, promoted right after its wait */
 #pragma unroll
@@ -426,7 +455,7 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
 #pragma unroll
                     for (int i = 0; i < NR; i++) wg_reg_fence(part[i]);
                     wg_fence();
-                    wg_mma<MODE, N>(part, wg_desc(aw + kk * 32), wg_desc(aa + kk * 32), 0);
+                    wg_mma<MODE, N>(part, dw + kk * 2, da + kk * 2, 0);
                     wg_commit();
                     wg_wait0();
 #pragma unroll
@@ -439,8 +468,7 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
                 for (int i = 0; i < NR; i++) wg_reg_fence(part[i]);
                 wg_fence();
 #pragma unroll
-                for (int kk = 0; kk < 4; kk++)
-                    wg_mma<MODE, N>(part, wg_desc(aw + kk * 32), wg_desc(aa + kk * 32), kk > 0);
+                for (int kk = 0; kk < 4; kk++) wg_mma<MODE, N>(part, dw + kk * 2, da + kk * 2, kk > 0);
                 wg_commit();
                 wg_wait0();
 #pragma unroll
@@ -452,15 +480,15 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
                 for (int i = 0; i < NR; i++) wg_reg_fence(acc[i]);
                 wg_fence();
 #pragma unroll
-                for (int kk = 0; kk < 4; kk++)
-                    wg_mma<MODE, N>(acc, wg_desc(aw + kk * 32), wg_desc(aa + kk * 32), 1);
+                for (int kk = 0; kk < 4; kk++) wg_mma<MODE, N>(acc, dw + kk * 2, da + kk * 2, 1);
                 wg_commit();
                 wg_wait0();
 #pragma unroll
                 for (int i = 0; i < NR; i++) wg_reg_fence(acc[i]);
             }
             __syncwarp();
-            if (lane == 0) wg_mbar_arrive(&s_empty[s]);
+            if (lane == 0) wg_mbar_arrive_at(empty0 + s * 8);
+            wg_ring_next(s, ph, ring.nst);
         }
     } else {
         /* version 2 (INT8, BF16): stage kt's wgmmas are issued before stage
@@ -468,24 +496,23 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
          * drain between stages; stage kt-1 is released then. */
         int prev_s = -1;
         for (int kt = 0; kt < nk; kt++, it++) {
-            const int s = it % ring.nst, r = it / ring.nst;
-            wg_mbar_wait(&s_full[s], r & 1);
-            unsigned char *st = smem + s * ring.sb;
-            const uint32_t aw = wg_smem_u32(st) + wg * (64 * WG_BK);
-            const uint32_t aa = wg_smem_u32(st + WG_W_BYTES);
+            wg_mbar_wait_at(full0 + s * 8, ph);
+            const uint32_t st = ring0 + s * ring.sb;
+            const uint64_t dw = wg_desc(st + wg * (64 * WG_BK)), da = wg_desc(st + WG_W_BYTES);
             {
                 wg_fence();
 #pragma unroll
                 for (int kk = 0; kk < 4; kk++)
-                    wg_mma<MODE, N>(acc, wg_desc(aw + kk * 32), wg_desc(aa + kk * 32), kt > 0 || kk > 0);
+                    wg_mma<MODE, N>(acc, dw + kk * 2, da + kk * 2, kt > 0 || kk > 0);
                 wg_commit();
                 asm volatile("wgmma.wait_group.sync.aligned 1;" ::: "memory");
             }
             if (prev_s >= 0) {
                 __syncwarp();
-                if (lane == 0) wg_mbar_arrive(&s_empty[prev_s]);
+                if (lane == 0) wg_mbar_arrive_at(empty0 + prev_s * 8);
             }
             prev_s = s;
+            wg_ring_next(s, ph, ring.nst);
         }
         wg_wait0();
         {
@@ -493,7 +520,7 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
             for (int i = 0; i < NR; i++) wg_reg_fence(acc[i]);
         }
         __syncwarp();
-        if (lane == 0) wg_mbar_arrive(&s_empty[prev_s]);
+        if (lane == 0) wg_mbar_arrive_at(empty0 + prev_s * 8);
     }
 
     /* ---- epilogue ---- */
