@@ -78,6 +78,9 @@
 #ifndef WG_FP8_PROMOTE2
 #define WG_FP8_PROMOTE2 128 /* GEMM2's (its output is not requantized: QGMMA's error stays ~1e-4) */
 #endif
+#ifndef WG_DEBUG_NOMATH
+#define WG_DEBUG_NOMATH 0 /* 1: consumers skip the math (timing of the ring alone; results wrong) */
+#endif
 #ifndef WG_PIPE
 #define WG_PIPE 1 /* 0: version 1 consumer (wait for each stage's wgmmas) */
 #endif
@@ -371,7 +374,16 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
      * (wg_desc), so a stage's descriptors are a base plus constants. */
     int s = it % ring.nst, ph = (it / ring.nst) & 1;
     const uint32_t ring0 = wg_smem_u32(smem), full0 = wg_smem_u32(s_full), empty0 = wg_smem_u32(s_empty);
-    if constexpr (MODE == DFM_QUANT_FP8_ID && PROMOTE == 1) {
+    if constexpr (WG_DEBUG_NOMATH) {
+        /* measurement only (-DWG_DEBUG_NOMATH=1, wrong results): the ring
+         * drained without any math, what the producer and TMA alone reach */
+        for (int kt = 0; kt < nk; kt++, it++) {
+            wg_mbar_wait_at(full0 + s * 8, ph);
+            __syncwarp();
+            if (lane == 0) wg_mbar_arrive_at(empty0 + s * 8);
+            wg_ring_next(s, ph, ring.nst);
+        }
+    } else if constexpr (MODE == DFM_QUANT_FP8_ID && PROMOTE == 1) {
         /*
          * FP8 on f16 HGMMA (wg_fp8_widen_tokens explains the layout). Stage
          * kt+1 is taken in (its tokens widened into bh, this thread's weight
