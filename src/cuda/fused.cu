@@ -357,6 +357,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     __shared__ int s_cnt[DFM_MAX_EXPERTS];
     __shared__ int s_pre1[WG_MAX_G + 1], s_pre2[WG_MAX_G + 1];
     __shared__ __align__(8) uint64_t s_full[WG_MAX_STAGES], s_empty[WG_MAX_STAGES];
+    __shared__ wg_col_t s_tab[2 * WG_MAXCOLS]; /* wg_consume's column tables */
     __shared__ wg_gemm_args_t s_p[2];
     __shared__ float s_red[32];
     __shared__ size_t s_dst[DFM_MAX_TOPK];
@@ -592,7 +593,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             const int cols = 8 * min(16, nch - pass * 16);
             if (phase == 1) {
 #define FUSED_CONSUME(NN) \
-    wg_consume<MODE, 1, NN, fused_out_t, WG_FP8_PROMOTE, false>(s_p[0], out, smem, ring, s_full, s_empty, xch, it, g, tile, pass, half)
+    wg_consume<MODE, 1, NN, fused_out_t, WG_FP8_PROMOTE, false>(s_p[0], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
                 WG_BY_COLS(cols, FUSED_CONSUME);
 #undef FUSED_CONSUME
                 /* count the item; the CTA completing expert g says so
@@ -610,7 +611,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                 }
             } else {
 #define FUSED_CONSUME(NN) \
-    wg_consume<MODE, 2, NN, fused_out_t, WG_FP8_PROMOTE2, true, false>(s_p[1], out, smem, ring, s_full, s_empty, xch, it, g, tile, pass, half)
+    wg_consume<MODE, 2, NN, fused_out_t, WG_FP8_PROMOTE2, true, false>(s_p[1], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
                 WG_BY_COLS(cols, FUSED_CONSUME);
 #undef FUSED_CONSUME
             }

@@ -292,6 +292,14 @@ static __device__ __forceinline__ uint32_t wg_f32_to_bf16(float f) {
     return u >> 16;
 }
 
+/* One token column of an item, as the epilogue needs it (wg_consume): the
+ * row's scale and where its outputs go (GEMM1: the act row at the item's 64
+ * channels; GEMM2: the bf16 row at the item's 128); ptr 0 = a padding column. */
+typedef struct {
+    uintptr_t ptr;
+    float sa;
+} wg_col_t;
+
 /* The wgmma width that covers `cols` token columns (the template set of N). */
 static __host__ __device__ __forceinline__ int wg_pad_cols(int cols) {
     return cols <= 32 ? (cols + 7) & ~7 : cols <= 48 ? 48 : cols <= 64 ? 64 : cols <= 96 ? 96 : 128;
@@ -350,13 +358,41 @@ template <int MODE, int PHASE, int N, class OUT, int PROMOTE = WG_FP8_PROMOTE, b
 static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const OUT &out,
                                                   unsigned char *smem, const wg_ring_t ring,
                                                   uint64_t *s_full, uint64_t *s_empty, float *xch,
-                                                  int &it, int g, int tile, int pass, int half) {
+                                                  wg_col_t *s_tab, int &it, int g, int tile, int pass, int half) {
     static_assert(PROMOTE == 128 || PROMOTE == 32 || PROMOTE == 1,
                   "FP8 promotion interval: 128, 32 or 1 (f16 tensor cores) values of K");
     constexpr int NR = N / 2;
     typedef typename std::conditional<MODE == DFM_QUANT_INT8_ID, int, float>::type acc_t;
     const int tid = threadIdx.x, t = tid & 127, wg = tid >> 7, lane = tid & 31, w4 = t >> 5;
     const int nk = (p.k_bytes + WG_BK - 1) / WG_BK;
+    /* The item's column table (wg_col_t), filled before the stage loop (no
+     * accumulators live yet): one thread per token column looks up its row
+     * (wg_chunk), its scale and its output row once, and the epilogue's
+     * fragment loops read shared memory. Looked up inside those loops, every
+     * column paid its own chain of dependent global loads (a_scale, the GEMM2
+     * row's meta) one after the other: several us per item without weight
+     * streaming. Each warpgroup fills its own table between two barriers of
+     * its own (the first: its reads of the previous item's table and staging
+     * are done). */
+    wg_col_t *tab = s_tab + wg * WG_MAXCOLS;
+    wg_bar_sync(4 + wg, 128);
+    if (t < N) {
+        int src, j0, valid;
+        wg_chunk(p, g, pass * 16 + (t >> 3), src, j0, valid);
+        const int jj = t & 7;
+        wg_col_t c;
+        c.sa = 0.0f;
+        c.ptr = 0;
+        if (src >= 0 && jj < valid) {
+            const long long phys = (long long)(g * p.R + src) * p.M + j0 + jj;
+            c.sa = p.a_scale[(long long)half * p.half_rows + phys];
+            if constexpr (PHASE == 1) c.ptr = (uintptr_t)(p.act + phys * p.inter + (size_t)tile * 64);
+            else c.ptr = (uintptr_t)(out.row(g, src, j0 + jj, phys, half) + (size_t)tile * WG_BN);
+        }
+        tab[t] = c;
+    }
+    wg_bar_sync(4 + wg, 128);
+
     acc_t acc[NR];
     float part[MODE == DFM_QUANT_FP8_ID && PROMOTE != 1 ? NR : 1];
 #pragma unroll
@@ -539,21 +575,15 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
     const int r0 = w4 * 16 + (lane >> 2); /* rows r0, r0 + 8 of this warpgroup's 64 */
     const float *bs = p.b_scale ? p.b_scale + (size_t)g * p.n_out + (size_t)tile * WG_BN + wg * 64 : nullptr;
     const float sb0 = bs ? bs[r0] : 1.0f, sb1 = bs ? bs[r0 + 8] : 1.0f;
-    const long long hoff = (long long)half * p.half_rows;
 
     if constexpr (PHASE == 1) {
         wg_bar_sync(1, 256); /* WG0 is done reading xch of the previous item */
         if (wg == 1) {
 #pragma unroll
             for (int j = 0; j < N / 8; j++) {
-                int src, j0, valid;
-                wg_chunk(p, g, pass * 16 + j, src, j0, valid);
 #pragma unroll
                 for (int q = 0; q < 2; q++) {
-                    const int jj = (lane & 3) * 2 + q;
-                    float sa = 0.0f;
-                    if (src >= 0 && jj < valid)
-                        sa = p.a_scale[hoff + (long long)(g * p.R + src) * p.M + j0 + jj];
+                    const float sa = tab[j * 8 + (lane & 3) * 2 + q].sa; /* 0 for padding */
                     xch[(j * 4 + q) * 128 + t] = __fmul_rn(__fmul_rn((float)acc[j * 4 + q], sa), sb0);
                     xch[(j * 4 + 2 + q) * 128 + t] = __fmul_rn(__fmul_rn((float)acc[j * 4 + 2 + q], sa), sb1);
                 }
@@ -563,19 +593,16 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
         if (wg == 0) {
 #pragma unroll
             for (int j = 0; j < N / 8; j++) {
-                int src, j0, valid;
-                wg_chunk(p, g, pass * 16 + j, src, j0, valid);
 #pragma unroll
                 for (int q = 0; q < 2; q++) {
-                    const int jj = (lane & 3) * 2 + q;
-                    if (src < 0 || jj >= valid) continue;
-                    const long long phys = (long long)(g * p.R + src) * p.M + j0 + jj;
-                    const float sa = p.a_scale[hoff + phys];
-                    float *arow = p.act + phys * p.inter + (size_t)tile * 64;
+                    asm volatile("" ::: "memory"); /* one column's table entry live at a time (registers) */
+                    const wg_col_t c = tab[j * 8 + (lane & 3) * 2 + q];
+                    if (!c.ptr) continue;
+                    float *arow = (float *)c.ptr;
 #pragma unroll
                     for (int h = 0; h < 2; h++) {
                         const int i = j * 4 + h * 2 + q;
-                        const float hg = __fmul_rn(__fmul_rn((float)acc[i], sa), h ? sb1 : sb0);
+                        const float hg = __fmul_rn(__fmul_rn((float)acc[i], c.sa), h ? sb1 : sb0);
                         const float hu = xch[i * 128 + t];
                         arow[r0 + h * 8] = __fmul_rn(hg / (1.0f + expf(-hg)), hu);
                     }
@@ -602,27 +629,25 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
                 s_lo[q] = base + (((r0 >> 3) ^ jj) << 4);
                 s_hi[q] = base + ((((r0 >> 3) + 1) ^ jj) << 4);
             }
-            wg_bar_sync(4 + wg, 128); /* the warpgroup's reads of the previous item are done */
         }
 #pragma unroll
         for (int j = 0; j < N / 8; j++) {
-            int src, j0, valid;
-            wg_chunk(p, g, pass * 16 + j, src, j0, valid);
 #pragma unroll
             for (int q = 0; q < 2; q++) {
-                const int jj = (lane & 3) * 2 + q;
-                if (src < 0 || jj >= valid) continue;
-                const long long phys = (long long)(g * p.R + src) * p.M + j0 + jj;
-                const float sa = p.a_scale[hoff + phys];
-                if constexpr (STAGE) {
+                const int n = j * 8 + (lane & 3) * 2 + q;
+                if constexpr (STAGE) { /* padding columns stage zeros; the copy below skips them */
+                    const float sa = tab[n].sa;
                     wg_st_shared_u16(s_lo[q] + j * 1024,
                                      (uint16_t)wg_f32_to_bf16(__fmul_rn(__fmul_rn((float)acc[j * 4 + q], sa), sb0)));
                     wg_st_shared_u16(s_hi[q] + j * 1024,
                                      (uint16_t)wg_f32_to_bf16(__fmul_rn(__fmul_rn((float)acc[j * 4 + 2 + q], sa), sb1)));
                 } else {
-                    uint16_t *yrow = out.row(g, src, j0 + jj, phys, half) + (size_t)tile * WG_BN + wg * 64;
-                    yrow[r0] = (uint16_t)wg_f32_to_bf16(__fmul_rn(__fmul_rn((float)acc[j * 4 + q], sa), sb0));
-                    yrow[r0 + 8] = (uint16_t)wg_f32_to_bf16(__fmul_rn(__fmul_rn((float)acc[j * 4 + 2 + q], sa), sb1));
+                    asm volatile("" ::: "memory"); /* one column's table entry live at a time (registers) */
+                    const wg_col_t c = tab[n];
+                    if (!c.ptr) continue;
+                    uint16_t *yrow = (uint16_t *)c.ptr + wg * 64;
+                    yrow[r0] = (uint16_t)wg_f32_to_bf16(__fmul_rn(__fmul_rn((float)acc[j * 4 + q], c.sa), sb0));
+                    yrow[r0 + 8] = (uint16_t)wg_f32_to_bf16(__fmul_rn(__fmul_rn((float)acc[j * 4 + 2 + q], c.sa), sb1));
                 }
             }
         }
@@ -630,12 +655,10 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
             wg_bar_sync(4 + wg, 128);
 #pragma unroll 1
             for (int c = t; c < N * 8; c += 128) {
-                const int n = c >> 3, k = c & 7, jj = n & 7;
-                int src, j0, valid;
-                wg_chunk(p, g, pass * 16 + (n >> 3), src, j0, valid);
-                if (src < 0 || jj >= valid) continue;
-                const long long phys = (long long)(g * p.R + src) * p.M + j0 + jj;
-                uint16_t *yrow = out.row(g, src, j0 + jj, phys, half) + (size_t)tile * WG_BN + wg * 64;
+                const int n = c >> 3, k = c & 7;
+                const uintptr_t ptr = tab[n].ptr;
+                if (!ptr) continue;
+                uint16_t *yrow = (uint16_t *)ptr + wg * 64;
                 *(uint4 *)(yrow + k * 8) = wg_ld_shared_v4(stg + n * 128 + ((k ^ (n & 7)) << 4));
             }
         }
@@ -659,8 +682,9 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
  *   +gridDim.x, ...) over the same ring, so the ring position `it` agrees
  *   without any exchange. Shared memory: ring.nst x (16 KB W + A rows), the
  *   exchange (WG1 -> WG0 up values, GEMM1; the output rows' staging, GEMM2),
- *   barriers (named: 1 both consumer warpgroups, 3 the f16 token tile, 4 + wg
- *   one warpgroup's GEMM2 staging).
+ *   the two warpgroups' column tables (static, wg_col_t), barriers (named: 1
+ *   both consumer warpgroups, 3 the f16 token tile, 4 + wg one warpgroup's
+ *   column table and GEMM2 staging).
  */
 template <int MODE, int PHASE, int VER, class OUT, int PROMOTE = WG_FP8_PROMOTE>
 static __global__ void __launch_bounds__(WG_THREADS, 1)
@@ -672,6 +696,7 @@ static __global__ void __launch_bounds__(WG_THREADS, 1)
     __shared__ int s_prefix[WG_MAX_G + 1];
     __shared__ int s_maxch;
     __shared__ __align__(8) uint64_t s_full[WG_MAX_STAGES], s_empty[WG_MAX_STAGES];
+    __shared__ wg_col_t s_tab[2 * WG_MAXCOLS];
     unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int G = p.G;
@@ -802,7 +827,7 @@ static __global__ void __launch_bounds__(WG_THREADS, 1)
  * already); -DWG_STAGE_GEMM2=0 turns staging off (for A/B measurements) */
 #define WG_CONSUME(NN) \
     wg_consume<MODE, PHASE, NN, OUT, PROMOTE, true, WG_STAGE_GEMM2 && !(MODE == DFM_QUANT_FP8_ID && PROMOTE == 1)>( \
-        p, out, smem, ring, s_full, s_empty, xch, it, g, tile, pass, half)
+        p, out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
             WG_BY_COLS(cols, WG_CONSUME);
 #undef WG_CONSUME
         }
