@@ -26,30 +26,32 @@ NCU=(ncu --clock-control none --section SpeedOfLight --section MemoryWorkloadAna
      --section WarpStateStats --section SchedulerStats)
 status=0
 
-# profile NAME TIMEOUT CMD...: ncu's report to $LOG/NAME.txt, the headline metrics to summary
-profile() {
+# run_ncu NAME TIMEOUT CMD...: the command under its timeout, its output to $LOG/NAME.txt;
+# its exit status in last_rc (and status=1 when it failed)
+run_ncu() {
     local name=$1 limit=$2
     shift 2
     echo "== $name: $*" | tee -a "$SUMMARY"
     timeout --kill-after=10 "$limit" "$@" >"$LOG/$name.txt" 2>&1
-    local rc=$?
+    last_rc=$?
+    [ $last_rc -eq 0 ] || status=1
+}
+
+# profile NAME TIMEOUT CMD...: ncu's report to $LOG/NAME.txt, the headline metrics to summary
+profile() {
+    run_ncu "$@"
     grep -E '^  [a-z_]+.*\(|Duration|DRAM Throughput|Memory Throughput|Compute \(SM\) Throughput|Registers Per Thread|Achieved Occupancy|Stall|One or More Eligible|No Eligible' \
-        "$LOG/$name.txt" | head -60 | tee -a "$SUMMARY"
-    echo "== $name: rc=$rc" | tee -a "$SUMMARY"
-    [ $rc -eq 0 ] || status=1
+        "$LOG/$1.txt" | head -60 | tee -a "$SUMMARY"
+    echo "== $1: rc=$last_rc" | tee -a "$SUMMARY"
 }
 
 if [ "${SOURCE:-0}" = 1 ]; then
     SRC=(ncu --clock-control none --section SourceCounters --section WarpStateStats --import-source yes)
     # source NAME TIMEOUT CMD...: report to NAME.ncu-rep, its SASS page as CSV
     source_page() {
-        local name=$1 limit=$2
-        shift 2
-        echo "== $name: $*" | tee -a "$SUMMARY"
-        timeout --kill-after=10 "$limit" "$@" >"$LOG/$name.txt" 2>&1
-        local rc=$?
-        echo "== $name: rc=$rc" | tee -a "$SUMMARY"
-        [ $rc -eq 0 ] || status=1
+        local name=$1
+        run_ncu "$@"
+        echo "== $name: rc=$last_rc" | tee -a "$SUMMARY"
         ncu -i "$LOG/$name.ncu-rep" --page source --csv --print-source sass >"$LOG/$name-sass.csv" 2>&1 ||
             ncu -i "$LOG/$name.ncu-rep" --page source --csv >"$LOG/$name-sass.csv" 2>&1
         ncu -i "$LOG/$name.ncu-rep" --page details >>"$LOG/$name.txt" 2>&1
