@@ -93,7 +93,11 @@ fi
 if [ "${SKIP_BUILD:-0}" != 1 ]; then
     step build 900 make -j"$(nproc)" BUILD="$BUILD" CUDA=1 all || exit 1
 fi
-[ -f "$BUILD/libdfm.so" ] || { echo "gpu_all: $BUILD/libdfm.so missing" >&2; exit 1; }
+# a carried build needs libdfm.so too (pytest, the ldd check), not only the test binaries
+[ -f "$BUILD/libdfm.so" ] || {
+    echo "gpu_all: $BUILD/libdfm.so missing (carry it with the binaries)" | tee -a "$SUMMARY" >&2
+    exit 1
+}
 ldd "$BUILD/libdfm.so" | grep -E 'nccl|cudart' | tee -a "$SUMMARY"
 
 ranks_list=()
