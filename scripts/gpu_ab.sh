@@ -4,7 +4,8 @@
 # one-kernel fused operator. Compare only numbers from the same call (same machine).
 #
 #   A=build-main B=build-dev scripts/gpu_ab.sh
-#   A=... B=... ROUNDS=2 CASES="dsv3-e32:32,128 qwen3-235b:32" MODES="pipe fused" scripts/gpu_ab.sh
+#   A=... B=... ROUNDS=2 CASES="dsv3-e32:32,128 qwen3-235b:32" MODES="pipe fused local" scripts/gpu_ab.sh
+# (MODES: pipe = the pipeline, fused = DFM_CUDA_FUSED=1, local = fused with -L)
 # Output: $OUT/ab.log (or build/ab_out/ab.log): each run's table rows, tagged.
 set -uo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
@@ -23,11 +24,11 @@ for r in $(seq 1 "$ROUNDS"); do
         for c in $CASES; do
             for side in A B; do
                 dir=${!side}
-                env=()
-                [ "$mode" = fused ] && env=(DFM_CUDA_FUSED=1)
-                [ "$mode" = local ] && env=(DFM_CUDA_FUSED=1)
-                extra=()
-                [ "$mode" = local ] && extra=(-L)
+                env=() extra=()
+                case $mode in
+                    fused) env=(DFM_CUDA_FUSED=1) ;;
+                    local) env=(DFM_CUDA_FUSED=1) extra=(-L) ;; # the fused kernel, no communication
+                esac
                 out=$(timeout --kill-after=10 "${STEP_TIMEOUT:-120}" env "${env[@]}" \
                       "$dir/bench/dfm_bench" -r "$R" -c "${c%%:*}" -t "${c#*:}" -w 5 -n "${ITERS:-30}" "${extra[@]}" 2>&1)
                 rc=$?
