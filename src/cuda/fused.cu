@@ -846,20 +846,11 @@ cudaError_t dfm_cuda_fused(dfm_cuda_fused_t *f, const dfm_cuda_world_t *w, const
     fused_args_t a = f->args;
     a.parts = parts;
 
-    cudaLaunchConfig_t cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.gridDim = dim3((unsigned)f->grid);
-    cfg.blockDim = dim3(FUSED_THREADS);
-    cfg.dynamicSmemBytes = (size_t)f->smem[op->quant];
-    cfg.stream = stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeCooperative;
-    attr[0].val.cooperative = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
     void *args[] = {(void *)&f->maps[op->quant], (void *)w, (void *)op, (void *)&a};
     cudaError_t err = ev ? cudaEventRecord(ev[0], stream) : cudaSuccess;
-    if (err == cudaSuccess) err = cudaLaunchKernelExC(&cfg, fused_kernel_of(op->quant), args);
+    if (err == cudaSuccess)
+        err = dfm_launch(fused_kernel_of(op->quant), dim3((unsigned)f->grid), dim3(FUSED_THREADS), args,
+                         (size_t)f->smem[op->quant], stream, 1);
     for (int i = 1; i < 4 && err == cudaSuccess && ev; i++) err = cudaEventRecord(ev[i], stream);
     return err;
 }

@@ -548,8 +548,8 @@ static cudaError_t wg_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
                     (void *)&tm[4], (void *)&tm[5], (void *)&a,     (void *)&out};
     const int pi = wg_promote_index(promote);
     const size_t smem = ver == 2 ? WG_SMEM_BYTES : (size_t)wg_smem3[op->quant][phase - 1][pi];
-    return cudaLaunchKernel(wg_kernel(op->quant, phase, ver, promote), dim3((unsigned)wg_num_sms),
-                            dim3(WG_THREADS), args, smem, stream);
+    return dfm_launch((const void *)wg_kernel(op->quant, phase, ver, promote), dim3((unsigned)wg_num_sms),
+                      dim3(WG_THREADS), args, smem, stream, 0);
 }
 
 static int wg_usable(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op) {
@@ -585,15 +585,15 @@ static cudaError_t gemm_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *o
     if (gy > GEMM_MAX_Y) gy = GEMM_MAX_Y;
     const dim3 grid((unsigned)(N / GEMM_BN), (unsigned)gy);
     void *args[] = {(void *)w, (void *)op};
-    return cudaLaunchKernel(gemm_kernel(op->quant, phase), grid, dim3(GEMM_THREADS), args,
-                            GEMM_SMEM_BYTES, stream);
+    return dfm_launch((const void *)gemm_kernel(op->quant, phase), grid, dim3(GEMM_THREADS), args,
+                      GEMM_SMEM_BYTES, stream, 0);
 }
 
 static cudaError_t requant_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
                                   cudaStream_t stream) {
     const dim3 grid((unsigned)(w->num_local_experts * w->num_ranks), REQUANT_SPLIT);
-    requant_kernel<<<grid, REQUANT_THREADS, 0, stream>>>(*w, *op);
-    return cudaGetLastError();
+    void *args[] = {(void *)w, (void *)op};
+    return dfm_launch((const void *)requant_kernel, grid, dim3(REQUANT_THREADS), args, 0, stream, 0);
 }
 
 cudaError_t dfm_cuda_experts(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
