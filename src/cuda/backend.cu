@@ -36,6 +36,7 @@ typedef struct {
     cudaGraphExec_t exec;
     cudaGraphNode_t node[DFM_GRAPH_NODES];
     int coop[DFM_GRAPH_NODES];
+    unsigned long long same[DFM_GRAPH_NODES]; /* the node's `same` (dfm_launch); 0: none */
     int n;        /* nodes of the graph */
     int seen;     /* launches of the current call */
     int building; /* this call adds the nodes */
@@ -53,7 +54,7 @@ static void graph_drop(launch_graph_t *g) {
 }
 
 cudaError_t dfm_launch(const void *func, dim3 grid, dim3 block, void **args, size_t smem,
-                       cudaStream_t stream, int cooperative) {
+                       cudaStream_t stream, int cooperative, unsigned long long same) {
     launch_graph_t *g = cur_graph;
     if (g == NULL) {
         cudaLaunchConfig_t cfg;
@@ -91,11 +92,15 @@ cudaError_t dfm_launch(const void *func, dim3 grid, dim3 block, void **args, siz
             err = cudaGraphKernelNodeSetAttribute(g->node[i], cudaLaunchAttributeCooperative, &v);
         }
         g->coop[i] = cooperative;
+        g->same[i] = same;
         g->n = i + 1;
         if (err != cudaSuccess) g->bad = 1;
-    } else if (i >= g->n || g->coop[i] != cooperative ||
-               cudaGraphExecKernelNodeSetParams(g->exec, g->node[i], &kp) != cudaSuccess) {
+    } else if (i >= g->n || g->coop[i] != cooperative) {
         g->bad = 1;
+    } else if (same == 0 || same != g->same[i]) {
+        g->same[i] = 0; /* until the update is known to have taken */
+        if (cudaGraphExecKernelNodeSetParams(g->exec, g->node[i], &kp) != cudaSuccess) g->bad = 1;
+        else g->same[i] = same;
     }
     if (g->bad) (void)cudaGetLastError(); /* the call launches plainly instead */
     return cudaSuccess;
