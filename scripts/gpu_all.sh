@@ -18,7 +18,7 @@
 #   SKIP_EXTRA=1                       leave out every longer run: the 1000-call
 #                                      sequences (default and DFM_CUDA_FP8_PROMOTE=128),
 #                                      the sanitizers, the whole test_moe with
-#                                      DFM_CUDA_FUSED=1, gemm_bench -v 3pe (FP8 promote
+#                                      DFM_CUDA_FUSED=1 and with DFM_CUDA_GRAPH=0, gemm_bench -v 3pe (FP8 promote
 #                                      128, 32, 1)
 #   SKIP_PROMOTE=1 / SKIP_FUSED=1      leave out the promotion group (both 1000-call
 #                                      runs, gemm_bench -v 3pe) / the fused group (test_moe
@@ -161,6 +161,10 @@ if [ "${SKIP_EXTRA:-0}" != 1 ] && [ -x "$BUILD/tests/test_moe" ]; then
     fi
     if [ "${SKIP_FUSED:-0}" != 1 ]; then
         step test_moe-threads-fused "$TEST_TIMEOUT" env DFM_CUDA_FUSED=1 \
+            "$BUILD/tests/test_moe" -b cuda -p threads
+        # dfm_fused_moe's launches without the cached graph (plain launches, as
+        # inside a caller's capture; the steps above run through the graph)
+        step test_moe-threads-nograph "$TEST_TIMEOUT" env DFM_CUDA_GRAPH=0 \
             "$BUILD/tests/test_moe" -b cuda -p threads
     fi
     if [ "${SKIP_SANITIZER:-0}" != 1 ] && command -v compute-sanitizer >/dev/null; then

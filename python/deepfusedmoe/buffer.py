@@ -23,8 +23,9 @@ import torch
 import torch.distributed as dist
 
 from . import _lib
-from .utils import (EventOverlap, code_dtype, code_dtypes, current_raw_stream, noop_hook,
-                    parse_quant, parse_quant_modes, reject_recv_hook)
+from .utils import (EventOverlap, code_dtype, code_dtypes, current_raw_stream,
+                    make_tensor_guard, noop_hook, parse_quant, parse_quant_modes,
+                    reject_recv_hook, stream_event)
 
 ALL_QUANT_MODES = ("fp8", "int8", "bf16")
 
@@ -44,13 +45,26 @@ _USE_FP8_DEFAULT = _SeedDefaultTrue(1)
 
 # Read by every call: module constants are found faster than torch's attributes.
 _Tensor = torch.Tensor
-_BFLOAT16, _INT64 = torch.bfloat16, torch.int64
+_BFLOAT16, _INT64, _FLOAT32, _INT32 = torch.bfloat16, torch.int64, torch.float32, torch.int32
 _BF16, _F32, _I32, _I64 = (torch.bfloat16,), (torch.float32,), (torch.int32,), (torch.int64,)
 _SUCCESS = _lib.SUCCESS
 # write(args_struct, 0, *every field in the order of the C struct)
 _write_moe_args = _lib.field_writer(_lib.MoeArgs)
 _write_dispatch_args = _lib.field_writer(_lib.DispatchArgs)
 _write_combine_args = _lib.field_writer(_lib.CombineArgs)
+# A guard's tensors must be distinct objects, and an optional argument left None
+# must not match a tensor: None stands in a guard as one of these (a form that no
+# argument may have: bool, no element), one per optional argument.
+_NO_S1, _NO_S2, _NO_EP, _NO_OUT = (torch.empty(0, dtype=torch.bool) for _ in range(4))
+_MAX_GUARDS = 1024  # per Buffer and operator; past it the cache starts over
+
+
+def _remember_guard(guards, key, ts):
+    """Keep a guard of the tensors ts (that just passed a quick test) under key."""
+    if len(guards) >= _MAX_GUARDS:
+        guards.clear()
+    # with the tensors' types: the guard compares them by address
+    guards[key] = (make_tensor_guard(ts), tuple(map(type, ts)))
 
 
 def _is_dense(t, dtypes, shape, device):
@@ -307,6 +321,15 @@ class Buffer:
         recv_dtype = {"fp8": torch.uint8, "int8": torch.int8, "bf16": torch.bfloat16}
         # mode -> (dtype recv_x is allocated with, dtype it is returned as)
         self._recv_dtypes = {q: (recv_dtype[q], code_dtype(q)) for q in ALL_QUANT_MODES}
+        # (T, K), mode -> (guard, the Python types it refers to): see fused_deep_moe
+        self._fused_guards = {} if make_tensor_guard is not None else None
+        self._combine_guards = {} if make_tensor_guard is not None else None  # (T, K) ->
+        # what fused_deep_moe reads on every call, in one tuple
+        self._fused_consts = (H, M, self.max_topk, self.num_experts, self.device, self._modes,
+                              self._shape_w1, self._stride_w1, self._shape_s1, self._shape_w2,
+                              self._shape_s2, self._shape_ep, self._fused_guards)
+        self._call_consts = (self._get_async_fn, self._async_ref, self._async_status,
+                             self._is_cuda, self._device_index)
 
     # ---- construction helpers ------------------------------------------------
 
@@ -385,12 +408,21 @@ class Buffer:
     #
     # Every call is checked in two steps. The first tests all arguments at once
     # for the common case (a few attribute reads per tensor: _is_dense,
-    # _accepts_tokens, _is_w1) and says only yes or no. On no, the second runs
+    # _accepts_tokens, _is_w1, or written out in fused_deep_moe) and says only
+    # yes or no. On no, the second runs
     # the checks one by one in the documented order and raises on the first
     # problem, naming the argument (_check_*_args). The first step accepts
     # nothing the second refuses; where it is stricter (valid but rare forms,
     # such as an ep_recv_count shaped [G, R]) the second passes and the call
-    # goes on.
+    # goes on. fused_deep_moe and low_latency_combine try a cheaper test before
+    # the first step, where torch has one: a guard (utils.make_tensor_guard),
+    # made from tensors that passed the first step, that says whether the call's
+    # tensors have their types, dtypes, devices, sizes and strides (the other
+    # arguments are compared as before, and (T, K) and the mode pick the guard).
+    # It reads no tensor attribute in Python, and on torch 2.x costs about a
+    # quarter of the first step. A guard compares each call's tensors as they
+    # are then: one changed in place since the guard was made (set_, resize_,
+    # as_strided_, .data = ...) fails it and is checked anew.
 
     def _tensor(self, t, name, dtypes, shape, dims_text):
         """Check a tensor's type, dtype, device, shape and contiguity."""
@@ -589,14 +621,17 @@ class Buffer:
 
     # ---- what every call does after its checks --------------------------------------------
 
-    def _poll_async_error(self, ctx):
-        """Raise the asynchronous error of SPEC section 7, if any, before any launch."""
-        self._get_async_fn(ctx, self._async_ref)
+    # Every operator polls the asynchronous error of SPEC section 7 before any
+    # launch (written out in each: get_async(ctx, async_ref) from _call_consts)
+    # and raises it with this.
+
+    def _raise_async_error(self, ctx):
+        """Raise the asynchronous error that the last poll read (a poll clears
+        DFM_ERROR_INVALID_EXPERT: it is not polled again)."""
         st = self._async_status.value
-        if st != _SUCCESS:
-            raise _lib.DFMAsyncError(
-                str(_lib.error_for(st, "deepfusedmoe asynchronous error (raised at the next "
-                                       "call)", _lib.last_error(ctx))), st)
+        raise _lib.DFMAsyncError(
+            str(_lib.error_for(st, "deepfusedmoe asynchronous error (raised at the next "
+                                   "call)", _lib.last_error(ctx))), st)
 
     def _stream(self, async_finish):
         """(torch stream or None, cudaStream_t as int or None) the op runs on."""
@@ -611,10 +646,8 @@ class Buffer:
     def _event(self, stream, stream_ptr, async_finish, tensors):
         """The EventOverlap of a call; with async_finish it keeps ``tensors`` alive
         until the call has finished."""
-        if stream_ptr is None:
-            return EventOverlap()  # CPU: already complete
-        if not async_finish:
-            return EventOverlap(None, raw_stream=stream_ptr)
+        if stream_ptr is None or not async_finish:
+            return stream_event(stream_ptr)  # CPU (complete), or the caller's stream
         for t in tensors:
             if t is not None and t.is_cuda:
                 t.record_stream(stream)
@@ -660,47 +693,93 @@ class Buffer:
         Returns:
             (output [T, hidden] bf16, EventOverlap, hook); hook is a documented no-op.
         """
+        # The checks are written out here, not called: a call's host time is a few
+        # microseconds, and each function call or attribute lookup saved is tens of
+        # nanoseconds. The buffer's constants come in one tuple, unpacked to locals.
         ctx = self._ctx
         w1, s1 = gmm1_permuted_weight, gmm1_permuted_weight_scale
         w2, s2 = gmm2_weight, gmm2_weight_scale
-        q = _plain_mode(use_fp8, quant)
-        mode = self._modes.get(q)
-        tk = self._accepts_tokens(x, topk_idx)
-        dev = self.device
-        if (ctx is None or return_recv_hook or mode is None or tk is None
-                or num_max_dispatch_tokens_per_rank != self.num_max_dispatch_tokens_per_rank
-                or num_experts != self.num_experts
-                or not _is_dense(topk_weights, _F32, tk, dev)
-                or not self._is_w1(w1, mode[1])
-                or not _is_dense(w2, mode[1], self._shape_w2, dev)
-                or not (_is_dense(s1, _F32, self._shape_s1, dev) or (s1 is None and q == "bf16"))
-                or not (_is_dense(s2, _F32, self._shape_s2, dev) or (s2 is None and q == "bf16"))
-                or not (ep_recv_count is None
-                        or _is_dense(ep_recv_count, _I32, self._shape_ep, dev))
-                or not (out is None or _is_dense(out, _BF16, (tk[0], self.hidden), dev))):
+        ep = ep_recv_count
+        (H, M, max_topk, E, dev, modes, shape_w1, stride_w1, shape_s1, shape_w2, shape_s2,
+         shape_ep, guards) = self._fused_consts
+        if quant is None:
+            q = "fp8" if use_fp8 else "bf16"
+        elif use_fp8 is _USE_FP8_DEFAULT and type(quant) is str:
+            q = quant
+        else:
+            q = None  # spelled otherwise: _check_fused_args decides (_mode_of)
+        mode = modes.get(q)  # (dfm_quant_t, weight dtypes); None: not one of the buffer's
+        tk = topk_idx.shape if isinstance(topk_idx, _Tensor) else None
+        if (ctx is None or mode is None or return_recv_hook or self.debug
+                or num_max_dispatch_tokens_per_rank != M or num_experts != E):
+            ok = False
+        else:
+            # The guard of this (T, K) and mode (see "argument checks"), else the
+            # quick test, which makes one.
+            ok = False
+            if guards is not None:
+                ts = (x, topk_idx, topk_weights, w1, _NO_S1 if s1 is None else s1, w2,
+                      _NO_S2 if s2 is None else s2, _NO_EP if ep is None else ep,
+                      _NO_OUT if out is None else out)
+                guard = guards.get((tk, q))
+                ok = guard is not None and guard[0].check(*ts)
+            if not ok:  # the quick test (see "argument checks")
+                ok = (tk is not None and len(tk) == 2 and tk[0] <= M and 0 < tk[1] <= max_topk
+                      and topk_idx.dtype is _INT64 and topk_idx.device == dev
+                      and topk_idx.is_contiguous()
+                      and isinstance(x, _Tensor) and x.dtype is _BFLOAT16
+                      and x.shape == (tk[0], H) and x.device == dev and x.is_contiguous()
+                      and isinstance(topk_weights, _Tensor) and topk_weights.dtype is _FLOAT32
+                      and topk_weights.shape == tk and topk_weights.device == dev
+                      and topk_weights.is_contiguous()
+                      and isinstance(w1, _Tensor) and w1.dtype in mode[1]
+                      and w1.shape == shape_w1 and w1.device == dev
+                      and (w1.stride() == stride_w1 or self._is_w1(w1, mode[1]))
+                      and isinstance(w2, _Tensor) and w2.dtype in mode[1]
+                      and w2.shape == shape_w2 and w2.device == dev and w2.is_contiguous()
+                      and (isinstance(s1, _Tensor) and s1.dtype is _FLOAT32
+                           and s1.shape == shape_s1 and s1.device == dev
+                           and s1.is_contiguous() or s1 is None and q == "bf16")
+                      and (isinstance(s2, _Tensor) and s2.dtype is _FLOAT32
+                           and s2.shape == shape_s2 and s2.device == dev
+                           and s2.is_contiguous() or s2 is None and q == "bf16")
+                      and (ep is None or isinstance(ep, _Tensor) and ep.dtype is _INT32
+                           and ep.shape == shape_ep and ep.device == dev and ep.is_contiguous())
+                      and (out is None or isinstance(out, _Tensor) and out.dtype is _BFLOAT16
+                           and out.shape == (tk[0], H) and out.device == dev
+                           and out.is_contiguous()))
+                if ok and guards is not None:
+                    _remember_guard(guards, (tk, q), ts)
+        if not ok:
             tk, q, mode = self._check_fused_args(
                 x, topk_idx, topk_weights, w1, s1, w2, s2, num_max_dispatch_tokens_per_rank,
-                num_experts, use_fp8, quant, return_recv_hook, ep_recv_count, out)
+                num_experts, use_fp8, quant, return_recv_hook, ep, out)
         T, K = tk
-        if out is None:
-            out = torch.empty((T, self.hidden), dtype=torch.bfloat16, device=dev)
-        self._poll_async_error(ctx)
+        if out is None:  # (sizes as separate arguments: see low_latency_dispatch)
+            out = torch.empty(T, H, dtype=_BFLOAT16, device=dev)
 
-        stream, stream_ptr = self._stream(async_finish)
+        get_async, async_ref, async_status, is_cuda, dev_index = self._call_consts
+        get_async(ctx, async_ref)  # the asynchronous error, before any launch
+        if async_status.value != _SUCCESS:
+            self._raise_async_error(ctx)
+        if is_cuda and not async_finish:  # the caller's stream (_stream, written out)
+            stream, stream_ptr = None, current_raw_stream(dev_index)
+        else:
+            stream, stream_ptr = self._stream(async_finish)
         _write_moe_args(self._moe_args, 0,
                         x.data_ptr(), topk_idx.data_ptr(), topk_weights.data_ptr(),
                         T, K, mode[0],  # num_tokens, num_topk, quant
                         w1.data_ptr(), s1.data_ptr() if s1 is not None else 0,
                         w2.data_ptr(), s2.data_ptr() if s2 is not None else 0,
-                        out.data_ptr(),
-                        ep_recv_count.data_ptr() if ep_recv_count is not None else 0,
+                        out.data_ptr(), ep.data_ptr() if ep is not None else 0,
                         stream_ptr or 0)
         st = self._fused_fn(ctx, self._moe_args_ref)
         if st != _SUCCESS:
             raise self._failed(st, ctx, "fused_deep_moe")
+        if stream is None:  # nothing but stream order to wait for (_event, written out)
+            return out, stream_event(stream_ptr), noop_hook
         return out, self._event(stream, stream_ptr, async_finish,
-                                (x, topk_idx, topk_weights, w1, s1, w2, s2, out,
-                                 ep_recv_count)), noop_hook
+                                (x, topk_idx, topk_weights, w1, s1, w2, s2, out, ep)), noop_hook
 
     # ---- dispatch and combine -----------------------------------------------------------------
 
@@ -749,15 +828,22 @@ class Buffer:
                 dispatch_wait_recv_cost_stats, use_fp8, round_scale, use_ue8m0,
                 return_recv_hook, quant, ep_recv_count)
         T, K = tk
-        self._poll_async_error(ctx)
+        get_async, async_ref, async_status, is_cuda, dev_index = self._call_consts
+        get_async(ctx, async_ref)  # the asynchronous error, before any launch
+        if async_status.value != _SUCCESS:
+            self._raise_async_error(ctx)
 
         alloc_dtype, recv_dtype = self._recv_dtypes[q]  # fp8 codes are viewed after the call
-        recv_x = torch.empty((G, R * M, H), dtype=alloc_dtype, device=dev)
-        recv_scale = torch.empty((G, R * M), dtype=torch.float32, device=dev)
-        recv_count = torch.empty((G,), dtype=torch.int32, device=dev)
-        layout_range = torch.empty((G, R), dtype=torch.int64, device=dev)
-        src_info = torch.empty((G, R * M), dtype=torch.int32, device=dev)
-        stream, stream_ptr = self._stream(async_finish)
+        # sizes as separate arguments: in torch 2.x a tuple costs ~1 us more per tensor
+        recv_x = torch.empty(G, R * M, H, dtype=alloc_dtype, device=dev)
+        recv_scale = torch.empty(G, R * M, dtype=_FLOAT32, device=dev)
+        recv_count = torch.empty(G, dtype=_INT32, device=dev)
+        layout_range = torch.empty(G, R, dtype=_INT64, device=dev)
+        src_info = torch.empty(G, R * M, dtype=_INT32, device=dev)
+        if is_cuda and not async_finish:  # the caller's stream (_stream, written out)
+            stream, stream_ptr = None, current_raw_stream(dev_index)
+        else:
+            stream, stream_ptr = self._stream(async_finish)
         _write_dispatch_args(self._disp_args, 0,
                              x.data_ptr(), topk_idx.data_ptr(),
                              T, K, mode[0],  # num_tokens, num_topk, quant
@@ -793,31 +879,51 @@ class Buffer:
         EventOverlap, hook)``. use_logfmt, zero_copy, return_recv_hook and
         combine_wait_recv_cost_stats are not supported.
         """
+        # as fused_deep_moe: a guard per dispatch (T, K), else the quick test
         ctx = self._ctx
         dev = self.device
         if (ctx is None or return_recv_hook or use_logfmt or zero_copy
                 or combine_wait_recv_cost_stats is not None
-                or not isinstance(handle, LowLatencyHandle) or handle.buffer is not self
-                or not _is_dense(x, _BF16, self._shape_y, dev)
-                or not _is_dense(topk_idx, _I64, handle.tokens, dev)
-                or not _is_dense(topk_weights, _F32, handle.tokens, dev)
-                or not (out is None or _is_dense(out, _BF16, (handle.tokens[0], self.hidden),
-                                                 dev))):
+                or not isinstance(handle, LowLatencyHandle) or handle.buffer is not self):
+            ok = False
+        else:
+            tokens, guards = handle.tokens, self._combine_guards
+            ok = False
+            if guards is not None:
+                ts = (x, topk_idx, topk_weights, _NO_OUT if out is None else out)
+                guard = guards.get(tokens)
+                ok = guard is not None and guard[0].check(*ts)
+            if not ok:
+                ok = (_is_dense(x, _BF16, self._shape_y, dev)
+                      and _is_dense(topk_idx, _I64, tokens, dev)
+                      and _is_dense(topk_weights, _F32, tokens, dev)
+                      and (out is None
+                           or _is_dense(out, _BF16, (tokens[0], self.hidden), dev)))
+                if ok and guards is not None:
+                    _remember_guard(guards, tokens, ts)
+        if not ok:
             self._check_combine_args(x, topk_idx, topk_weights, handle, use_logfmt, zero_copy,
                                      return_recv_hook, out, combine_wait_recv_cost_stats)
-        if out is None:
-            out = torch.empty((handle.tokens[0], self.hidden), dtype=torch.bfloat16, device=dev)
-        self._poll_async_error(ctx)
-        stream, stream_ptr = self._stream(async_finish)
+        if out is None:  # (sizes as separate arguments: see low_latency_dispatch)
+            out = torch.empty(handle.tokens[0], self.hidden, dtype=_BFLOAT16, device=dev)
+        get_async, async_ref, async_status, is_cuda, dev_index = self._call_consts
+        get_async(ctx, async_ref)  # the asynchronous error, before any launch
+        if async_status.value != _SUCCESS:
+            self._raise_async_error(ctx)
+        if is_cuda and not async_finish:  # the caller's stream (_stream, written out)
+            stream, stream_ptr = None, current_raw_stream(dev_index)
+        else:
+            stream, stream_ptr = self._stream(async_finish)
         _write_combine_args(self._comb_args, 0,
                             x.data_ptr(), topk_idx.data_ptr(), topk_weights.data_ptr(),
                             handle.c_handle_address, out.data_ptr(), stream_ptr or 0)
         st = self._combine_fn(ctx, self._comb_args_ref)
         if st != _SUCCESS:
             raise self._failed(st, ctx, "low_latency_combine")
-        event = self._event(stream, stream_ptr, async_finish,
-                            (x, topk_idx, topk_weights, out))
-        return out, event, noop_hook
+        if stream is None:  # nothing but stream order to wait for (_event, written out)
+            return out, stream_event(stream_ptr), noop_hook
+        return out, self._event(stream, stream_ptr, async_finish,
+                                (x, topk_idx, topk_weights, out)), noop_hook
 
     # ---- sizes ---------------------------------------------------------------------------------
 

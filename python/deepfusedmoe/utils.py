@@ -122,6 +122,37 @@ class EventOverlap:
         return False
 
 
+class _StreamEventOverlap(EventOverlap):
+    """The EventOverlap of a call with nothing to wait for but stream order (on the
+    CPU backend, complete; on CUDA with async_finish=False, its stream): it holds no
+    event and no tensor, so the calls on one stream share one (stream_event()),
+    read-only, rather than make one each."""
+
+    __slots__ = ()
+
+    def __init__(self, raw_stream):
+        for name, value in (("event", None), ("stream", None), ("raw_stream", raw_stream),
+                            ("extra_tensors", None)):
+            object.__setattr__(self, name, value)
+
+    def __setattr__(self, name, value):
+        raise AttributeError("this EventOverlap is shared by the calls on its stream "
+                             "(read-only)")
+
+
+_stream_events = {}
+
+
+def stream_event(raw_stream):
+    """The (shared) EventOverlap of a call on the cudaStream_t raw_stream; None: CPU."""
+    ev = _stream_events.get(raw_stream)
+    if ev is None:
+        if len(_stream_events) >= 256:  # streams come and go
+            _stream_events.clear()
+        ev = _stream_events[raw_stream] = _StreamEventOverlap(raw_stream)
+    return ev
+
+
 def _raw_stream_getter():
     """f(device_index) -> the current cudaStream_t as an int (fast where torch has it)."""
     fast = getattr(torch._C, "_cuda_getCurrentRawStream", None)
@@ -131,3 +162,37 @@ def _raw_stream_getter():
 
 
 current_raw_stream = _raw_stream_getter()
+
+
+def _tensor_guard_maker():
+    """f(tensors) -> a guard whose ``check(*tensors)`` is True only for tensors of the
+    same Python types, dtypes, devices (type and index), dispatch keys, requires_grad,
+    sizes and strides, in one C++ call: torch.compile's own tensor guard
+    (torch._C._dynamo.guards.TensorGuards, torch >= 2.1). None where this torch lacks
+    it, takes other arguments, or fails the probes below: what a guard accepts must
+    never depend on a torch version's details, so each property it is relied on to
+    compare is tried once here."""
+    try:
+        from torch._C._dynamo.guards import TensorGuards
+    except ImportError:
+        return None
+
+    def make(tensors):
+        return TensorGuards(*tensors, dynamic_dims_sizes=None, dynamic_dims_strides=None)
+
+    try:
+        a = torch.zeros(2, 3)
+        g = make((a,))
+        ok = (g.check(a) is True and g.check(torch.ones(2, 3)) is True
+              and not g.check(torch.zeros(2, 3, dtype=torch.float64))       # dtype
+              and not g.check(torch.zeros(3, 3))                            # size
+              and not g.check(torch.zeros(3, 2).t())                        # strides
+              and not g.check(torch.zeros(2, 3, device="meta"))             # device type
+              and not g.check(torch.nn.Parameter(a, requires_grad=False)))  # Python type
+    except Exception:  # noqa: BLE001 (any failure: not used)
+        return None
+    return make if ok else None
+
+
+#: see _tensor_guard_maker (None: this torch has no usable one)
+make_tensor_guard = _tensor_guard_maker()

@@ -14,6 +14,128 @@
 #include "cuda_internal.h"
 #include "fused.cuh"
 
+/*
+ * The launches of one dfm_fused_moe call as a cached CUDA graph. Five plain
+ * launches cost ~18 us of host time per call on an H100 host; setting the
+ * parameters of the five kernel nodes of an instantiated graph and launching
+ * it once costs ~4 us (bench/host_cost). So the first call of a context
+ * (per path: pipeline, fused kernel) builds the graph from its launches
+ * (dfm_launch adds a node per launch, chained in launch order) and
+ * instantiates it; every later call passes each launch's parameters to its
+ * node (cudaGraphExecKernelNodeSetParams: kernel, grid, block, shared memory
+ * and arguments may all change; launches already made are unaffected) and
+ * launches the graph on the caller's stream. A call whose launches do not
+ * match the graph (count, cooperative or not) drops it and launches plainly;
+ * the next call builds a new one. Not used while the caller's stream is being
+ * captured (the caller's graph must hold the kernels themselves), with the
+ * benchmark's phase events, or with DFM_CUDA_GRAPH=0.
+ */
+#define DFM_GRAPH_NODES 8
+typedef struct {
+    cudaGraph_t graph;
+    cudaGraphExec_t exec;
+    cudaGraphNode_t node[DFM_GRAPH_NODES];
+    int coop[DFM_GRAPH_NODES];
+    unsigned long long same[DFM_GRAPH_NODES]; /* the node's `same` (dfm_launch); 0: none */
+    int n;        /* nodes of the graph */
+    int seen;     /* launches of the current call */
+    int building; /* this call adds the nodes */
+    int bad;      /* a launch did not fit the graph: the call launches plainly */
+} launch_graph_t;
+
+/* The graph the launches of the current host thread go to (each rank of a
+ * threads world is a thread); NULL: plain launches. */
+static thread_local launch_graph_t *cur_graph;
+
+static void graph_drop(launch_graph_t *g) {
+    if (g->exec) cudaGraphExecDestroy(g->exec);
+    if (g->graph) cudaGraphDestroy(g->graph);
+    memset(g, 0, sizeof *g);
+}
+
+cudaError_t dfm_launch(const void *func, dim3 grid, dim3 block, void **args, size_t smem,
+                       cudaStream_t stream, int cooperative, unsigned long long same) {
+    launch_graph_t *g = cur_graph;
+    if (g == NULL) {
+        cudaLaunchConfig_t cfg;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.gridDim = grid;
+        cfg.blockDim = block;
+        cfg.dynamicSmemBytes = smem;
+        cfg.stream = stream;
+        cudaLaunchAttribute attr[1];
+        attr[0].id = cudaLaunchAttributeCooperative;
+        attr[0].val.cooperative = 1;
+        cfg.attrs = attr;
+        cfg.numAttrs = cooperative ? 1 : 0;
+        return cudaLaunchKernelExC(&cfg, func, args);
+    }
+    cudaKernelNodeParams kp;
+    memset(&kp, 0, sizeof kp);
+    kp.func = (void *)func;
+    kp.gridDim = grid;
+    kp.blockDim = block;
+    kp.sharedMemBytes = (unsigned int)smem;
+    kp.kernelParams = args;
+    const int i = g->seen++;
+    if (g->bad || i >= DFM_GRAPH_NODES) {
+        g->bad = 1;
+        return cudaSuccess;
+    }
+    if (g->building) {
+        cudaError_t err = cudaGraphAddKernelNode(&g->node[i], g->graph, i ? &g->node[i - 1] : NULL,
+                                                 i ? 1 : 0, &kp);
+        if (err == cudaSuccess && cooperative) {
+            cudaLaunchAttributeValue v;
+            memset(&v, 0, sizeof v);
+            v.cooperative = 1;
+            err = cudaGraphKernelNodeSetAttribute(g->node[i], cudaLaunchAttributeCooperative, &v);
+        }
+        g->coop[i] = cooperative;
+        g->same[i] = same;
+        g->n = i + 1;
+        if (err != cudaSuccess) g->bad = 1;
+    } else if (i >= g->n || g->coop[i] != cooperative) {
+        g->bad = 1;
+    } else if (same == 0 || same != g->same[i]) {
+        g->same[i] = 0; /* until the update is known to have taken */
+        if (cudaGraphExecKernelNodeSetParams(g->exec, g->node[i], &kp) != cudaSuccess) g->bad = 1;
+        else g->same[i] = same;
+    }
+    if (g->bad) (void)cudaGetLastError(); /* the call launches plainly instead */
+    return cudaSuccess;
+}
+
+/* Run `launches` (a callable doing one call's launches on stream s, returning
+ * the first error) through graph g, or plainly when g is NULL. */
+template <class F> static cudaError_t via_graph(launch_graph_t *g, cudaStream_t s, F launches) {
+    if (g == NULL) return launches();
+    g->seen = 0;
+    g->bad = 0;
+    g->building = g->exec == NULL;
+    if (g->building && cudaGraphCreate(&g->graph, 0) != cudaSuccess) {
+        (void)cudaGetLastError();
+        graph_drop(g);
+        return launches();
+    }
+    cur_graph = g;
+    cudaError_t err = launches();
+    cur_graph = NULL;
+    if (err == cudaErrorNotSupported && g->seen == 0) { /* nothing launched: the caller falls back */
+        if (g->building) graph_drop(g);
+        return err;
+    }
+    if (err == cudaSuccess && !g->bad && g->seen == g->n && g->building &&
+        cudaGraphInstantiate(&g->exec, g->graph, 0) != cudaSuccess)
+        g->bad = 1;
+    if (err != cudaSuccess || g->bad || g->seen != g->n) {
+        (void)cudaGetLastError();
+        graph_drop(g);
+        return launches(); /* nothing was enqueued: launch the call plainly */
+    }
+    return cudaGraphLaunch(g->exec, s);
+}
+
 typedef struct {
     int device;
     dfm_cuda_transport_t *transport;
@@ -24,6 +146,8 @@ typedef struct {
     const cudaEvent_t *phase_ev;
     unsigned int seen_invalid, seen_mismatch; /* async totals already reported */
     dfm_cuda_fused_t *fused; /* one-kernel dfm_fused_moe (DFM_CUDA_FUSED=1), else NULL */
+    int use_graphs;          /* DFM_CUDA_GRAPH unset or not "0" */
+    launch_graph_t graph[2]; /* dfm_fused_moe's launches: [0] the pipeline, [1] the fused kernel */
 } cuda_impl_t;
 
 static dfm_status_t cuda_get_unique_id(const dfm_config_t *config, dfm_unique_id_t *id) {
@@ -36,6 +160,8 @@ static dfm_status_t cuda_get_unique_id(const dfm_config_t *config, dfm_unique_id
 static void free_impl(cuda_impl_t *im, int failed) {
     if (im == NULL) return;
     dfm_cuda_world_t *w = &im->world;
+    graph_drop(&im->graph[0]);
+    graph_drop(&im->graph[1]);
     dfm_cuda_fused_destroy(im->fused);
     cudaFree(w->st);
     cudaFree(w->row_begin);
@@ -153,6 +279,8 @@ static dfm_status_t create_common(dfm_ctx_t *ctx, const dfm_unique_id_t *id, voi
             st = dfm_set_error(ctx, DFM_ERROR_SYSTEM, "cudaFuncSetAttribute of the GEMM kernels failed");
             goto fail;
         }
+        const char *ge = getenv("DFM_CUDA_GRAPH");
+        im->use_graphs = !(ge && ge[0] == '0' && ge[1] == 0);
         if (dfm_cuda_fused_create(w, &im->fused) != cudaSuccess) {
             st = dfm_set_error(ctx, DFM_ERROR_SYSTEM, "DFM_CUDA_FUSED=1: setting up the fused kernel failed");
             goto fail;
@@ -225,17 +353,32 @@ static dfm_status_t cuda_fused_moe(dfm_ctx_t *ctx, const dfm_moe_args_t *a, uint
     cudaStream_t s = (cudaStream_t)a->stream;
     const int prev = enter_device(im);
     const cudaEvent_t *ev = im->phase_ev;
+    int graphs = im->use_graphs && ev == NULL;
+    if (graphs) { /* a caller capturing its stream gets the kernels in its own graph */
+        cudaStreamCaptureStatus cs = cudaStreamCaptureStatusNone;
+        if (cudaStreamIsCapturing(s, &cs) != cudaSuccess) {
+            (void)cudaGetLastError();
+            graphs = 0;
+        } else if (cs != cudaStreamCaptureStatusNone) {
+            graphs = 0;
+        }
+    }
+    const dfm_cuda_world_t *w = &im->world;
     if (im->fused) { /* one persistent kernel; NotSupported: the pipeline below */
-        cudaError_t ferr = dfm_cuda_fused(im->fused, &im->world, &op, s, ev);
+        cudaError_t ferr = via_graph(graphs ? &im->graph[1] : NULL, s,
+                                     [&] { return dfm_cuda_fused(im->fused, w, &op, s, ev); });
         if (ferr != cudaErrorNotSupported) return launched(ctx, prev, ferr, "dfm_fused_moe (fused kernel)");
     }
-    cudaError_t err = ev ? cudaEventRecord(ev[0], s) : cudaSuccess;
-    if (err == cudaSuccess) err = dfm_cuda_dispatch(&im->world, &op, s);
-    if (err == cudaSuccess && ev) err = cudaEventRecord(ev[1], s);
-    if (err == cudaSuccess) err = dfm_cuda_experts(&im->world, &op, s);
-    if (err == cudaSuccess && ev) err = cudaEventRecord(ev[2], s);
-    if (err == cudaSuccess) err = dfm_cuda_combine(&im->world, &op, s);
-    if (err == cudaSuccess && ev) err = cudaEventRecord(ev[3], s);
+    cudaError_t err = via_graph(graphs ? &im->graph[0] : NULL, s, [&] {
+        cudaError_t e = ev ? cudaEventRecord(ev[0], s) : cudaSuccess;
+        if (e == cudaSuccess) e = dfm_cuda_dispatch(w, &op, s);
+        if (e == cudaSuccess && ev) e = cudaEventRecord(ev[1], s);
+        if (e == cudaSuccess) e = dfm_cuda_experts(w, &op, s);
+        if (e == cudaSuccess && ev) e = cudaEventRecord(ev[2], s);
+        if (e == cudaSuccess) e = dfm_cuda_combine(w, &op, s);
+        if (e == cudaSuccess && ev) e = cudaEventRecord(ev[3], s);
+        return e;
+    });
     return launched(ctx, prev, err, "dfm_fused_moe");
 }
 

@@ -162,6 +162,18 @@ cudaError_t dfm_cuda_combine(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
  * [3] after combine, on the call's stream. NULL turns it off (the default;
  * off costs one pointer test per call). Not for calls under graph capture.
  */
+/*
+ * Every kernel launch of the backend goes through dfm_launch (backend.cu):
+ * a plain launch (cooperative: every CTA resident at once, see
+ * dfm_launch_comm), or, inside dfm_fused_moe, a kernel node of the context's
+ * cached CUDA graph of that call (the same launches, one cudaGraphLaunch).
+ * `same`, when not 0, promises that two launches of one site with the same
+ * value have the same kernel, shape and argument bytes: the graph's node then
+ * keeps its parameters (each update costs ~0.7 us of host time).
+ */
+cudaError_t dfm_launch(const void *func, dim3 grid, dim3 block, void **args, size_t smem,
+                       cudaStream_t stream, int cooperative, unsigned long long same = 0);
+
 extern "C" dfm_status_t dfm_cuda_time_phases(dfm_ctx_t *ctx, const cudaEvent_t events[4]);
 
 /* The fused kernel's per-CTA trace of the last call (DFM_CUDA_FUSED=1 and

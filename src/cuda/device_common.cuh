@@ -91,18 +91,7 @@ static __device__ int dfm_wait_flag(const dfm_cuda_world_t *w, const void *flag,
  */
 static inline cudaError_t dfm_launch_comm(const void *kernel, int grid, int threads, size_t smem,
                                           cudaStream_t stream, void **args, int co_resident) {
-    cudaLaunchConfig_t cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.gridDim = dim3((unsigned)grid);
-    cfg.blockDim = dim3((unsigned)threads);
-    cfg.dynamicSmemBytes = smem;
-    cfg.stream = stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeCooperative;
-    attr[0].val.cooperative = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = co_resident ? 1 : 0;
-    return cudaLaunchKernelExC(&cfg, kernel, args);
+    return dfm_launch(kernel, dim3((unsigned)grid), dim3((unsigned)threads), args, smem, stream, co_resident);
 }
 
 static __device__ __forceinline__ float dfm_warp_max(float v) {

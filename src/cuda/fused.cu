@@ -38,8 +38,25 @@ static_assert(DFM_QUANT_FP8 == DFM_QUANT_FP8_ID && DFM_QUANT_INT8 == DFM_QUANT_I
                   DFM_QUANT_BF16 == DFM_QUANT_BF16_ID,
               "gemm_wgmma.cuh mode ids");
 
-#define FUSED_THREADS WG_THREADS /* warps 0-7: two consumer warpgroups; warp 8: producer */
+/* warps 0-7: two consumer warpgroups; warps 8-11: the producer warpgroup
+ * (warp 8 issues the TMA copies, 9-11 only take part in the dispatch and
+ * combine phases). A full third warpgroup, unlike the GEMM kernel's single
+ * producer warp, lets the GEMM phase move registers with setmaxnreg: every
+ * warpgroup enters with FUSED_REGS (the launch bound's 65536 / 384, rounded
+ * down to 8), the producer's gives FUSED_REGS - FUSED_REGS_PRODUCER back and
+ * the consumers' take FUSED_REGS_CONSUMER, so the f16 GEMM1 keeps its
+ * lookahead and GEMM2 stages its stores (wg_consume) without spills. */
+#define FUSED_THREADS 384
 #define FUSED_CONSUMERS 256
+#define FUSED_REGS 168
+#ifndef FUSED_REGS_PRODUCER
+#define FUSED_REGS_PRODUCER 56
+#endif
+#ifndef FUSED_REGS_CONSUMER
+#define FUSED_REGS_CONSUMER 224
+#endif
+static_assert(2 * FUSED_REGS_CONSUMER + FUSED_REGS_PRODUCER <= 3 * FUSED_REGS,
+              "setmaxnreg: the warpgroups' registers must fit what the launch gives");
 /* Tag of the "counts are in" value of a dispatch flag: seq | TAG, then seq
  * once the payload is in too (a waiter for the counts accepts both). */
 #define FUSED_COUNTS_TAG (1ull << 63)
@@ -349,6 +366,26 @@ static __device__ __forceinline__ int fused_a_box(const int *s_cnt, int R, int M
  * open (undefined results, no hang). The mbarrier waits depend only on this
  * CTA's own TMA traffic.
  */
+/* setmaxnreg: a warpgroup's registers per thread, all four of its warps
+ * together (ptxas honours it because the launch bound fixes the count at
+ * entry). dec returns registers to the CTA's pool; inc waits until the pool
+ * has them. */
+template <int N> static __device__ __forceinline__ void fused_setmaxnreg_dec() {
+    asm volatile("setmaxnreg.dec.sync.aligned.u32 %0;" ::"n"(N));
+}
+template <int N> static __device__ __forceinline__ void fused_setmaxnreg_inc() {
+    asm volatile("setmaxnreg.inc.sync.aligned.u32 %0;" ::"n"(N));
+}
+
+/* threadIdx.x read afresh: the phases after the register hand-off use
+ * this instead of the dispatch phase's copy, which ptxas otherwise keeps
+ * (sign-extended, 8 bytes) across the whole kernel and spills. */
+static __device__ __forceinline__ int fused_tid() {
+    int t;
+    asm volatile("mov.u32 %0, %%tid.x;" : "=r"(t));
+    return t;
+}
+
 template <int MODE>
 static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     fused_kernel(const __grid_constant__ fused_maps_t maps, const __grid_constant__ dfm_cuda_world_t w,
@@ -512,7 +549,14 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     out.w = &w;
 
     /* ---- 3. the expert GEMMs ---- */
-    if (warp == 8) { /* producer */
+    if (warp >= 8) {
+        /* The producer warpgroup's part ends with the GEMMs: it gives its
+         * registers to the consumers and leaves once warp 8 has issued every
+         * stage (the combine below is the consumers' alone, on named
+         * barriers), so nothing of the later phases stays live in it. */
+        fused_setmaxnreg_dec<FUSED_REGS_PRODUCER>();
+        if (warp > 8) return;
+        const int plane = fused_tid() & 31;
         int it = 0;
         for (int u = blockIdx.x; u < total1 + total2; u += gridDim.x) {
             const int phase = u < total1 ? 1 : 2;
@@ -525,13 +569,13 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             int arow, boff;
             const CUtensorMap *amap;
             const int nbox = fused_a_box(s_cnt, R, M, g, pass, phase == 1 ? (long long)half * G * R * M : 0,
-                                         phase == 1 ? maps.a1 : maps.a2, lane, arow, boff, amap);
+                                         phase == 1 ? maps.a1 : maps.a2, plane, arow, boff, amap);
             const CUtensorMap *wmap = phase == 1 ? &maps.w1 : &maps.w2;
             const int wrow = g * (phase == 1 ? 2 * I : H) + tile * WG_BN;
             const int nk = phase == 1 ? nk1 : nk2;
             const int it0 = it;
             int open = __all_sync(0xffffffffu, fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 0));
-            if (!open && phase == 1 && lane == 0)
+            if (!open && phase == 1 && plane == 0)
                 for (int kt = ring.nst; kt < nk && kt < ring.nst + fa.l2_pf; kt++)
                     fused_prefetch_l2(wmap, kt * WG_BK, wrow);
             int pend = 0; /* first stage of the item whose A is not issued */
@@ -544,7 +588,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                     if (open) {
                         fused_fence_proxy_global();
                         for (int k2 = pend; k2 < kt; k2++)
-                            if (lane < nbox)
+                            if (plane < nbox)
                                 wg_tma_2d(smem + ((it0 + k2) % ring.nst) * ring.sb + WG_W_BYTES + boff * 8 * WG_BK,
                                           amap, k2 * WG_BK, arow, &s_full[(it0 + k2) % ring.nst]);
                         pend = kt;
@@ -553,15 +597,15 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                     fused_fence_proxy_global();
                 }
                 const int s = it % ring.nst, r = it / ring.nst;
-                if (lane == 0) {
+                if (plane == 0) {
                     wg_mbar_wait(&s_empty[s], (r & 1) ^ 1);
                     wg_mbar_expect_tx(&s_full[s], WG_W_BYTES + nch_pass * 8 * WG_BK);
                 }
                 __syncwarp();
                 unsigned char *st = smem + s * ring.sb;
-                if (lane == 0) wg_tma_2d(st, wmap, kt * WG_BK, wrow, &s_full[s]);
+                if (plane == 0) wg_tma_2d(st, wmap, kt * WG_BK, wrow, &s_full[s]);
                 if (open) {
-                    if (lane < nbox) wg_tma_2d(st + WG_W_BYTES + boff * 8 * WG_BK, amap, kt * WG_BK, arow, &s_full[s]);
+                    if (plane < nbox) wg_tma_2d(st + WG_W_BYTES + boff * 8 * WG_BK, amap, kt * WG_BK, arow, &s_full[s]);
                     pend = kt + 1;
                 }
             }
@@ -570,12 +614,16 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                 __syncwarp();
                 fused_fence_proxy_global();
                 for (int k2 = pend; k2 < nk; k2++)
-                    if (lane < nbox)
+                    if (plane < nbox)
                         wg_tma_2d(smem + ((it0 + k2) % ring.nst) * ring.sb + WG_W_BYTES + boff * 8 * WG_BK, amap,
                                   k2 * WG_BK, arow, &s_full[(it0 + k2) % ring.nst]);
             }
         }
-    } else { /* consumers */
+        return;
+    }
+    fused_setmaxnreg_inc<FUSED_REGS_CONSUMER>();
+    const int ct = fused_tid(), clane = ct & 31; /* re-read, not kept from the dispatch phase (see fused_tid) */
+    { /* consumers */
         int it = 0, first1 = 1, first2 = 1;
         for (int u = blockIdx.x; u < total1 + total2; u += gridDim.x) {
             const int phase = u < total1 ? 1 : 2;
@@ -583,9 +631,9 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             int g, tile, pass;
             wg_item(phase == 1 ? s_pre1 : s_pre2, G, phase == 1 ? n_tiles1 : n_tiles2, v, g, tile, pass);
             if (phase == 2) fused_help_requant(&w, &fa, s_cnt, g, q, seq, &s_fin);
-            if (lane == 0) fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 1); /* orders the epilogue's reads */
+            if (clane == 0) fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 1); /* orders the epilogue's reads */
             __syncwarp();
-            if (tid == 0 && (phase == 1 ? first1 : first2)) FUSED_STAMP(fa, phase == 1 ? FT_G1_OPEN : FT_G2_OPEN);
+            if (ct == 0 && (phase == 1 ? first1 : first2)) FUSED_STAMP(fa, phase == 1 ? FT_G1_OPEN : FT_G2_OPEN);
             if (phase == 1) first1 = 0;
             else first2 = 0;
             int nch = 0;
@@ -593,14 +641,14 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             const int cols = 8 * min(16, nch - pass * 16);
             if (phase == 1) {
 #define FUSED_CONSUME(NN) \
-    wg_consume<MODE, 1, NN, fused_out_t, WG_FP8_PROMOTE, false>(s_p[0], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
+    wg_consume<MODE, 1, NN, fused_out_t, WG_FP8_PROMOTE, true>(s_p[0], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
                 WG_BY_COLS(cols, FUSED_CONSUME);
 #undef FUSED_CONSUME
                 /* count the item; the CTA completing expert g says so
                  * (g1_ready): the CTAs with GEMM2 items of g requantize it */
                 __threadfence();
                 wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
-                if (tid == 0) {
+                if (ct == 0) {
                     const unsigned int items = (unsigned int)(s_pre1[g + 1] - s_pre1[g]);
                     if (atomicAdd(&fa.g1_done[g], 1u) == items - 1) {
                         fa.g1_done[g] = 0; /* every item of g is counted: reset for the next call */
@@ -611,34 +659,34 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                 }
             } else {
 #define FUSED_CONSUME(NN) \
-    wg_consume<MODE, 2, NN, fused_out_t, WG_FP8_PROMOTE2, true, false>(s_p[1], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
+    wg_consume<MODE, 2, NN, fused_out_t, WG_FP8_PROMOTE2, true, true>(s_p[1], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
                 WG_BY_COLS(cols, FUSED_CONSUME);
 #undef FUSED_CONSUME
             }
         }
     }
 
-    /* ---- 4. combine ---- */
+    /* ---- 4. combine (the 256 consumer threads) ---- */
     __threadfence_system(); /* this thread's GEMM2 stores to home ranks */
-    __syncthreads();
-    if (tid == 0) FUSED_STAMP(fa, FT_G2_DONE);
-    if (tid == 0) s_last = atomicAdd(&fa.fs->g2_arrived, 1u) == gridDim.x - 1;
-    __syncthreads();
+    wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
+    if (ct == 0) FUSED_STAMP(fa, FT_G2_DONE);
+    if (ct == 0) s_last = atomicAdd(&fa.fs->g2_arrived, 1u) == gridDim.x - 1;
+    wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
     if (s_last) {
         __threadfence();
-        if (tid == 0) fa.fs->g2_arrived = 0;
+        if (ct == 0) fa.fs->g2_arrived = 0;
         __threadfence_system();
-        __syncthreads();
-        if (tid < R) dfm_st_release_sys(w.peer[tid] + dfm_off_combine_flag(&w.L, half, w.rank), seq);
+        wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
+        if (ct < R) dfm_st_release_sys(w.peer[ct] + dfm_off_combine_flag(&w.L, half, w.rank), seq);
     }
-    if (tid < R)
-        dfm_wait_flag(&w, local + dfm_off_combine_flag(&w.L, half, tid), seq, tid, DFM_CUDA_WAIT_COMBINE);
-    __syncthreads();
-    if (tid == 0) FUSED_STAMP(fa, FT_COMBINE_IN);
+    if (ct < R)
+        dfm_wait_flag(&w, local + dfm_off_combine_flag(&w.L, half, ct), seq, ct, DFM_CUDA_WAIT_COMBINE);
+    wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
+    if (ct == 0) FUSED_STAMP(fa, FT_COMBINE_IN);
     const int groups = H / 8;
     const long long total = (long long)T * groups;
-    for (long long i = (long long)blockIdx.x * FUSED_THREADS + tid; i < total;
-         i += (long long)gridDim.x * FUSED_THREADS) {
+    for (long long i = (long long)blockIdx.x * FUSED_CONSUMERS + ct; i < total;
+         i += (long long)gridDim.x * FUSED_CONSUMERS) {
         const int t = (int)(i / groups), c = (int)(i % groups) * 8;
         const int64_t *ir = op.topk_idx + (size_t)t * K;
         const float *wr = op.topk_weights + (size_t)t * K;
@@ -664,8 +712,8 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
         *(uint4 *)(op.out + (size_t)t * H + c) = make_uint4(o[0], o[1], o[2], o[3]);
     }
     if (fa.trace) {
-        __syncthreads();
-        if (tid == 0) FUSED_STAMP(fa, FT_END);
+        wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
+        if (ct == 0) FUSED_STAMP(fa, FT_END);
     }
 }
 
@@ -798,20 +846,11 @@ cudaError_t dfm_cuda_fused(dfm_cuda_fused_t *f, const dfm_cuda_world_t *w, const
     fused_args_t a = f->args;
     a.parts = parts;
 
-    cudaLaunchConfig_t cfg;
-    memset(&cfg, 0, sizeof cfg);
-    cfg.gridDim = dim3((unsigned)f->grid);
-    cfg.blockDim = dim3(FUSED_THREADS);
-    cfg.dynamicSmemBytes = (size_t)f->smem[op->quant];
-    cfg.stream = stream;
-    cudaLaunchAttribute attr[1];
-    attr[0].id = cudaLaunchAttributeCooperative;
-    attr[0].val.cooperative = 1;
-    cfg.attrs = attr;
-    cfg.numAttrs = 1;
     void *args[] = {(void *)&f->maps[op->quant], (void *)w, (void *)op, (void *)&a};
     cudaError_t err = ev ? cudaEventRecord(ev[0], stream) : cudaSuccess;
-    if (err == cudaSuccess) err = cudaLaunchKernelExC(&cfg, fused_kernel_of(op->quant), args);
+    if (err == cudaSuccess)
+        err = dfm_launch(fused_kernel_of(op->quant), dim3((unsigned)f->grid), dim3(FUSED_THREADS), args,
+                         (size_t)f->smem[op->quant], stream, 1);
     for (int i = 1; i < 4 && err == cudaSuccess && ev; i++) err = cudaEventRecord(ev[i], stream);
     return err;
 }

@@ -336,13 +336,13 @@ static __global__ void __launch_bounds__(GEMM_THREADS)
 #define REQUANT_THREADS 256
 #define REQUANT_SPLIT 8
 
+template <int Q>
 static __global__ void __launch_bounds__(REQUANT_THREADS)
-    requant_kernel(const __grid_constant__ dfm_cuda_world_t w,
-                   const __grid_constant__ dfm_cuda_op_t op) {
+    requant_kernel(const __grid_constant__ dfm_cuda_world_t w) {
     const int R = w.num_ranks;
     const int g = blockIdx.x / R, src = blockIdx.x % R;
     const int warp = threadIdx.x >> 5;
-    const dfm_quant_t q = (dfm_quant_t)op.quant;
+    const dfm_quant_t q = (dfm_quant_t)Q;
     const int count = w.row_count[g * R + src];
     const int warps = REQUANT_THREADS / DFM_WARP;
     for (int j = blockIdx.y * warps + warp; j < count; j += gridDim.y * warps)
@@ -548,8 +548,8 @@ static cudaError_t wg_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
                     (void *)&tm[4], (void *)&tm[5], (void *)&a,     (void *)&out};
     const int pi = wg_promote_index(promote);
     const size_t smem = ver == 2 ? WG_SMEM_BYTES : (size_t)wg_smem3[op->quant][phase - 1][pi];
-    return cudaLaunchKernel(wg_kernel(op->quant, phase, ver, promote), dim3((unsigned)wg_num_sms),
-                            dim3(WG_THREADS), args, smem, stream);
+    return dfm_launch((const void *)wg_kernel(op->quant, phase, ver, promote), dim3((unsigned)wg_num_sms),
+                      dim3(WG_THREADS), args, smem, stream, 0);
 }
 
 static int wg_usable(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op) {
@@ -585,15 +585,20 @@ static cudaError_t gemm_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *o
     if (gy > GEMM_MAX_Y) gy = GEMM_MAX_Y;
     const dim3 grid((unsigned)(N / GEMM_BN), (unsigned)gy);
     void *args[] = {(void *)w, (void *)op};
-    return cudaLaunchKernel(gemm_kernel(op->quant, phase), grid, dim3(GEMM_THREADS), args,
-                            GEMM_SMEM_BYTES, stream);
+    return dfm_launch((const void *)gemm_kernel(op->quant, phase), grid, dim3(GEMM_THREADS), args,
+                      GEMM_SMEM_BYTES, stream, 0);
 }
 
 static cudaError_t requant_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
                                   cudaStream_t stream) {
     const dim3 grid((unsigned)(w->num_local_experts * w->num_ranks), REQUANT_SPLIT);
-    requant_kernel<<<grid, REQUANT_THREADS, 0, stream>>>(*w, *op);
-    return cudaGetLastError();
+    /* its only argument is the world: the same bytes every call of a mode,
+     * so a cached graph's node keeps its parameters (`same`) */
+    void *args[] = {(void *)w};
+    const void *k = op->quant == DFM_QUANT_FP8    ? (const void *)requant_kernel<DFM_QUANT_FP8>
+                    : op->quant == DFM_QUANT_INT8 ? (const void *)requant_kernel<DFM_QUANT_INT8>
+                                                  : (const void *)requant_kernel<DFM_QUANT_BF16>;
+    return dfm_launch(k, grid, dim3(REQUANT_THREADS), args, 0, stream, 0, 1ull + (unsigned)op->quant);
 }
 
 cudaError_t dfm_cuda_experts(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,

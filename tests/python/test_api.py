@@ -298,6 +298,82 @@ def test_rare_valid_forms(buf, weights):
     assert out.shape == (0, H)
 
 
+def test_tensors_changed_after_an_accepted_call(buf, weights):
+    """Every call checks its tensors as they are now, also the very objects that an
+    earlier call with the same (T, K) accepted (fused_deep_moe's guards compare the
+    metadata each call): a tensor changed in place (set_, resize_, as_strided_,
+    .data), or None where a tensor was or the reverse, is refused as ever."""
+    _, _, prepared = weights
+    counting = _CountingFn(buf._fused_fn)
+    buf._fused_fn = counting
+    try:
+        def call(**change):
+            kw = _fused_kwargs(prepared)
+            kw.update(change)
+            buf.fused_deep_moe(**kw)
+
+        w1, s1, w2, s2 = prepared["fp8"]
+        b1, b2 = prepared["bf16"][0], prepared["bf16"][2]
+        cases = [
+            ("gmm2_weight", lambda t: t.set_(torch.empty(E, H, I // 2, dtype=t.dtype)),
+             ValueError, r"^gmm2_weight: shape must be"),
+            ("gmm2_weight_scale", lambda t: t.resize_(E, H + 1), ValueError,
+             r"^gmm2_weight_scale: shape must be"),
+            ("gmm1_permuted_weight", lambda t: t.as_strided_(t.shape, (2 * I * H, 2 * I, 1)),
+             ValueError, r"^gmm1_permuted_weight: strides must be"),
+            ("x", lambda t: setattr(t, "data", t.data.float()), TypeError,
+             r"^x: dtype must be torch.bfloat16"),
+            ("out", lambda t: t.resize_(6, H), ValueError, r"^out: shape must be"),
+        ]
+        for name, change, exc, pattern in cases:
+            kw = _fused_kwargs(prepared)
+            kw["gmm1_permuted_weight"] = w1.transpose(1, 2).clone().transpose(1, 2)
+            kw["gmm2_weight"], kw["gmm2_weight_scale"] = w2.clone(), s2.clone()
+            kw["out"] = torch.empty(5, H, dtype=torch.bfloat16)
+            for _ in range(2):  # the second call meets the guard the first one made
+                buf.fused_deep_moe(**kw)
+            calls = counting.calls
+            change(kw[name])
+            with pytest.raises(exc, match=pattern):
+                buf.fused_deep_moe(**kw)
+            assert counting.calls == calls, name
+        # None where an accepted call had a tensor, and the reverse (bf16: scales optional)
+        for _ in range(2):
+            call(gmm1_permuted_weight=b1, gmm2_weight=b2, quant="bf16",
+                 gmm1_permuted_weight_scale=None, gmm2_weight_scale=None)
+        calls = counting.calls
+        with pytest.raises(ValueError, match=r"^gmm1_permuted_weight_scale: shape must be"):
+            call(gmm1_permuted_weight=b1, gmm2_weight=b2, quant="bf16",
+                 gmm1_permuted_weight_scale=s1[:, :8], gmm2_weight_scale=None)
+        with pytest.raises(ValueError, match=r"^gmm2_weight_scale: required in fp8 mode"):
+            call(gmm2_weight_scale=None)
+        assert counting.calls == calls
+        # one tensor passed twice (both scales, [G, 2I] = [G, H] here): a guard never
+        # matches it (its tensors must be distinct), the checks pass it
+        kw = _fused_kwargs(prepared)
+        kw["gmm2_weight_scale"] = kw["gmm1_permuted_weight_scale"]
+        for _ in range(2):
+            buf.fused_deep_moe(**kw)
+        assert counting.calls == calls + 2
+    finally:
+        buf._fused_fn = counting.fn
+    # combine keeps a guard per dispatch (T, K) likewise
+    x, idx, w = _inputs()
+    for i in range(3):  # two dispatch/combine pairs, then a dispatch
+        recv, _, handle, _, _ = buf.low_latency_dispatch(x, idx, M, E, use_fp8=False)
+        y = recv.clone()
+        if i < 2:
+            buf.low_latency_combine(y, idx, w, handle)
+    w64 = w.clone()
+    w64.data = w64.data.double()
+    with pytest.raises(TypeError, match=r"^topk_weights: dtype must be torch.float32"):
+        buf.low_latency_combine(y, idx, w64, handle)
+    y.resize_(E, 4, H)
+    with pytest.raises(ValueError, match=r"^x: shape must be \[G, R \* num_max"):
+        buf.low_latency_combine(y, idx, w, handle)
+    buf.low_latency_combine(recv.clone(), idx, w, handle)  # the pending dispatch completes
+
+
 def test_bad_dispatch_combine_arguments(buf, weights):
     x, idx, w = _inputs()
     with pytest.raises(TypeError, match=r"^x: dtype"):
