@@ -162,6 +162,6 @@ cudaError_t dfm_cuda_combine(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
                             ? (size_t)(w->num_local_experts * w->num_ranks + 1) * sizeof(int)
                             : 0;
     void *args[] = {(void *)w, (void *)op};
-    return dfm_launch_comm((const void *)combine_kernel, grid, COMBINE_THREADS, smem, stream, args,
-                           op->kind == DFM_CUDA_OP_COMBINE);
+    return dfm_launch((const void *)combine_kernel, dim3((unsigned)grid), dim3(COMBINE_THREADS), args, smem, stream,
+                      op->kind == DFM_CUDA_OP_COMBINE);
 }

@@ -164,9 +164,13 @@ cudaError_t dfm_cuda_combine(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
  */
 /*
  * Every kernel launch of the backend goes through dfm_launch (backend.cu):
- * a plain launch (cooperative: every CTA resident at once, see
- * dfm_launch_comm), or, inside dfm_fused_moe, a kernel node of the context's
+ * a plain launch, or, inside dfm_fused_moe, a kernel node of the context's
  * cached CUDA graph of that call (the same launches, one cudaGraphLaunch).
+ * `cooperative`: the runtime starts the kernel only with every CTA resident
+ * at once and refuses a grid that cannot be (cudaErrorCooperativeLaunchTooLarge),
+ * so a CTA that spins on a flag another CTA of the same grid raises can never
+ * wait for a CTA that is not scheduled (the dispatch/combine kernels called
+ * alone, the fused kernel). Capturable in a CUDA graph.
  * `same`, when not 0, promises that two launches of one site with the same
  * value have the same kernel, shape and argument bytes: the graph's node then
  * keeps its parameters (each update costs ~0.7 us of host time).

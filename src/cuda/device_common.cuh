@@ -82,18 +82,6 @@ static __device__ int dfm_wait_flag(const dfm_cuda_world_t *w, const void *flag,
     }
 }
 
-/*
- * Launch a dispatch/combine kernel. With `co_resident` the launch is
- * cooperative: the runtime starts it only with every CTA resident at once
- * and refuses a grid that cannot be (cudaErrorCooperativeLaunchTooLarge), so
- * a CTA that spins on a flag another CTA of the same grid raises can never
- * wait for a CTA that is not scheduled. Capturable in a CUDA graph.
- */
-static inline cudaError_t dfm_launch_comm(const void *kernel, int grid, int threads, size_t smem,
-                                          cudaStream_t stream, void **args, int co_resident) {
-    return dfm_launch(kernel, dim3((unsigned)grid), dim3((unsigned)threads), args, smem, stream, co_resident);
-}
-
 static __device__ __forceinline__ float dfm_warp_max(float v) {
     for (int o = 16; o > 0; o >>= 1) v = fmaxf(v, __shfl_xor_sync(0xffffffffu, v, o));
     return v;

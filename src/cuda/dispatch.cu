@@ -221,6 +221,6 @@ cudaError_t dfm_cuda_dispatch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op
     if (smem < (size_t)(w->num_local_experts * w->num_ranks + 1) * 4)
         smem = (size_t)(w->num_local_experts * w->num_ranks + 1) * 4;
     void *args[] = {(void *)w, (void *)op, (void *)&parts};
-    return dfm_launch_comm((const void *)dispatch_kernel, grid, DISPATCH_THREADS, smem, stream, args,
-                           op->kind == DFM_CUDA_OP_DISPATCH);
+    return dfm_launch((const void *)dispatch_kernel, dim3((unsigned)grid), dim3(DISPATCH_THREADS), args, smem, stream,
+                      op->kind == DFM_CUDA_OP_DISPATCH);
 }
