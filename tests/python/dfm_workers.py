@@ -442,25 +442,35 @@ def graph_replay(rank, R, seed, replays=4, fused_kernel=False, distinct=None, H=
     buf.destroy()
 
 
-def _burst_us(fn, device, bursts=15, per_burst=20):
-    """Median host time per call over bursts of calls started on an idle GPU (so the
-    launch queue never fills and the host never waits for the GPU)."""
+def _interleaved_us(fns, device, rounds=15, per_burst=20):
+    """For each (fn, before, after) of fns, the median wall-clock and CPU (this
+    thread) time per call of fn over `rounds` bursts of per_burst calls, the bursts
+    of the fns taken in turn within each round (so drift of the machine affects all
+    alike), each started on an idle GPU (the launch queue never fills); before() and
+    after() run around each burst, untimed. Returns [(wall_us, cpu_us)] in order."""
     import statistics
-    samples = []
-    for _ in range(bursts):
-        torch.cuda.synchronize(device)
-        t0 = time.perf_counter()
-        for _ in range(per_burst):
-            fn()
-        samples.append((time.perf_counter() - t0) / per_burst * 1e6)
+    wall = [[] for _ in fns]
+    cpu = [[] for _ in fns]
+    for _ in range(rounds):
+        for i, (fn, before, after) in enumerate(fns):
+            torch.cuda.synchronize(device)
+            before()
+            t0, c0 = time.perf_counter(), time.thread_time()
+            for _ in range(per_burst):
+                fn()
+            wall[i].append((time.perf_counter() - t0) / per_burst * 1e6)
+            cpu[i].append((time.thread_time() - c0) / per_burst * 1e6)
+            after()
     torch.cuda.synchronize(device)
-    return statistics.median(samples)
+    return [(statistics.median(w), statistics.median(c)) for w, c in zip(wall, cpu)]
 
 
 def cuda_host_overhead(rank, R, seed, result_path, H=7168, I=2048, G=2, M=32, K=8, T=32):
-    """Host time per fused_deep_moe call on CUDA without graphs: the whole call, the
-    Python layer alone (library call stubbed) and the bare ctypes dfm_fused_moe call;
-    and the GPU time per call back to back. Rank 0 writes them to result_path."""
+    """Host time per fused_deep_moe call on CUDA without graphs: the whole call (out=
+    given, and output allocated), the bare ctypes dfm_fused_moe call and the Python
+    layer alone (library call stubbed), their bursts interleaved, in wall-clock and in
+    this thread's CPU time; and the GPU time per call back to back. Rank 0 writes them
+    to result_path."""
     import host_overhead
     from deepfusedmoe import _lib
     device = torch.device("cuda", rank)
@@ -478,19 +488,26 @@ def cuda_host_overhead(rank, R, seed, result_path, H=7168, I=2048, G=2, M=32, K=
     ep = torch.zeros(G * R, dtype=torch.int32, device=device)
     call = lambda: buf.fused_deep_moe(x, idx, w, w1, s1, w2c, s2, M, E, out=out,  # noqa: E731
                                       ep_recv_count=ep)
+    alloc = lambda: buf.fused_deep_moe(x, idx, w, w1, s1, w2c, s2, M, E)  # noqa: E731
     for _ in range(20):
         call()
     torch.cuda.synchronize(device)
     dist.barrier()
-    full = _burst_us(call, device)
-    alloc = _burst_us(lambda: buf.fused_deep_moe(x, idx, w, w1, s1, w2c, s2, M, E), device)
-    call()  # the argument struct now holds live tensors
     real = buf._fused_fn
-    bare = _burst_us(lambda: real(buf._ctx, buf._moe_args_ref), device)
+    args = buf._moe_args_ref  # holds the tensors of the last call(): live
     stub = host_overhead.stub_for(real, _lib.lib())  # returns 0 at once, ignores the args
-    buf._fused_fn = stub if rank == 0 else real
-    python_only = _burst_us(call, device) if rank == 0 else 0.0
-    buf._fused_fn = real
+
+    def use(fn):
+        def f():
+            buf._fused_fn = fn
+        return f
+
+    keep = use(real)
+    fns = [(call, keep, keep), (alloc, keep, keep), (lambda: real(buf._ctx, args), keep, keep)]
+    if rank == 0:  # the Python layer alone: rank 0's calls go to the stub (no collective)
+        fns.append((call, use(stub), keep))
+    # every rank runs the same collective calls in the same order (the stub is no call)
+    res = _interleaved_us(fns, device)
     dist.barrier()
     start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
@@ -500,11 +517,12 @@ def cuda_host_overhead(rank, R, seed, result_path, H=7168, I=2048, G=2, M=32, K=
     torch.cuda.synchronize(device)
     gpu_us = start.elapsed_time(stop) * 1e3 / 100
     if rank == 0:
+        (fw, fc), (aw, ac), (bw, bc), (pw, pc) = res
         with open(result_path, "w") as f:
-            f.write("torch %s, CUDA, %d rank(s), T=%d H=%d I=%d E=%d K=%d fp8, no graph: host "
-                    "%.1f us/call (out= given), %.1f us (output allocated); of which the bare "
-                    "ctypes dfm_fused_moe call %.1f us and the Python layer alone %.1f us; GPU "
-                    "%.1f us/call back to back\n"
-                    % (torch.__version__, R, T, H, I, E, K, full, alloc, bare, python_only,
+            f.write("torch %s, CUDA, %d rank(s), T=%d H=%d I=%d E=%d K=%d fp8, no graph, us/call "
+                    "wall (CPU): whole call %.1f (%.1f) with out= given, %.1f (%.1f) with the "
+                    "output allocated; the bare ctypes dfm_fused_moe call %.1f (%.1f); the "
+                    "Python layer alone %.1f (%.1f); GPU %.1f us/call back to back\n"
+                    % (torch.__version__, R, T, H, I, E, K, fw, fc, aw, ac, bw, bc, pw, pc,
                        gpu_us))
     buf.destroy()
