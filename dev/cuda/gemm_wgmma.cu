@@ -23,11 +23,12 @@
  *   nvcc -std=c++17 -O3 -Isrc -Iinclude -gencode=arch=compute_90a,code=sm_90a \
  *        -Xptxas -v dev/cuda/gemm_wgmma.cu build-cuda/libdfm.a -o build/dev/gemm_wgmma
  *   (or `make CUDA=1` -> $(BUILD)/bench/gemm_bench, which includes this file)
- * Run: gemm_wgmma [-i iters] [-q] [-m modemask] [-s shape] [-v 32] [-o csv]
+ * Run: gemm_wgmma [-i iters] [-q] [-m modemask] [-s shape] [-v 32] [-w 0|1] [-o csv]
  *   -v: versions to validate and time, in order, up to 4 of 2, 3, p, e (default
  *       32: v3 then v2; "3pe -m 1": FP8 promote 128, 32 and 1 (f16) side by side)
  *   -q: one reference sample per big shape; -m: bit 0 fp8, 1 int8, 2 bf16;
  *   -s: only big shape number s (0..4), no small checks (for ncu)
+ *   -w 0: weights loaded with the normal L2 policy (default 1: evict_first, as the library)
  *
  * Each check line also gives, over the rows checked, the largest per-row act
  * relative L2 error ("row max"), the largest |act - ref| / row amax ("err/amax":
@@ -170,6 +171,7 @@ struct bufs_t {
 };
 
 static int num_sms;
+static int w_evict_first = 1; /* -w 0: weights loaded with the normal L2 policy */
 
 template <int MODE, int VER, int PROMOTE = 128>
 static void launch(const problem_t &P, bufs_t &B, int phase, int set, cudaStream_t s) {
@@ -183,6 +185,7 @@ static void launch(const problem_t &P, bufs_t &B, int phase, int set, cudaStream
     a.G = P.G; a.R = P.R; a.M = P.M;
     a.row_count = B.counts;
     a.inter = P.I;
+    a.w_evict_first = w_evict_first;
     dense_out_t out = {B.y, P.H};
     if (phase == 1) {
         a.n_out = 2 * P.I; a.k_bytes = P.H * cb; a.a_scale = B.sa1; a.b_scale = B.s1[set]; a.act = B.act;
@@ -525,6 +528,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-m") && i + 1 < argc) modes = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-o") && i + 1 < argc) csv_path = argv[++i];
         else if (!strcmp(argv[i], "-s") && i + 1 < argc) only = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "-w") && i + 1 < argc) w_evict_first = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-v") && i + 1 < argc) {
             const char *v = argv[++i];
             n_vers = 0;
@@ -543,8 +547,8 @@ int main(int argc, char **argv) {
     set_attrs<DFM_QUANT_BF16>();
     set_attrs_promote32();
     const double bw = copy_bandwidth();
-    printf("# gemm_wgmma: %s, %d SMs, L2 %d MB, d2d copy %.2f TB/s (read+write)\n", prop.name, num_sms,
-           prop.l2CacheSize >> 20, bw * 1e-12);
+    printf("# gemm_wgmma: %s, %d SMs, L2 %d MB, d2d copy %.2f TB/s (read+write), W loads %s\n", prop.name,
+           num_sms, prop.l2CacheSize >> 20, bw * 1e-12, w_evict_first ? "evict_first" : "evict_normal");
     FILE *csv = csv_path ? fopen(csv_path, "w") : NULL;
     if (csv)
         fprintf(csv, "shape,mode,version,G,rows_per_expert,gemm1_us,gemm2_us,gemm1_b2b_us,gemm2_b2b_us,floor1_us,"

@@ -141,6 +141,9 @@ cudaError_t dfm_cuda_dispatch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op
 /* GEMM1 + SwiGLU, requantization, GEMM2 writing straight into the home
  * ranks' combine slots (fused path). */
 cudaError_t dfm_cuda_experts_init(void);
+/* 1: the GEMMs load weights with the L2 evict_first policy (the default;
+ * DFM_CUDA_W_EVICT_FIRST=0 turns it off), read by dfm_cuda_experts_init. */
+int dfm_cuda_w_evict_first(void);
 cudaError_t dfm_cuda_experts(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
                              cudaStream_t stream);
 

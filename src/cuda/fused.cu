@@ -96,6 +96,7 @@ typedef struct {
     unsigned long long *g1_ready, *rq_claim, *rq_done;
     int parts; /* dispatch work units per token */
     int l2_pf; /* FUSED_L2_PF_STAGES or DFM_CUDA_FUSED_L2_PF */
+    int w_evict_first; /* W loads with the L2 evict_first policy (dfm_cuda_w_evict_first) */
     /* NULL, or [grid][FUSED_TRACE_N] %globaltimer stamps of the last call
      * (DFM_CUDA_FUSED_TRACE=1; read by dfm_cuda_fused_trace) */
     unsigned long long *trace;
@@ -155,12 +156,6 @@ static __device__ int fused_wait(const dfm_cuda_world_t *w, const void *flag, un
 /* Generic-proxy writes (peers' stores, requant) -> this thread's later TMA reads. */
 static __device__ __forceinline__ void fused_fence_proxy_global(void) {
     asm volatile("fence.proxy.async.global;" ::: "memory");
-}
-
-static __device__ __forceinline__ void fused_prefetch_l2(const CUtensorMap *map, int c0, int c1) {
-    asm volatile("cp.async.bulk.prefetch.tensor.2d.L2.global.tile [%0, {%1, %2}];" ::"l"((uint64_t)map),
-                 "r"(c0), "r"(c1)
-                 : "memory");
 }
 
 /* Gate of an item: GEMM1 of expert g needs the payload flag (== seq) of every
@@ -557,6 +552,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
         fused_setmaxnreg_dec<FUSED_REGS_PRODUCER>();
         if (warp > 8) return;
         const int plane = fused_tid() & 31;
+        const uint64_t wpol = wg_policy_evict_first();
         int it = 0;
         for (int u = blockIdx.x; u < total1 + total2; u += gridDim.x) {
             const int phase = u < total1 ? 1 : 2;
@@ -577,7 +573,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             int open = __all_sync(0xffffffffu, fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 0));
             if (!open && phase == 1 && plane == 0)
                 for (int kt = ring.nst; kt < nk && kt < ring.nst + fa.l2_pf; kt++)
-                    fused_prefetch_l2(wmap, kt * WG_BK, wrow);
+                    wg_prefetch_l2(wmap, kt * WG_BK, wrow);
             int pend = 0; /* first stage of the item whose A is not issued */
             for (int kt = 0; kt < nk; kt++, it++) {
                 if (!open) {
@@ -603,7 +599,10 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                 }
                 __syncwarp();
                 unsigned char *st = smem + s * ring.sb;
-                if (plane == 0) wg_tma_2d(st, wmap, kt * WG_BK, wrow, &s_full[s]);
+                if (plane == 0) {
+                    if (fa.w_evict_first) wg_tma_2d_hint(st, wmap, kt * WG_BK, wrow, &s_full[s], wpol);
+                    else wg_tma_2d(st, wmap, kt * WG_BK, wrow, &s_full[s]);
+                }
                 if (open) {
                     if (plane < nbox) wg_tma_2d(st + WG_W_BYTES + boff * 8 * WG_BK, amap, kt * WG_BK, arow, &s_full[s]);
                     pend = kt + 1;
@@ -770,6 +769,7 @@ cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **
         err = cudaMalloc((void **)&f->args.trace, tb);
         if (err == cudaSuccess) err = cudaMemset(f->args.trace, 0, tb);
     }
+    f->args.w_evict_first = dfm_cuda_w_evict_first();
     f->args.l2_pf = FUSED_L2_PF_STAGES;
     const char *pf = getenv("DFM_CUDA_FUSED_L2_PF");
     if (pf && *pf) {

@@ -404,6 +404,22 @@ static int wg_disabled; /* DFM_CUDA_GEMM=mma */
 static int wg_version;  /* 3, or 2 with DFM_CUDA_GEMM=v2 */
 static int wg_promote;  /* FP8 promotion interval of the wgmma kernels: 1, 32 or 128 */
 static int wg_smem3[DFM_NUM_QUANT][2][3]; /* version 3's dynamic shared memory [q][phase][promote index] */
+/* W loads with the L2 evict_first policy (DFM_CUDA_W_EVICT_FIRST=0: normal) */
+static int wg_evict_first;
+
+static int env_int(const char *name, int def, int lo, int hi) {
+    const char *e = getenv(name);
+    if (!e || !*e) return def;
+    char *end = NULL;
+    const long v = strtol(e, &end, 10);
+    if (*end || v < lo || v > hi) {
+        fprintf(stderr, "dfm: %s=%s is not an integer in [%d, %d]; using %d\n", name, e, lo, hi, def);
+        return def;
+    }
+    return (int)v;
+}
+int dfm_cuda_w_evict_first(void) { return wg_evict_first; }
+
 /* GEMM2's output is not requantized: it keeps QGMMA (128) when GEMM1 runs f16 (1). */
 static int wg_phase_promote(int phase) { return phase == 2 && wg_promote == 1 ? 128 : wg_promote; }
 
@@ -411,6 +427,7 @@ cudaError_t dfm_cuda_experts_init(void) {
     const char *e = getenv("DFM_CUDA_GEMM");
     wg_disabled = e && !strcmp(e, "mma");
     wg_version = e && !strcmp(e, "v2") ? 2 : 3;
+    wg_evict_first = env_int("DFM_CUDA_W_EVICT_FIRST", 1, 0, 1);
     const char *pe = getenv("DFM_CUDA_FP8_PROMOTE");
     wg_promote = WG_FP8_PROMOTE;
     if (pe && *pe) {
@@ -521,6 +538,7 @@ static cudaError_t wg_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
     a.G = G; a.R = R; a.M = M;
     a.inter = I;
     a.row_count = w->row_count;
+    a.w_evict_first = wg_evict_first;
     if (phase == 1) {
         a.n_out = 2 * I;
         a.k_bytes = H * cb;

@@ -124,6 +124,7 @@ typedef struct {
     const unsigned long long *cur_seq; /* buffer half = *cur_seq & 1; NULL: half 0 */
     long long half_rows;             /* A rows (and a_scale entries) per half */
     float *act;                      /* GEMM1 output [G*R*M][I] fp32 (no half) */
+    int w_evict_first;               /* W loads with the L2 evict_first policy (wg_policy_evict_first) */
 } wg_gemm_args_t;
 
 /* ---- PTX wrappers ------------------------------------------------------------ */
@@ -170,6 +171,28 @@ static __device__ __forceinline__ void wg_tma_2d(void *dst, const CUtensorMap *m
     asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes"
                  " [%0], [%1, {%2, %3}], [%4];" ::"r"(wg_smem_u32(dst)),
                  "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(wg_smem_u32(bar))
+                 : "memory");
+}
+/* The same with an L2 cache policy (wg_policy_evict_first). */
+static __device__ __forceinline__ void wg_tma_2d_hint(void *dst, const CUtensorMap *map, int c0, int c1,
+                                                      uint64_t *bar, uint64_t policy) {
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.L2::cache_hint"
+                 " [%0], [%1, {%2, %3}], [%4], %5;" ::"r"(wg_smem_u32(dst)),
+                 "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(wg_smem_u32(bar)), "l"(policy)
+                 : "memory");
+}
+/* Weights are read once per launch (or by the CTAs of one tile's passes at
+ * about the same time): first out of L2, so that the token rows and act,
+ * which every CTA of an expert reads again, stay. */
+static __device__ __forceinline__ uint64_t wg_policy_evict_first(void) {
+    uint64_t p;
+    asm volatile("createpolicy.fractional.L2::evict_first.b64 %0, 1.0;" : "=l"(p));
+    return p;
+}
+/* One box of `map` (its box size) into L2, nothing waits for it. */
+static __device__ __forceinline__ void wg_prefetch_l2(const CUtensorMap *map, int c0, int c1) {
+    asm volatile("cp.async.bulk.prefetch.tensor.2d.L2.global.tile [%0, {%1, %2}];" ::"l"((uint64_t)map),
+                 "r"(c0), "r"(c1)
                  : "memory");
 }
 static __device__ __forceinline__ void wg_fence(void) { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
@@ -762,6 +785,7 @@ static __global__ void __launch_bounds__(WG_THREADS, 1)
     }
 
     if (warp == 8) { /* producer */
+        const uint64_t wpol = wg_policy_evict_first();
         int it = 0;
         for (int v = blockIdx.x; v < total; v += gridDim.x) {
             int g, tile, pass;
@@ -811,7 +835,10 @@ static __global__ void __launch_bounds__(WG_THREADS, 1)
                 }
                 __syncwarp();
                 unsigned char *st = smem + s * ring.sb;
-                if (lane == 0) wg_tma_2d(st, &tm_w, kt * WG_BK, wrow, &s_full[s]);
+                if (lane == 0) {
+                    if (p.w_evict_first) wg_tma_2d_hint(st, &tm_w, kt * WG_BK, wrow, &s_full[s], wpol);
+                    else wg_tma_2d(st, &tm_w, kt * WG_BK, wrow, &s_full[s]);
+                }
                 if (lane < nbox) wg_tma_2d(st + WG_W_BYTES + boff * 8 * WG_BK, amap, kt * WG_BK, arow, &s_full[s]);
             }
         }
