@@ -115,8 +115,12 @@ static_assert(FUSED_TRACE_N == DFM_CUDA_TRACE_POINTS, "cuda_internal.h's trace s
         if ((fa).trace) (fa).trace[(size_t)blockIdx.x * FUSED_TRACE_N + (i)] = dfm_globaltimer(); \
     } while (0)
 
-/* Rows of an expert requantized per claim (two per consumer warp). */
+/* Rows of an expert requantized per claim (two per consumer warp; a build
+ * with -DFUSED_RQ_ROWS=8 gives one per warp and spreads a small expert's
+ * rows over more CTAs). */
+#ifndef FUSED_RQ_ROWS
 #define FUSED_RQ_ROWS 16
+#endif
 
 /* GEMM2's destination of row (g, src, j): the home rank's combine slot of
  * its (token, slot), from recv_meta (clamped as gemm.cu's combine_out_t). */
