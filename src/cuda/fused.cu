@@ -115,11 +115,13 @@ static_assert(FUSED_TRACE_N == DFM_CUDA_TRACE_POINTS, "cuda_internal.h's trace s
         if ((fa).trace) (fa).trace[(size_t)blockIdx.x * FUSED_TRACE_N + (i)] = dfm_globaltimer(); \
     } while (0)
 
-/* Rows of an expert requantized per claim (two per consumer warp; a build
- * with -DFUSED_RQ_ROWS=8 gives one per warp and spreads a small expert's
- * rows over more CTAs). */
+/* Rows of an expert requantized per claim: one per consumer warp, so that a
+ * small expert's rows spread over as many CTAs as possible (16, two per
+ * warp, left 2 claims for the ~32 rows of dsv3-e32 at T = 32 and every other
+ * CTA with a GEMM2 item of that expert waiting: 246 -> 218 us with 8 on
+ * 4 x H100). Overridable at build time for A/B builds. */
 #ifndef FUSED_RQ_ROWS
-#define FUSED_RQ_ROWS 16
+#define FUSED_RQ_ROWS 8
 #endif
 
 /* GEMM2's destination of row (g, src, j): the home rank's combine slot of
