@@ -522,7 +522,8 @@ def cuda_host_overhead(rank, R, seed, result_path, H=7168, I=2048, G=2, M=32, K=
             f.write("torch %s, CUDA, %d rank(s), T=%d H=%d I=%d E=%d K=%d fp8, no graph, us/call "
                     "wall (CPU): whole call %.1f (%.1f) with out= given, %.1f (%.1f) with the "
                     "output allocated; the bare ctypes dfm_fused_moe call %.1f (%.1f); the "
-                    "Python layer alone %.1f (%.1f); GPU %.1f us/call back to back\n"
+                    "Python layer alone %.1f (%.1f); GPU %.1f us/call back to back; rank 0 may "
+                    "run on %d CPUs, its process has %d threads\n"
                     % (torch.__version__, R, T, H, I, E, K, fw, fc, aw, ac, bw, bc, pw, pc,
-                       gpu_us))
+                       gpu_us, len(os.sched_getaffinity(0)), len(os.listdir("/proc/self/task"))))
     buf.destroy()
