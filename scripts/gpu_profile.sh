@@ -11,6 +11,8 @@
 # build/gpu_profile): one .txt per profile (ncu's details page) and summary.txt.
 #
 #   BUILD=build-dev scripts/gpu_profile.sh
+#   GEMM_SHAPE=1 BUILD=build-dev scripts/gpu_profile.sh   the GEMMs at gemm_bench's shape 1
+#       (dsv3 ~125 rows; 0-4 as gemm_bench -s) instead of shape 0
 #   SOURCE=1 BUILD=build-dev scripts/gpu_profile.sh   instead: warp-stall samples per SASS
 #       instruction (ncu SourceCounters) of the default FP8 GEMM1 + GEMM2 and of the fused
 #       kernel (-L), as CSV (<name>-sass.csv: one row per instruction with its stall reasons)
@@ -59,7 +61,7 @@ if [ "${SOURCE:-0}" = 1 ]; then
         rm -f "$LOG/$name.ncu-rep"
     }
     source_page gemm-src 300 "${SRC[@]}" -f -o "$LOG/gemm-src" -k regex:wg_gemm_kernel --launch-skip 4 --launch-count 2 \
-        "$BUILD/bench/gemm_bench" -s 0 -m 1 -v e -i 3
+        "$BUILD/bench/gemm_bench" -s "${GEMM_SHAPE:-0}" -m 1 -v e -i 3
     source_page fused-src 300 env DFM_CUDA_FUSED=1 "${SRC[@]}" -f -o "$LOG/fused-src" -k regex:fused_kernel --launch-skip 5 \
         --launch-count 1 "$BUILD/bench/dfm_bench" -L -r 4 -c dsv3-e32 -t 32 -s 0 -w 5 -n 1
     exit $status
@@ -68,7 +70,7 @@ fi
 # 1. GEMMs: launch 0..3 of each version are the correctness checks; skip them.
 for v in e 3; do
     profile "gemm-v$v" 240 "${NCU[@]}" -k regex:wg_gemm_kernel --launch-skip 4 --launch-count 2 \
-        "$BUILD/bench/gemm_bench" -s 0 -m 1 -v "$v" -i 3
+        "$BUILD/bench/gemm_bench" -s "${GEMM_SHAPE:-0}" -m 1 -v "$v" -i 3
 done
 # 2. the fused kernel, communication disabled, one GPU
 profile fused-local 240 env DFM_CUDA_FUSED=1 "${NCU[@]}" -k regex:fused_kernel --launch-skip 5 \
