@@ -144,6 +144,9 @@ cudaError_t dfm_cuda_experts_init(void);
 /* 1: the GEMMs load weights with the L2 evict_first policy (the default;
  * DFM_CUDA_W_EVICT_FIRST=0 turns it off), read by dfm_cuda_experts_init. */
 int dfm_cuda_w_evict_first(void);
+/* The integer in environment variable `name`, or def when it is unset, empty,
+ * not an integer or outside [lo, hi] (the last two say so on stderr). */
+int dfm_cuda_env_int(const char *name, int def, int lo, int hi);
 cudaError_t dfm_cuda_experts(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
                              cudaStream_t stream);
 

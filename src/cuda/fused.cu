@@ -776,14 +776,7 @@ cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **
         if (err == cudaSuccess) err = cudaMemset(f->args.trace, 0, tb);
     }
     f->args.w_evict_first = dfm_cuda_w_evict_first();
-    f->args.l2_pf = FUSED_L2_PF_STAGES;
-    const char *pf = getenv("DFM_CUDA_FUSED_L2_PF");
-    if (pf && *pf) {
-        char *end;
-        const long v = strtol(pf, &end, 10);
-        if (*end == '\0' && v >= 0 && v <= 64) f->args.l2_pf = (int)v;
-        else fprintf(stderr, "dfm: DFM_CUDA_FUSED_L2_PF=%s is not in 0..64; using %d\n", pf, FUSED_L2_PF_STAGES);
-    }
+    f->args.l2_pf = dfm_cuda_env_int("DFM_CUDA_FUSED_L2_PF", FUSED_L2_PF_STAGES, 0, 64);
     for (int q = 0; q < DFM_NUM_QUANT && err == cudaSuccess; q++) {
         const void *k = fused_kernel_of(q);
         f->smem[q] = wg_v3_smem(k);

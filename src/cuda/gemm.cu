@@ -407,7 +407,7 @@ static int wg_smem3[DFM_NUM_QUANT][2][3]; /* version 3's dynamic shared memory [
 /* W loads with the L2 evict_first policy (DFM_CUDA_W_EVICT_FIRST=0: normal) */
 static int wg_evict_first;
 
-static int env_int(const char *name, int def, int lo, int hi) {
+int dfm_cuda_env_int(const char *name, int def, int lo, int hi) {
     const char *e = getenv(name);
     if (!e || !*e) return def;
     char *end = NULL;
@@ -427,7 +427,7 @@ cudaError_t dfm_cuda_experts_init(void) {
     const char *e = getenv("DFM_CUDA_GEMM");
     wg_disabled = e && !strcmp(e, "mma");
     wg_version = e && !strcmp(e, "v2") ? 2 : 3;
-    wg_evict_first = env_int("DFM_CUDA_W_EVICT_FIRST", 1, 0, 1);
+    wg_evict_first = dfm_cuda_env_int("DFM_CUDA_W_EVICT_FIRST", 1, 0, 1);
     const char *pe = getenv("DFM_CUDA_FP8_PROMOTE");
     wg_promote = WG_FP8_PROMOTE;
     if (pe && *pe) {
