@@ -44,6 +44,8 @@
 #define MAX_RANKS DFM_MAX_RANKS
 /* Calls of a sequence case (-c changes it: the GPU script runs 1000). */
 static int num_sequence_calls = 100;
+/* DFM_TEST_PRINT_ERR=1: each fused call's rel L2 vs the oracle per rank (build_cases) */
+static int print_err;
 
 /* SPEC 3.3 tolerances: vs the oracle, and vs the unquantized math. */
 static double tol_oracle(dfm_quant_t q) { return q == DFM_QUANT_BF16 ? 5e-3 : 1e-2; }
@@ -143,6 +145,19 @@ static void build_cases(void) {
     add(OP_ABSENT, DFM_QUANT_FP8, 2, 4, 256, 64, 4, 16, ROUTE_TOPK, TOK_RANDOM, 0, 1);
     add(OP_SEQUENCE, DFM_QUANT_FP8, 2, 4, 256, 64, 2, 8, ROUTE_HOLES, TOK_RANDOM, 0, 0);
     add(OP_SEQUENCE, DFM_QUANT_BF16, 3, 6, 256, 64, 3, 4, ROUTE_DUP, TOK_RANDOM, 0, 1);
+    /* Diagnostics of the error distribution (not a check of their own):
+     * DFM_TEST_SEQ_T=N gives the sequence cases num_max = N and every rank
+     * N tokens per call, DFM_TEST_SEQ_OUTLIERS=1 heavy-tailed x;
+     * DFM_TEST_PRINT_ERR=1 prints each fused call's rel L2 per rank. */
+    const char *st = getenv("DFM_TEST_SEQ_T"), *so = getenv("DFM_TEST_SEQ_OUTLIERS");
+    for (int i = 0; i < num_cases; i++) {
+        if (cases[i].op != OP_SEQUENCE) continue;
+        if (st && atoi(st) > 0) {
+            cases[i].num_max = atoi(st);
+            cases[i].tokens = TOK_MAX;
+        }
+        if (so && atoi(so) > 0) cases[i].outliers = 1;
+    }
 }
 
 /* ---- the world of one case: weights, calls, oracle results ----------------- */
@@ -555,6 +570,7 @@ static int fused_finish(dfm_ctx_t *ctx, const world_t *w, int ci, int rank, sani
                        dfm_status_string(st), dfm_ctx_last_error(ctx));
     if (ok) {
         double e_q = th_rel_l2_bf16(out, call->ref_q[rank], T * H);
+        if (print_err) printf("err call %d rank %d %s T=%zu %.4g\n", ci, rank, quant_names[q], T, e_q);
         TH_EXPECT(e_q <= tol_oracle(q), "call %d rank %d (%s, T=%zu): rel L2 vs oracle %.3g > %g",
                   ci, rank, quant_names[q], T, e_q, tol_oracle(q));
         for (size_t t = 0; t < T; t++) {
@@ -1067,6 +1083,7 @@ int main(int argc, char **argv) {
         }
     }
     build_cases();
+    print_err = getenv("DFM_TEST_PRINT_ERR") && atoi(getenv("DFM_TEST_PRINT_ERR")) > 0;
     if (!list && !dfm_backend_available(backend)) {
         printf("test_moe: backend %s is not built into this library; nothing to do\n",
                backend == DFM_BACKEND_CUDA ? "cuda" : "cpu");

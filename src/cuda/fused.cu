@@ -67,6 +67,16 @@ static_assert(2 * FUSED_REGS_CONSUMER + FUSED_REGS_PRODUCER <= 3 * FUSED_REGS,
 #ifndef FUSED_L2_PF_STAGES
 #define FUSED_L2_PF_STAGES 0 /* 8, 16, 32 measured 1-5% slower (docs/PERF_NOTES.md) */
 #endif
+/* Whether the CTA that completes an expert's GEMM1 items requantizes the
+ * expert's rows right away (claims shared with the CTAs that reach its GEMM2
+ * items) instead of leaving it all to them: 0 never, 1 when the expert has at
+ * most FUSED_RQ_ROWS rows (decode at T ~ 1: 3 us less per call), 2 always.
+ * Measured (docs/PERF_NOTES.md, seventh session): 2, and 1 extended to every
+ * CTA without a GEMM1 item left, cost 12-22 us at T = 32.
+ * DFM_CUDA_FUSED_EAGER_RQ=0|1|2 overrides it. */
+#ifndef FUSED_EAGER_RQ
+#define FUSED_EAGER_RQ 1
+#endif
 #define FUSED_BAR_DONE 2 /* named barrier of the 256 consumer threads (wg_consume uses 1, 3, 4, 5) */
 
 /* Device counters of the kernel, one set per context (fused_create). The
@@ -96,6 +106,7 @@ typedef struct {
     unsigned long long *g1_ready, *rq_claim, *rq_done;
     int parts; /* dispatch work units per token */
     int l2_pf; /* FUSED_L2_PF_STAGES or DFM_CUDA_FUSED_L2_PF */
+    int eager_rq; /* FUSED_EAGER_RQ or DFM_CUDA_FUSED_EAGER_RQ: 0, 1, 2 */
     int w_evict_first; /* W loads with the L2 evict_first policy (dfm_cuda_w_evict_first) */
     /* NULL, or [grid][FUSED_TRACE_N] %globaltimer stamps of the last call
      * (DFM_CUDA_FUSED_TRACE=1; read by dfm_cuda_fused_trace) */
@@ -338,10 +349,10 @@ static __device__ __forceinline__ int fused_a_box(const int *s_cnt, int R, int M
  *      is closed the next l2_pf W stages are prefetched to L2 (default 0: off).
  *      warps 0-7 (consumers): wait for the gate, wg_consume (wgmma + the
  *      epilogues of gemm_wgmma.cuh); after a GEMM1 item count it in
- *      g1_done[g]; the CTA completing g raises g1_ready[g] = seq; before a
- *      GEMM2 item of g, a CTA helps requantize g's rows (fused_help_requant:
- *      chunks claimed from rq_claim[g]); the one completing the last row sets
- *      q_ready[g] = seq.
+ *      g1_done[g]; the CTA completing g raises g1_ready[g] = seq and (eager_rq)
+ *      starts requantizing g's rows; before a GEMM2 item of g, a CTA helps
+ *      (fused_help_requant: chunks claimed from rq_claim[g]); the one
+ *      completing the last row sets q_ready[g] = seq.
  *   4. all: arrive on g2_arrived; the last CTA raises combine flags; wait for
  *      every rank's combine flag; reduce (thread unit (t, 8 columns), flat over
  *      the grid).
@@ -400,7 +411,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     __shared__ float s_red[32];
     __shared__ size_t s_dst[DFM_MAX_TOPK];
     __shared__ int s_rank[DFM_MAX_TOPK];
-    __shared__ int s_dropped, s_last, s_maxch, s_fin;
+    __shared__ int s_dropped, s_last, s_maxch, s_fin, s_eager;
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int T = op.num_tokens, K = op.num_topk, E = w.num_experts;
@@ -650,18 +661,27 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                 WG_BY_COLS(cols, FUSED_CONSUME);
 #undef FUSED_CONSUME
                 /* count the item; the CTA completing expert g says so
-                 * (g1_ready): the CTAs with GEMM2 items of g requantize it */
+                 * (g1_ready) and, with eager_rq, starts requantizing g at
+                 * once; the CTAs with GEMM2 items of g help (or do it all) */
                 __threadfence();
                 wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
                 if (ct == 0) {
                     const unsigned int items = (unsigned int)(s_pre1[g + 1] - s_pre1[g]);
+                    s_eager = 0;
                     if (atomicAdd(&fa.g1_done[g], 1u) == items - 1) {
                         fa.g1_done[g] = 0; /* every item of g is counted: reset for the next call */
                         __threadfence();
                         dfm_st_release_sys(fa.g1_ready + g, seq);
+                        /* 1: only an expert of one claim of rows (a few us of
+                         * this CTA's time; more delays its next GEMM1 item) */
+                        int rows = 0;
+                        for (int src = 0; src < R; src++) rows += s_cnt[g * R + src];
+                        s_eager = fa.eager_rq == 2 || (fa.eager_rq == 1 && rows <= FUSED_RQ_ROWS);
                     }
                     FUSED_STAMP(fa, FT_G1_DONE);
                 }
+                wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
+                if (s_eager) fused_help_requant(&w, &fa, s_cnt, g, q, seq, &s_fin);
             } else {
 #define FUSED_CONSUME(NN) \
     wg_consume<MODE, 2, NN, fused_out_t, WG_FP8_PROMOTE2, true, true>(s_p[1], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
@@ -777,6 +797,7 @@ cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **
     }
     f->args.w_evict_first = dfm_cuda_w_evict_first();
     f->args.l2_pf = dfm_cuda_env_int("DFM_CUDA_FUSED_L2_PF", FUSED_L2_PF_STAGES, 0, 64);
+    f->args.eager_rq = dfm_cuda_env_int("DFM_CUDA_FUSED_EAGER_RQ", FUSED_EAGER_RQ, 0, 2);
     for (int q = 0; q < DFM_NUM_QUANT && err == cudaSuccess; q++) {
         const void *k = fused_kernel_of(q);
         f->smem[q] = wg_v3_smem(k);
