@@ -170,31 +170,56 @@ static __device__ void dfm_recv_scan(const dfm_cuda_world_t *w, int half, int *s
  * (its scale): SPEC 3.1 step 5, the CPU backend's arithmetic (amax over the
  * row, dfm_quant_scale, dfm_code_store). Used by the pipeline's requant
  * kernel and by the fused kernel.
+ * The row is read in blocks of V4 float4 per lane (V4 = 16: 2048 values per
+ * warp), every load of a block issued before any is used; a row of one block
+ * (I <= 2048 with V4 = 16: DeepSeek-V3, Qwen3) is quantized from registers,
+ * so a row costs one memory round trip per block and pass instead of one per
+ * 128 values (the fused kernel's GEMM2 items wait for these rows). The fused
+ * kernel takes FUSED_RQ_V4 = 2 (more spills there).
  */
+template <int V4>
+static __device__ __forceinline__ void dfm_requant_load(const float *a, int b, int I, int lane, float4 (&v)[V4]) {
+#pragma unroll
+    for (int k = 0; k < V4; k++) {
+        const int i = b + (k * DFM_WARP + lane) * 4;
+        v[k] = i < I ? *(const float4 *)(a + i) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
+    }
+}
+
+template <int V4 = 16>
 static __device__ void dfm_requant_row(const dfm_cuda_world_t *w, size_t phys, dfm_quant_t q) {
     const int I = w->inter, lane = threadIdx.x & (DFM_WARP - 1);
+    const int blk = DFM_WARP * 4 * V4;
     const float *a = w->act + phys * I;
+    float4 v[V4];
     float amax = 0.0f;
-    for (int i = lane * 4; i < I; i += DFM_WARP * 4) {
-        const float4 v = *(const float4 *)(a + i);
-        amax = fmaxf(amax, fmaxf(fmaxf(fabsf(v.x), fabsf(v.y)), fmaxf(fabsf(v.z), fabsf(v.w))));
+    for (int b = 0; b < I; b += blk) {
+        dfm_requant_load(a, b, I, lane, v);
+#pragma unroll
+        for (int k = 0; k < V4; k++) /* padding reads 0: no effect on the max */
+            amax = fmaxf(amax, fmaxf(fmaxf(fabsf(v[k].x), fabsf(v[k].y)), fmaxf(fabsf(v[k].z), fabsf(v[k].w))));
     }
     amax = dfm_warp_max(amax);
     const float s = dfm_quant_scale(amax, q);
-    for (int i = lane * 4; i < I; i += DFM_WARP * 4) {
-        const float4 v = *(const float4 *)(a + i);
-        if (q == DFM_QUANT_BF16) {
-            const uint32_t c0 = dfm_dev_f32_to_bf16(v.x), c1 = dfm_dev_f32_to_bf16(v.y);
-            const uint32_t c2 = dfm_dev_f32_to_bf16(v.z), c3 = dfm_dev_f32_to_bf16(v.w);
-            *(uint2 *)((uint16_t *)w->act_q + phys * I + i) = make_uint2(c0 | (c1 << 16), c2 | (c3 << 16));
-        } else {
-            uint8_t c[4];
-            dfm_code_store(c, 0, v.x, s, q);
-            dfm_code_store(c, 1, v.y, s, q);
-            dfm_code_store(c, 2, v.z, s, q);
-            dfm_code_store(c, 3, v.w, s, q);
-            *(uint32_t *)((uint8_t *)w->act_q + phys * I + i) =
-                c[0] | ((uint32_t)c[1] << 8) | ((uint32_t)c[2] << 16) | ((uint32_t)c[3] << 24);
+    for (int b = 0; b < I; b += blk) {
+        if (I > blk) dfm_requant_load(a, b, I, lane, v); /* else the row is still in v */
+#pragma unroll
+        for (int k = 0; k < V4; k++) {
+            const int i = b + (k * DFM_WARP + lane) * 4;
+            if (i >= I) continue;
+            if (q == DFM_QUANT_BF16) {
+                const uint32_t c0 = dfm_dev_f32_to_bf16(v[k].x), c1 = dfm_dev_f32_to_bf16(v[k].y);
+                const uint32_t c2 = dfm_dev_f32_to_bf16(v[k].z), c3 = dfm_dev_f32_to_bf16(v[k].w);
+                *(uint2 *)((uint16_t *)w->act_q + phys * I + i) = make_uint2(c0 | (c1 << 16), c2 | (c3 << 16));
+            } else {
+                uint8_t c[4];
+                dfm_code_store(c, 0, v[k].x, s, q);
+                dfm_code_store(c, 1, v[k].y, s, q);
+                dfm_code_store(c, 2, v[k].z, s, q);
+                dfm_code_store(c, 3, v[k].w, s, q);
+                *(uint32_t *)((uint8_t *)w->act_q + phys * I + i) =
+                    c[0] | ((uint32_t)c[1] << 8) | ((uint32_t)c[2] << 16) | ((uint32_t)c[3] << 24);
+            }
         }
     }
     if (lane == 0) w->act_s[phys] = s;

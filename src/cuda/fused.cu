@@ -134,6 +134,13 @@ static_assert(FUSED_TRACE_N == DFM_CUDA_TRACE_POINTS, "cuda_internal.h's trace s
 #ifndef FUSED_RQ_ROWS
 #define FUSED_RQ_ROWS 8
 #endif
+/* float4 loads per lane in flight in the requantization of a row
+ * (dfm_requant_row): 2 instead of 1 took 355 -> 346 us off dsv3-e32 T = 32
+ * on 2 x H100 (docs/PERF_NOTES.md); 4 and more spill in the FP8 kernel, as
+ * does splitting a row over two warps. */
+#ifndef FUSED_RQ_V4
+#define FUSED_RQ_V4 2
+#endif
 
 /* GEMM2's destination of row (g, src, j): the home rank's combine slot of
  * its (token, slot), from recv_meta (clamped as gemm.cu's combine_out_t). */
@@ -269,7 +276,7 @@ static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused
         for (int f = lo + warp; f < hi; f += FUSED_CONSUMERS / 32) {
             int src = 0, j = f;
             while (j >= s_cnt[g * R + src]) j -= s_cnt[g * R + src++];
-            dfm_requant_row(w, dfm_recv_row(&w->L, g, src, j), q);
+            dfm_requant_row<FUSED_RQ_V4>(w, dfm_recv_row(&w->L, g, src, j), q);
         }
         fused_fence_proxy_global(); /* for the GEMM2 TMA reads of act_q */
         __threadfence();

@@ -442,6 +442,31 @@ def graph_replay(rank, R, seed, replays=4, fused_kernel=False, distinct=None, H=
     buf.destroy()
 
 
+def _thread_cpu_ticks():
+    """{thread id: (name, user + system clock ticks)} of this process's threads."""
+    ticks = {}
+    for tid in os.listdir("/proc/self/task"):
+        try:
+            with open("/proc/self/task/%s/stat" % tid) as f:
+                stat = f.read()
+            with open("/proc/self/task/%s/comm" % tid) as f:
+                name = f.read().strip()
+        except OSError:  # the thread ended
+            continue
+        fields = stat[stat.rindex(")") + 2:].split()  # fields from 3 (state) on
+        ticks[tid] = (name, int(fields[11]) + int(fields[12]))  # utime, stime (14, 15)
+    return ticks
+
+
+def _busy_threads(before, after, seconds, top=4):
+    """The threads that used the most CPU between two _thread_cpu_ticks(), as
+    'name (tid) share' with share = CPU time / wall time (1.0 = a whole core)."""
+    hz = os.sysconf("SC_CLK_TCK")
+    use = sorted(((after[t][1] - before.get(t, (None, 0))[1]) / hz / max(seconds, 1e-9),
+                  after[t][0], t) for t in after)
+    return ", ".join("%s (%s) %.2f" % (name, tid, share) for share, name, tid in use[::-1][:top])
+
+
 def _interleaved_us(fns, device, rounds=15, per_burst=20):
     """For each (fn, before, after) of fns, the median wall-clock and CPU (this
     thread) time per call of fn over `rounds` bursts of per_burst calls, the bursts
@@ -507,7 +532,10 @@ def cuda_host_overhead(rank, R, seed, result_path, H=7168, I=2048, G=2, M=32, K=
     if rank == 0:  # the Python layer alone: rank 0's calls go to the stub (no collective)
         fns.append((call, use(stub), keep))
     # every rank runs the same collective calls in the same order (the stub is no call)
+    threads0 = _thread_cpu_ticks()
+    t0 = time.perf_counter()
     res = _interleaved_us(fns, device)
+    busy = _busy_threads(threads0, _thread_cpu_ticks(), time.perf_counter() - t0)
     dist.barrier()
     start, stop = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
     start.record()
@@ -523,7 +551,9 @@ def cuda_host_overhead(rank, R, seed, result_path, H=7168, I=2048, G=2, M=32, K=
                     "wall (CPU): whole call %.1f (%.1f) with out= given, %.1f (%.1f) with the "
                     "output allocated; the bare ctypes dfm_fused_moe call %.1f (%.1f); the "
                     "Python layer alone %.1f (%.1f); GPU %.1f us/call back to back; rank 0 may "
-                    "run on %d CPUs, its process has %d threads\n"
+                    "run on %d CPUs, its process has %d threads; busiest threads during "
+                    "the timing (share of one core): %s\n"
                     % (torch.__version__, R, T, H, I, E, K, fw, fc, aw, ac, bw, bc, pw, pc,
-                       gpu_us, len(os.sched_getaffinity(0)), len(os.listdir("/proc/self/task"))))
+                       gpu_us, len(os.sched_getaffinity(0)), len(os.listdir("/proc/self/task")),
+                       busy))
     buf.destroy()
