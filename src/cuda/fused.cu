@@ -50,10 +50,10 @@ static_assert(DFM_QUANT_FP8 == DFM_QUANT_FP8_ID && DFM_QUANT_INT8 == DFM_QUANT_I
 #define FUSED_CONSUMERS 256
 #define FUSED_REGS 168
 #ifndef FUSED_REGS_PRODUCER
-#define FUSED_REGS_PRODUCER 56
+#define FUSED_REGS_PRODUCER 64 /* 56 spilled with the dynamic item schedule's state */
 #endif
 #ifndef FUSED_REGS_CONSUMER
-#define FUSED_REGS_CONSUMER 224
+#define FUSED_REGS_CONSUMER 216
 #endif
 static_assert(2 * FUSED_REGS_CONSUMER + FUSED_REGS_PRODUCER <= 3 * FUSED_REGS,
               "setmaxnreg: the warpgroups' registers must fit what the launch gives");
@@ -77,6 +77,15 @@ static_assert(2 * FUSED_REGS_CONSUMER + FUSED_REGS_PRODUCER <= 3 * FUSED_REGS,
 #ifndef FUSED_EAGER_RQ
 #define FUSED_EAGER_RQ 1
 #endif
+/* Items (GEMM1 then GEMM2) handed to CTAs: 1 = each CTA's first is
+ * blockIdx.x, every later one the next unclaimed u (an atomicAdd on
+ * fused_state_t.item_next of the call's half): a CTA that streams slower
+ * takes fewer; 0 = the static schedule u = blockIdx.x + k * gridDim.x.
+ * DFM_CUDA_FUSED_DYNAMIC=0|1 overrides it. */
+#ifndef FUSED_DYNAMIC
+#define FUSED_DYNAMIC 1
+#endif
+#define FUSED_ITEMQ 32 /* s_items slots: > items the producer can be ahead (<= WG_MAX_STAGES) */
 #define FUSED_BAR_DONE 2 /* named barrier of the 256 consumer threads (wg_consume uses 1, 3, 4, 5) */
 
 /* Device counters of the kernel, one set per context (fused_create). The
@@ -85,7 +94,8 @@ static_assert(2 * FUSED_REGS_CONSUMER + FUSED_REGS_PRODUCER <= 3 * FUSED_REGS,
 typedef struct {
     unsigned int g2_arrived; /* CTAs done with all their GEMM2 items */
     unsigned int pad;
-    unsigned long long pad2;
+    unsigned int item_next[2]; /* per buffer half: items u >= gridDim.x handed out (dynamic schedule;
+                                * the CTA completing g2_arrived resets its half) */
     /* then: g1_done [G] u32 (GEMM1 items of local expert g completed),
      * q_ready [G] u64 (= seq once expert g's act_q/act_s are written) */
 } fused_state_t;
@@ -107,6 +117,7 @@ typedef struct {
     int parts; /* dispatch work units per token */
     int l2_pf; /* FUSED_L2_PF_STAGES or DFM_CUDA_FUSED_L2_PF */
     int eager_rq; /* FUSED_EAGER_RQ or DFM_CUDA_FUSED_EAGER_RQ: 0, 1, 2 */
+    int dynamic;  /* FUSED_DYNAMIC or DFM_CUDA_FUSED_DYNAMIC */
     int w_evict_first; /* W loads with the L2 evict_first policy (dfm_cuda_w_evict_first) */
     /* NULL, or [grid][FUSED_TRACE_N] %globaltimer stamps of the last call
      * (DFM_CUDA_FUSED_TRACE=1; read by dfm_cuda_fused_trace) */
@@ -348,8 +359,10 @@ static __device__ __forceinline__ int fused_a_box(const int *s_cnt, int R, int M
  *      (token, part) quantize and store to every destination; arrive on
  *      st->send_done, the last CTA raises the payload flags.
  *   2. wait for every rank's counts (thread src < R), build the schedule:
- *      items u = blockIdx.x + k * gridDim.x over [GEMM1 items | GEMM2 items],
- *      each (expert g, 128-channel tile, pass of <= 128 token rows).
+ *      items u over [GEMM1 items | GEMM2 items], each (expert g, 128-channel
+ *      tile, pass of <= 128 token rows); a CTA's first item is blockIdx.x,
+ *      each later one the next unclaimed u (one atomicAdd by the producer,
+ *      published to the consumers in s_items; FUSED_DYNAMIC 0: + gridDim.x).
  *   3. warp 8 (producer): per item, W stages stream into the ring at once;
  *      A stages are issued once the item's gate is open (polled every stage;
  *      waited for only when the ring holds nothing else); while a GEMM1 gate
@@ -371,8 +384,10 @@ static __device__ __forceinline__ int fused_a_box(const int *s_cnt, int R, int M
  *   < requant of g < GEMM2 items of g < combine flags < reduce.
  * A GEMM1 item waits only on peers' payload flags, raised after step 1, which
  * has no waits, so every GEMM1 item completes. Every CTA walks its items in
- * increasing u and all GEMM1 items precede all GEMM2 items, so no CTA waits in
- * a GEMM2 item while owning an unfinished GEMM1 item; hence every g1_done[g]
+ * increasing u (claims hand out u in increasing order, so every item below a
+ * claimed one is already some running CTA's) and all GEMM1 items precede all
+ * GEMM2 items, so no CTA waits in a GEMM2 item while owning an unfinished
+ * GEMM1 item, nor while one is unowned; hence every g1_done[g]
  * completes and g1_ready[g] rises; the requantization of g waits for nothing
  * else, and every chunk of it is claimed by a running CTA (at least the one
  * whose GEMM2 item waits), so every q_ready[g] is raised, every GEMM2 item completes, every
@@ -419,6 +434,8 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     __shared__ size_t s_dst[DFM_MAX_TOPK];
     __shared__ int s_rank[DFM_MAX_TOPK];
     __shared__ int s_dropped, s_last, s_maxch, s_fin, s_eager;
+    __shared__ int s_items[FUSED_ITEMQ]; /* item n of this CTA: u, or -1 after the last */
+    __shared__ int s_nitems;             /* items published in s_items (the producer's lane 0) */
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int T = op.num_tokens, K = op.num_topk, E = w.num_experts;
@@ -507,6 +524,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     if (tid == 0) {
         s_pre1[0] = 0;
         s_pre2[0] = 0;
+        s_nitems = 0;
         for (int s = 0; s < WG_MAX_STAGES; s++) {
             wg_mbar_init(&s_full[s], 1);
             wg_mbar_init(&s_empty[s], 8);
@@ -577,8 +595,16 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
         if (warp > 8) return;
         const int plane = fused_tid() & 31;
         const uint64_t wpol = wg_policy_evict_first();
-        int it = 0;
-        for (int u = blockIdx.x; u < total1 + total2; u += gridDim.x) {
+        int it = 0, n = 0;
+        for (int u = blockIdx.x;; n++) {
+            /* item n of this CTA: published to the consumers (s_items, then
+             * s_nitems) before any of its stages, -1 after the last */
+            if (plane == 0) {
+                s_items[n % FUSED_ITEMQ] = u < total1 + total2 ? u : -1;
+                __threadfence_block();
+                *(volatile int *)&s_nitems = n + 1;
+            }
+            if (u >= total1 + total2) break;
             const int phase = u < total1 ? 1 : 2;
             const int v = phase == 1 ? u : u - total1;
             int g, tile, pass;
@@ -641,6 +667,14 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                         wg_tma_2d(smem + ((it0 + k2) % ring.nst) * ring.sb + WG_W_BYTES + boff * 8 * WG_BK, amap,
                                   k2 * WG_BK, arow, &s_full[(it0 + k2) % ring.nst]);
             }
+            /* the next item: the next unclaimed one (dynamic), else + gridDim.x */
+            int next = u + (int)gridDim.x;
+            if (fa.dynamic) {
+                if (plane == 0) /* one atomic, no retries: 132 producers claim at once */
+                    next = (int)gridDim.x + (int)atomicAdd(&fa.fs->item_next[half], 1u);
+                next = __shfl_sync(0xffffffffu, next, 0);
+            }
+            u = next;
         }
         return;
     }
@@ -648,7 +682,17 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     const int ct = fused_tid(), clane = ct & 31; /* re-read, not kept from the dispatch phase (see fused_tid) */
     { /* consumers */
         int it = 0, first1 = 1, first2 = 1;
-        for (int u = blockIdx.x; u < total1 + total2; u += gridDim.x) {
+        for (int n = 0;; n++) {
+            /* item n as the producer published it (it claims the next only
+             * when it has issued every stage of this one) */
+            if (ct == 0) {
+                while (*(volatile int *)&s_nitems <= n) {
+                }
+                __threadfence_block();
+            }
+            wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
+            const int u = *(volatile int *)&s_items[n % FUSED_ITEMQ];
+            if (u < 0) break;
             const int phase = u < total1 ? 1 : 2;
             const int v = phase == 1 ? u : u - total1;
             int g, tile, pass;
@@ -706,7 +750,10 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
     if (s_last) {
         __threadfence();
-        if (ct == 0) fa.fs->g2_arrived = 0;
+        if (ct == 0) {
+            fa.fs->g2_arrived = 0;
+            fa.fs->item_next[half] = 0; /* every producer has claimed its last (past the end) */
+        }
         __threadfence_system();
         wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
         if (ct < R) dfm_st_release_sys(w.peer[ct] + dfm_off_combine_flag(&w.L, half, w.rank), seq);
@@ -805,6 +852,7 @@ cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **
     f->args.w_evict_first = dfm_cuda_w_evict_first();
     f->args.l2_pf = dfm_cuda_env_int("DFM_CUDA_FUSED_L2_PF", FUSED_L2_PF_STAGES, 0, 64);
     f->args.eager_rq = dfm_cuda_env_int("DFM_CUDA_FUSED_EAGER_RQ", FUSED_EAGER_RQ, 0, 2);
+    f->args.dynamic = dfm_cuda_env_int("DFM_CUDA_FUSED_DYNAMIC", FUSED_DYNAMIC, 0, 1);
     for (int q = 0; q < DFM_NUM_QUANT && err == cudaSuccess; q++) {
         const void *k = fused_kernel_of(q);
         f->smem[q] = wg_v3_smem(k);
