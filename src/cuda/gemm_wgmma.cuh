@@ -25,7 +25,8 @@
  *       accumulation, so every product is exact and every sum fp32, like
  *       the CPU backend (the QGMMA variants below keep fewer bits inside the
  *       tensor core, and their requantized act flips codes often enough to
- *       exceed SPEC 3.3's FP8 tolerance on small calls); weights are still
+ *       exceed SPEC 3.3's FP8 tolerance on small calls, and on calls with
+ *       heavy-tailed tokens at any T); weights are still
  *       streamed as FP8 (wg_fp8_widen_tokens explains the layout);
  *   128 each stage's 4 wgmma k32 are chained into a fresh `part` (scale_d =
  *       kk > 0) and `part` is added into fp32 `acc` once per stage (SPEC 3.2's
