@@ -167,7 +167,8 @@ struct bufs_t {
     float *act;
     uint16_t *y;
     int *counts;
-    CUtensorMap tw1[2], tw2[2], ta1[WG_A_MAPS], ta2[WG_A_MAPS];
+    CUtensorMap tw1[2], tw2[2];
+    wg_amaps_t ta1, ta2;
 };
 
 static int num_sms;
@@ -189,14 +190,10 @@ static void launch(const problem_t &P, bufs_t &B, int phase, int set, cudaStream
     dense_out_t out = {B.y, P.H};
     if (phase == 1) {
         a.n_out = 2 * P.I; a.k_bytes = P.H * cb; a.a_scale = B.sa1; a.b_scale = B.s1[set]; a.act = B.act;
-        const CUtensorMap *m = B.ta1;
-        wg_gemm_kernel<MODE, 1, VER, dense_out_t, PROMOTE><<<num_sms, WG_THREADS, sm, s>>>(
-            B.tw1[set], m[0], m[VER == 2 ? 0 : 1], m[VER == 2 ? 0 : 2], m[VER == 2 ? 0 : 3], m[VER == 2 ? 0 : 4], a, out);
+        wg_gemm_kernel<MODE, 1, VER, dense_out_t, PROMOTE><<<num_sms, WG_THREADS, sm, s>>>(B.tw1[set], B.ta1, a, out);
     } else {
         a.n_out = P.H; a.k_bytes = P.I * cb; a.a_scale = B.sa2; a.b_scale = B.s2[set];
-        const CUtensorMap *m = B.ta2;
-        wg_gemm_kernel<MODE, 2, VER, dense_out_t, PROMOTE><<<num_sms, WG_THREADS, sm, s>>>(
-            B.tw2[set], m[0], m[VER == 2 ? 0 : 1], m[VER == 2 ? 0 : 2], m[VER == 2 ? 0 : 3], m[VER == 2 ? 0 : 4], a, out);
+        wg_gemm_kernel<MODE, 2, VER, dense_out_t, PROMOTE><<<num_sms, WG_THREADS, sm, s>>>(B.tw2[set], B.ta2, a, out);
     }
 }
 
@@ -302,8 +299,8 @@ static int run_problem(const problem_t &P, int full, int samples, int iters, dou
         }
     }
     for (int i = 0; i < WG_A_MAPS; i++)
-        if (wg_make_map(&B.ta1[i], B.a1, (long long)rows, P.H * cb, (size_t)P.H * cb, 8 << i) ||
-            wg_make_map(&B.ta2[i], B.a2, (long long)rows, P.I * cb, (size_t)P.I * cb, 8 << i)) {
+        if (wg_make_map(&B.ta1.a[i], B.a1, (long long)rows, P.H * cb, (size_t)P.H * cb, 1 << i) ||
+            wg_make_map(&B.ta2.a[i], B.a2, (long long)rows, P.I * cb, (size_t)P.I * cb, 1 << i)) {
             fprintf(stderr, "tensor map encode failed\n");
             exit(1);
         }

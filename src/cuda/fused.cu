@@ -103,7 +103,7 @@ typedef struct {
 
 typedef struct {
     CUtensorMap w1, w2;              /* W boxes 128 x 128 bytes */
-    CUtensorMap a1[WG_A_MAPS];       /* recv_rows, both halves: 8..128-row boxes */
+    CUtensorMap a1[WG_A_MAPS];       /* recv_rows, both halves: 1 << i-row boxes (uses 8..128) */
     CUtensorMap a2[WG_A_MAPS];       /* act_q */
 } fused_maps_t;
 
@@ -329,7 +329,7 @@ static __device__ __forceinline__ int fused_a_box(const int *s_cnt, int R, int M
         }
         acc += c;
     }
-    amap = &maps[bsel];
+    amap = &maps[3 + bsel]; /* 8 << bsel rows */
     return nbox;
 }
 
@@ -890,8 +890,8 @@ static int fused_maps(dfm_cuda_fused_t *f, const dfm_cuda_world_t *w, const dfm_
         char *local = w->peer[w->rank];
         for (int i = 0; i < WG_A_MAPS; i++) {
             if (wg_make_map(&m->a1[i], local + dfm_off_recv_rows(&w->L, 0, 0), 2 * rows, H * cb,
-                            w->L.row_bytes, 8 << i) ||
-                wg_make_map(&m->a2[i], w->act_q, rows, I * cb, (size_t)I * cb, 8 << i))
+                            w->L.row_bytes, 1 << i) ||
+                wg_make_map(&m->a2[i], w->act_q, rows, I * cb, (size_t)I * cb, 1 << i))
                 return -1;
         }
         f->have_a[q] = 1;

@@ -506,17 +506,14 @@ static int wg_cached_map(CUtensorMap *m, const void *base, long long rows, int k
     return 0;
 }
 
-/* W map (box 128 rows) and the A maps (version 3: 8..128-row boxes; version
- * 2: the 8-row map in every slot). */
-static int wg_build_maps(CUtensorMap tm[1 + WG_A_MAPS], const void *w, long long w_rows, const void *a,
+/* W map (box 128 rows) and the A maps (1 << i-row boxes; version 2 uses
+ * the 8-row one alone). */
+static int wg_build_maps(CUtensorMap *tw, wg_amaps_t *ta, const void *w, long long w_rows, const void *a,
                          long long a_rows, int k_bytes, size_t a_stride, int ver) {
-    if (wg_cached_map(&tm[0], w, w_rows, k_bytes, (size_t)k_bytes, 128)) return -1;
+    if (wg_cached_map(tw, w, w_rows, k_bytes, (size_t)k_bytes, 128)) return -1;
     for (int i = 0; i < WG_A_MAPS; i++) {
-        if (ver == 2 && i > 0) {
-            tm[1 + i] = tm[1];
-            continue;
-        }
-        if (wg_cached_map(&tm[1 + i], a, a_rows, k_bytes, a_stride, 8 << i)) return -1;
+        if (ver == 2 && i != 3) continue;
+        if (wg_cached_map(&ta->a[i], a, a_rows, k_bytes, a_stride, 1 << i)) return -1;
     }
     return 0;
 }
@@ -532,7 +529,9 @@ static cudaError_t wg_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
     const int promote = wg_phase_promote(phase);
     const int ver = op->quant == DFM_QUANT_FP8 && promote == 1 ? 3 : wg_version;
     char *local = w->peer[w->rank];
-    CUtensorMap tm[1 + WG_A_MAPS];
+    CUtensorMap tw;
+    wg_amaps_t ta;
+    memset(&ta, 0, sizeof ta);
     wg_gemm_args_t a;
     memset(&a, 0, sizeof a);
     a.G = G; a.R = R; a.M = M;
@@ -547,7 +546,7 @@ static cudaError_t wg_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
         a.cur_seq = &w->st->cur_seq;
         a.half_rows = rows;
         a.act = w->act;
-        if (wg_build_maps(tm, op->w1, (long long)G * 2 * I, local + dfm_off_recv_rows(&w->L, 0, 0), 2 * rows,
+        if (wg_build_maps(&tw, &ta, op->w1, (long long)G * 2 * I, local + dfm_off_recv_rows(&w->L, 0, 0), 2 * rows,
                           H * cb, w->L.row_bytes, ver))
             return cudaErrorNotSupported;
     } else {
@@ -557,13 +556,12 @@ static cudaError_t wg_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
         a.b_scale = op->w2_scale;
         a.cur_seq = &w->st->cur_seq; /* the combine slots' half */
         a.half_rows = 0;              /* act_q has one half */
-        if (wg_build_maps(tm, op->w2, (long long)G * H, w->act_q, rows, I * cb, (size_t)I * cb, ver))
+        if (wg_build_maps(&tw, &ta, op->w2, (long long)G * H, w->act_q, rows, I * cb, (size_t)I * cb, ver))
             return cudaErrorNotSupported;
     }
     combine_out_t out;
     out.w = *w;
-    void *args[] = {(void *)&tm[0], (void *)&tm[1], (void *)&tm[2], (void *)&tm[3],
-                    (void *)&tm[4], (void *)&tm[5], (void *)&a,     (void *)&out};
+    void *args[] = {(void *)&tw, (void *)&ta, (void *)&a, (void *)&out};
     const int pi = wg_promote_index(promote);
     const size_t smem = ver == 2 ? WG_SMEM_BYTES : (size_t)wg_smem3[op->quant][phase - 1][pi];
     return dfm_launch((const void *)wg_kernel(op->quant, phase, ver, promote), dim3((unsigned)wg_num_sms),

@@ -70,7 +70,13 @@
 #define WG_STAGE_GEMM2 1 /* GEMM2's epilogue stages its bf16 rows in shared memory (wg_consume) */
 #endif
 #define WG_MAX_STAGES 16  /* version 3's ring (sized at run time) */
-#define WG_A_MAPS 5       /* A maps with 8, 16, 32, 64, 128-row boxes */
+#define WG_A_MAPS 8       /* A maps: map i has boxes of 1 << i rows (1 .. 128) */
+#ifndef WG_KROT
+#define WG_KROT 1         /* each channel tile walks K from its own start (wg_gemm_kernel's producer) */
+#endif
+#ifndef WG_PACK
+#define WG_PACK 1         /* version 3: an expert's rows packed across sources (wg_col_src) */
+#endif
 #define WG_THREADS 288   /* warps 0-7: two consumer warpgroups; warp 8: producer */
 #define WG_MAX_G 1024
 #ifndef WG_FP8_PROMOTE
@@ -346,6 +352,106 @@ static __device__ __forceinline__ void wg_item(const int *s_prefix, int G, int n
     pass = local % npass;
 }
 
+/* The A tensor maps of one launch (one struct: indexed at run time). */
+typedef struct {
+    CUtensorMap a[WG_A_MAPS];
+} wg_amaps_t;
+
+/*
+ * Two column layouts of an expert's token rows (the A rows it received,
+ * source by source; its items take 128 columns per token pass):
+ *   chunked (version 2, the fused kernel): each source's rows padded to
+ *     chunks of 8 (wg_chunk), a pass takes 16 chunks;
+ *   packed (version 3 with WG_PACK): the rows back to back across sources
+ *     (wg_col_src), a pass takes 128 rows. At ~32 rows per source the
+ *     chunked layout pads ~4 rows per source: with 4 sources ~125 rows
+ *     become ~18 chunks, past one pass, and every weight tile is streamed
+ *     twice (the second time for 1-3 chunks); packed, they are one pass.
+ *     The producer loads each source's run of a pass as power-of-two boxes
+ *     (wg_pack_boxes), which need not start on an 8-row group in shared
+ *     memory: TMA's 128-byte swizzle follows the destination address, as
+ *     the wgmma descriptors do.
+ * Columns of expert g in the layout (8 x its chunks, or its rows).
+ */
+template <bool PACK>
+static __device__ __forceinline__ int wg_expert_cols(const int *row_count, int R, int g) {
+    int cols = 0;
+    for (int src = 0; src < R; src++) {
+        const int cnt = row_count[g * R + src];
+        cols += PACK ? cnt : (cnt + 7) & ~7;
+    }
+    return cols;
+}
+
+/* Packed layout: column c of expert g -> its source and row (src -1 past
+ * the expert's rows). */
+static __device__ __forceinline__ void wg_col_src(const wg_gemm_args_t &p, int g, int c, int &src_out, int &j) {
+    int acc = 0;
+    src_out = -1;
+    j = 0;
+    for (int src = 0; src < p.R; src++) {
+        const int cnt = p.row_count[g * p.R + src];
+        if (c >= acc && c < acc + cnt) {
+            src_out = src;
+            j = c - acc;
+        }
+        acc += cnt;
+    }
+}
+
+#define WG_PACK_SLOTS 2 /* boxes per producer lane: <= 2 per source (wg_pack_boxes), R <= 32 */
+
+/* Packed layout, producer side: the boxes of pass `pass` of expert g. A
+ * source's run of L rows in the pass (2^b <= L < 2^(b+1)) is two boxes of
+ * 2^b rows, the first from its start and the second ending at its end (one
+ * when L = 2^b): where they overlap they write the same rows to the same
+ * shared-memory bytes, so their unordered arrival is harmless, and no box
+ * writes outside its run. Two boxes of at most two sizes per source: as
+ * few as the chunked layout's (power-of-two chunk boxes cut from the
+ * nearest ones of 1 to 128 rows, popcount(L) of them, measured slower).
+ * Box i goes to lane i % 32, slot i / 32: its first A row (with hbase, the
+ * buffer half), its first column in the pass and its map (b). tx_rows: the
+ * rows all boxes write (the stage's transaction bytes / 128). Returns the
+ * rows of the pass. */
+static __device__ __forceinline__ int wg_pack_boxes(const wg_gemm_args_t &p, int g, int pass, long long hbase,
+                                                    int lane, int arow[WG_PACK_SLOTS], int boff[WG_PACK_SLOTS],
+                                                    int bsel[WG_PACK_SLOTS], int &nbox, int &tx_rows) {
+    const int c_lo = pass * WG_MAXCOLS;
+    int acc = 0;
+    nbox = 0;
+    tx_rows = 0;
+#pragma unroll
+    for (int q = 0; q < WG_PACK_SLOTS; q++) {
+        arow[q] = 0;
+        boff[q] = 0;
+        bsel[q] = 0;
+    }
+    auto box = [&](int sr, int j, int col, int b) { /* rows j .. j + 2^b of source sr at column col */
+        if ((nbox & 31) == lane) {
+#pragma unroll
+            for (int q = 0; q < WG_PACK_SLOTS; q++)
+                if (q == (nbox >> 5)) {
+                    arow[q] = (int)(hbase + (long long)(g * p.R + sr) * p.M + j);
+                    boff[q] = col;
+                    bsel[q] = b;
+                }
+        }
+        nbox++;
+        tx_rows += 1 << b;
+    };
+    for (int sr = 0; sr < p.R; sr++) {
+        const int cnt = p.row_count[g * p.R + sr];
+        const int k = max(acc, c_lo), hi = min(acc + cnt, c_lo + WG_MAXCOLS);
+        if (k < hi) {
+            const int b = 31 - __clz(hi - k); /* hi - k <= 128: b <= 7 */
+            box(sr, k - acc, k - c_lo, b);
+            if (hi - k != 1 << b) box(sr, hi - acc - (1 << b), hi - (1 << b) - c_lo, b);
+        }
+        acc += cnt;
+    }
+    return max(0, min(WG_MAXCOLS, acc - c_lo));
+}
+
 /* Chunk kc (8 rows) of expert g -> first A row of it (relative to the half)
  * and rows valid in it; also returns the expert's chunk count. */
 static __device__ __forceinline__ int wg_chunk(const wg_gemm_args_t &p, int g, int kc, int &src_out,
@@ -378,7 +484,7 @@ static __device__ __forceinline__ int wg_chunk(const wg_gemm_args_t &p, int g, i
  * (+1) for j < N/8: d[j*4 + {0,1,2,3}] = (r, c), (r, c+1), (r+8, c), (r+8, c+1).
  */
 template <int MODE, int PHASE, int N, class OUT, int PROMOTE = WG_FP8_PROMOTE, bool LOOKAHEAD = true,
-          bool STAGE = true>
+          bool STAGE = true, bool PACK = false>
 static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const OUT &out,
                                                   unsigned char *smem, const wg_ring_t ring,
                                                   uint64_t *s_full, uint64_t *s_empty, float *xch,
@@ -401,17 +507,23 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
     wg_col_t *tab = s_tab + wg * WG_MAXCOLS;
     wg_bar_sync(4 + wg, 128);
     if (t < N) {
-        int src, j0, valid;
-        wg_chunk(p, g, pass * 16 + (t >> 3), src, j0, valid);
-        const int jj = t & 7;
+        int src, j;
+        if constexpr (PACK) {
+            wg_col_src(p, g, pass * WG_MAXCOLS + t, src, j);
+        } else {
+            int j0, valid;
+            wg_chunk(p, g, pass * 16 + (t >> 3), src, j0, valid);
+            j = j0 + (t & 7);
+            if ((t & 7) >= valid) src = -1;
+        }
         wg_col_t c;
         c.sa = 0.0f;
         c.ptr = 0;
-        if (src >= 0 && jj < valid) {
-            const long long phys = (long long)(g * p.R + src) * p.M + j0 + jj;
+        if (src >= 0) {
+            const long long phys = (long long)(g * p.R + src) * p.M + j;
             c.sa = p.a_scale[(long long)half * p.half_rows + phys];
             if constexpr (PHASE == 1) c.ptr = (uintptr_t)(p.act + phys * p.inter + (size_t)tile * 64);
-            else c.ptr = (uintptr_t)(out.row(g, src, j0 + jj, phys, half) + (size_t)tile * WG_BN);
+            else c.ptr = (uintptr_t)(out.row(g, src, j, phys, half) + (size_t)tile * WG_BN);
         }
         tab[t] = c;
     }
@@ -692,15 +804,16 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
 /*
  * The persistent grouped GEMM.
  *   tm_w: W [G * n_out][k_bytes] codes, box 128 x 128 bytes, 128B swizzle.
- *   tm_a8 .. tm_a128: A [rows][k_bytes] codes (row stride of the buffer), boxes
- *     of 8 .. 128 rows x 128 bytes (version 2 uses tm_a8 alone).
+ *   tm_a.a[i]: A [rows][k_bytes] codes (row stride of the buffer), boxes of
+ *     1 << i rows x 128 bytes (version 2 uses the 8-row map alone).
  *   PHASE 1 writes act[phys][I] at channel tile*64 + c: silu(gate) * up in fp32,
  *     gate = (acc * s_a) * s1[ch], up likewise (SPEC 3.2 steps 2-4).
  *   PHASE 2 writes bf16((acc * s_b) * s2[ch]) at out.row(g, src, j, phys, half)[ch].
- * Roles: warp 8 lane 0 waits for a free stage and issues the W box; lanes
- *   0..15 one A box each (version 2: one per 8-row chunk; version 3: the
- *   binary decomposition of each source block's chunks of the pass, same
- *   shared-memory layout: chunk c of the pass at A + c KB); warps 0-3 (WG0:
+ * Roles: warp 8 lane 0 waits for a free stage and issues the W box; the
+ *   lanes the A boxes (version 2: one per 8-row chunk; version 3 chunked:
+ *   the binary decomposition of each source block's chunks of the pass;
+ *   packed: of each source's rows in the pass, wg_pack_boxes; column c of
+ *   the pass at A + c * 128 bytes); warps 0-3 (WG0:
  *   gate / channels 0-63) and 4-7 (WG1: up / channels 64-127) run wgmma and
  *   the epilogue. Every role walks the same schedule (items blockIdx.x,
  *   +gridDim.x, ...) over the same ring, so the ring position `it` agrees
@@ -712,13 +825,12 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
  */
 template <int MODE, int PHASE, int VER, class OUT, int PROMOTE = WG_FP8_PROMOTE>
 static __global__ void __launch_bounds__(WG_THREADS, 1)
-    wg_gemm_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ CUtensorMap tm_a8,
-                   const __grid_constant__ CUtensorMap tm_a16, const __grid_constant__ CUtensorMap tm_a32,
-                   const __grid_constant__ CUtensorMap tm_a64, const __grid_constant__ CUtensorMap tm_a128,
+    wg_gemm_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ wg_amaps_t tm_a,
                    const __grid_constant__ wg_gemm_args_t p, const __grid_constant__ OUT out) {
+    constexpr bool PACK = VER == 3 && WG_PACK;
     extern __shared__ unsigned char smem_raw[];
     __shared__ int s_prefix[WG_MAX_G + 1];
-    __shared__ int s_maxch;
+    __shared__ int s_maxcols;
     __shared__ __align__(8) uint64_t s_full[WG_MAX_STAGES], s_empty[WG_MAX_STAGES];
     __shared__ wg_col_t s_tab[2 * WG_MAXCOLS];
     unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
@@ -727,17 +839,16 @@ static __global__ void __launch_bounds__(WG_THREADS, 1)
     const int n_tiles = p.n_out / WG_BN;
     const int half = p.cur_seq ? (int)(*p.cur_seq & 1ull) : 0;
 
-    if (tid == 0) s_maxch = 0;
+    if (tid == 0) s_maxcols = 0;
     __syncthreads();
-    /* items per expert: n_tiles * ceil(chunks / 16); widest pass of the launch */
-    int my_maxch = 0;
+    /* items per expert: n_tiles * ceil(columns / 128); widest pass of the launch */
+    int my_maxcols = 0;
     for (int g = tid; g < G; g += blockDim.x) {
-        int nch = 0;
-        for (int src = 0; src < p.R; src++) nch += (p.row_count[g * p.R + src] + 7) >> 3;
-        s_prefix[g + 1] = ((nch + 15) >> 4) * n_tiles;
-        my_maxch = max(my_maxch, nch);
+        const int cols = wg_expert_cols<PACK>(p.row_count, p.R, g);
+        s_prefix[g + 1] = ((cols + WG_MAXCOLS - 1) / WG_MAXCOLS) * n_tiles;
+        my_maxcols = max(my_maxcols, cols);
     }
-    if (my_maxch > 0) atomicMax(&s_maxch, my_maxch);
+    if (my_maxcols > 0) atomicMax(&s_maxcols, my_maxcols);
     if (tid == 0) {
         s_prefix[0] = 0;
         for (int s = 0; s < WG_MAX_STAGES; s++) {
@@ -774,7 +885,7 @@ static __global__ void __launch_bounds__(WG_THREADS, 1)
         ring.bhs = 0;
         xch = (float *)(smem + WG_STAGES * WG_STAGE_BYTES);
     } else {
-        const int acols = wg_pad_cols(8 * min(16, max(s_maxch, 1)));
+        const int acols = wg_pad_cols(min(WG_MAXCOLS, max(s_maxcols, 8)));
         const int xbytes = 128 * (acols / 2) * 4; /* GEMM1: the exchange; GEMM2: the staging */
         const int bhb = wg_bh_bytes(MODE, PROMOTE, acols);
         const int avail = (int)wg_dyn_smem_size() - (int)(smem - smem_raw) - xbytes - bhb;
@@ -791,56 +902,70 @@ static __global__ void __launch_bounds__(WG_THREADS, 1)
         for (int v = blockIdx.x; v < total; v += gridDim.x) {
             int g, tile, pass;
             wg_item(s_prefix, G, n_tiles, v, g, tile, pass);
-            int src, j0, valid;
-            const int nch = wg_chunk(p, g, pass * 16 + (lane & 15), src, j0, valid);
-            const int nch_pass = min(16, nch - pass * 16);
             const long long hbase = (long long)half * p.half_rows;
-            int arow, nbox, boff = 0;
-            const CUtensorMap *amap = &tm_a8;
-            if constexpr (VER == 2) {
-                arow = (int)(hbase + (long long)(g * p.R + (src < 0 ? 0 : src)) * p.M + j0);
-                nbox = nch_pass;
+            /* this lane's A boxes: slot q is box q * 32 + lane of the pass */
+            int arow[WG_PACK_SLOTS], boff[WG_PACK_SLOTS], bsel[WG_PACK_SLOTS], nbox, tx_rows; /* rows the boxes write */
+            if constexpr (PACK) {
+                wg_pack_boxes(p, g, pass, hbase, lane, arow, boff, bsel, nbox, tx_rows);
             } else {
-                /* boxes of this pass, largest first within each source block;
-                 * lane l issues box l (at most 16: each box is >= 1 chunk) */
-                const int c_lo = pass * 16, c_hi = c_lo + 16;
-                int acc = 0, bsel = 0;
-                arow = 0;
-                nbox = 0;
-                for (int sr = 0; sr < p.R; sr++) {
-                    const int c = (p.row_count[g * p.R + sr] + 7) >> 3;
-                    int k = max(acc, c_lo);
-                    const int hi = min(acc + c, c_hi);
-                    while (k < hi) {
-                        int b = 31 - __clz(hi - k);
-                        b = b > 4 ? 4 : b;
-                        if (nbox == lane) {
-                            bsel = b;
-                            arow = (int)(hbase + (long long)(g * p.R + sr) * p.M + (k - acc) * 8);
-                            boff = k - c_lo;
+                int src, j0, valid;
+                const int nch = wg_chunk(p, g, pass * 16 + (lane & 15), src, j0, valid);
+                const int nch_pass = min(16, nch - pass * 16);
+                tx_rows = nch_pass * 8;
+#pragma unroll
+                for (int q = 1; q < WG_PACK_SLOTS; q++) arow[q] = boff[q] = bsel[q] = 0;
+                if constexpr (VER == 2) {
+                    arow[0] = (int)(hbase + (long long)(g * p.R + (src < 0 ? 0 : src)) * p.M + j0);
+                    nbox = nch_pass;
+                    boff[0] = lane * 8;
+                    bsel[0] = 3;
+                } else {
+                    /* boxes of this pass, largest first within each source block;
+                     * lane l issues box l (at most 16: each box is >= 1 chunk) */
+                    const int c_lo = pass * 16, c_hi = c_lo + 16;
+                    int acc = 0;
+                    arow[0] = boff[0] = bsel[0] = 0;
+                    nbox = 0;
+                    for (int sr = 0; sr < p.R; sr++) {
+                        const int c = (p.row_count[g * p.R + sr] + 7) >> 3;
+                        int k = max(acc, c_lo);
+                        const int hi = min(acc + c, c_hi);
+                        while (k < hi) {
+                            int b = 31 - __clz(hi - k);
+                            b = b > 4 ? 4 : b;
+                            if (nbox == lane) {
+                                bsel[0] = 3 + b;
+                                arow[0] = (int)(hbase + (long long)(g * p.R + sr) * p.M + (k - acc) * 8);
+                                boff[0] = (k - c_lo) * 8;
+                            }
+                            nbox++;
+                            k += 1 << b;
                         }
-                        nbox++;
-                        k += 1 << b;
+                        acc += c;
                     }
-                    acc += c;
                 }
-                amap = bsel == 0 ? &tm_a8 : bsel == 1 ? &tm_a16 : bsel == 2 ? &tm_a32 : bsel == 3 ? &tm_a64 : &tm_a128;
             }
-            if constexpr (VER == 2) boff = lane;
             const int wrow = g * p.n_out + tile * WG_BN;
-            for (int kt = 0; kt < nk; kt++, it++) {
+            /* K in a rotated order (WG_KROT): the tiles of an expert, on CTAs
+             * side by side, start at different K, so they do not all ask L2
+             * for the same token rows at the same time */
+            const int k0 = WG_KROT ? tile * nk / n_tiles : 0;
+            for (int kt = 0, kq = k0; kt < nk; kt++, it++, kq = kq + 1 == nk ? 0 : kq + 1) {
                 const int s = it % ring.nst, r = it / ring.nst;
                 if (lane == 0) {
                     wg_mbar_wait(&s_empty[s], (r & 1) ^ 1);
-                    wg_mbar_expect_tx(&s_full[s], WG_W_BYTES + nch_pass * 8 * WG_BK);
+                    wg_mbar_expect_tx(&s_full[s], WG_W_BYTES + tx_rows * WG_BK);
                 }
                 __syncwarp();
                 unsigned char *st = smem + s * ring.sb;
                 if (lane == 0) {
-                    if (p.w_evict_first) wg_tma_2d_hint(st, &tm_w, kt * WG_BK, wrow, &s_full[s], wpol);
-                    else wg_tma_2d(st, &tm_w, kt * WG_BK, wrow, &s_full[s]);
+                    if (p.w_evict_first) wg_tma_2d_hint(st, &tm_w, kq * WG_BK, wrow, &s_full[s], wpol);
+                    else wg_tma_2d(st, &tm_w, kq * WG_BK, wrow, &s_full[s]);
                 }
-                if (lane < nbox) wg_tma_2d(st + WG_W_BYTES + boff * 8 * WG_BK, amap, kt * WG_BK, arow, &s_full[s]);
+#pragma unroll
+                for (int q = 0; q < (PACK ? WG_PACK_SLOTS : 1); q++)
+                    if (q * 32 + lane < nbox)
+                        wg_tma_2d(st + WG_W_BYTES + boff[q] * WG_BK, &tm_a.a[bsel[q]], kq * WG_BK, arow[q], &s_full[s]);
             }
         }
     } else { /* consumers */
@@ -848,13 +973,11 @@ static __global__ void __launch_bounds__(WG_THREADS, 1)
         for (int v = blockIdx.x; v < total; v += gridDim.x) {
             int g, tile, pass;
             wg_item(s_prefix, G, n_tiles, v, g, tile, pass);
-            int src, j0, valid;
-            const int nch = wg_chunk(p, g, 0, src, j0, valid);
-            const int cols = 8 * min(16, nch - pass * 16);
+            const int cols = min(WG_MAXCOLS, wg_expert_cols<PACK>(p.row_count, p.R, g) - pass * WG_MAXCOLS);
 /* GEMM2 stages its rows, except FP8 on f16 tensor cores (168 registers
  * already); -DWG_STAGE_GEMM2=0 turns staging off (for A/B measurements) */
 #define WG_CONSUME(NN) \
-    wg_consume<MODE, PHASE, NN, OUT, PROMOTE, true, WG_STAGE_GEMM2 && !(MODE == DFM_QUANT_FP8_ID && PROMOTE == 1)>( \
+    wg_consume<MODE, PHASE, NN, OUT, PROMOTE, true, WG_STAGE_GEMM2 && !(MODE == DFM_QUANT_FP8_ID && PROMOTE == 1), PACK>( \
         p, out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
             WG_BY_COLS(cols, WG_CONSUME);
 #undef WG_CONSUME
