@@ -71,9 +71,6 @@
 #endif
 #define WG_MAX_STAGES 16  /* version 3's ring (sized at run time) */
 #define WG_A_MAPS 8       /* A maps: map i has boxes of 1 << i rows (1 .. 128) */
-#ifndef WG_KROT
-#define WG_KROT 1         /* each channel tile walks K from its own start (wg_gemm_kernel's producer) */
-#endif
 #ifndef WG_PACK
 #define WG_PACK 1         /* version 3: an expert's rows packed across sources (wg_col_src) */
 #endif
@@ -946,11 +943,7 @@ static __global__ void __launch_bounds__(WG_THREADS, 1)
                 }
             }
             const int wrow = g * p.n_out + tile * WG_BN;
-            /* K in a rotated order (WG_KROT): the tiles of an expert, on CTAs
-             * side by side, start at different K, so they do not all ask L2
-             * for the same token rows at the same time */
-            const int k0 = WG_KROT ? tile * nk / n_tiles : 0;
-            for (int kt = 0, kq = k0; kt < nk; kt++, it++, kq = kq + 1 == nk ? 0 : kq + 1) {
+            for (int kt = 0; kt < nk; kt++, it++) {
                 const int s = it % ring.nst, r = it / ring.nst;
                 if (lane == 0) {
                     wg_mbar_wait(&s_empty[s], (r & 1) ^ 1);
@@ -959,13 +952,13 @@ static __global__ void __launch_bounds__(WG_THREADS, 1)
                 __syncwarp();
                 unsigned char *st = smem + s * ring.sb;
                 if (lane == 0) {
-                    if (p.w_evict_first) wg_tma_2d_hint(st, &tm_w, kq * WG_BK, wrow, &s_full[s], wpol);
-                    else wg_tma_2d(st, &tm_w, kq * WG_BK, wrow, &s_full[s]);
+                    if (p.w_evict_first) wg_tma_2d_hint(st, &tm_w, kt * WG_BK, wrow, &s_full[s], wpol);
+                    else wg_tma_2d(st, &tm_w, kt * WG_BK, wrow, &s_full[s]);
                 }
 #pragma unroll
                 for (int q = 0; q < (PACK ? WG_PACK_SLOTS : 1); q++)
                     if (q * 32 + lane < nbox)
-                        wg_tma_2d(st + WG_W_BYTES + boff[q] * WG_BK, &tm_a.a[bsel[q]], kq * WG_BK, arow[q], &s_full[s]);
+                        wg_tma_2d(st + WG_W_BYTES + boff[q] * WG_BK, &tm_a.a[bsel[q]], kt * WG_BK, arow[q], &s_full[s]);
             }
         }
     } else { /* consumers */
