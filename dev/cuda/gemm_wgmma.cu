@@ -13,6 +13,9 @@
  *   p  ("v3p32") version 3 with FP8 promotion after every wgmma k32 instead of
  *      every 128 values of K (template parameter PROMOTE = 32;
  *      DFM_CUDA_FP8_PROMOTE=32); INT8/BF16 have no such variant and run v3
+ *   c  ("v3cl") version 3 on clusters of 2 CTAs sharing the token rows by TMA
+ *      multicast (wg_gemm_kernel_cl; FP8 promote 128), f ("v3clf16") the same
+ *      with PROMOTE 1
  *   e  ("v3f16") version 3 with FP8 codes widened to f16 in the consumer (every
  *      e4m3 value is an f16) and HGMMA: products exact, sums in fp32
  *      (PROMOTE = 1; DFM_CUDA_FP8_PROMOTE=1)
@@ -150,8 +153,11 @@ static std::vector<result_t> results;
  * 5 = "v3f16" (v3 with FP8 widened to f16: fp32 accumulation, PROMOTE 1) */
 #define MAX_VERS 4
 static int ver_list[MAX_VERS] = {3, 2, 0, 0}, n_vers = 2;
-static int smem3[3][2], smem3p[2], smem3e[2];
-static const char *ver_name(int v) { return v == 2 ? "v2" : v == 3 ? "v3" : v == 4 ? "v3p32" : "v3f16"; }
+static int smem3[3][2], smem3p[2], smem3e[2], smem3c[3][2], smem3ce[2];
+static const char *ver_name(int v) {
+    return v == 2 ? "v2" : v == 3 ? "v3" : v == 4 ? "v3p32" : v == 5 ? "v3f16" : v == 6 ? "v3cl" : "v3clf16";
+}
+static int cl_grid; /* version 3 on clusters of 2: CTAs (even; every cluster resident) */
 
 struct problem_t {
     const char *name;
@@ -176,10 +182,14 @@ static int w_evict_first = 1; /* -w 0: weights loaded with the normal L2 policy 
 
 template <int MODE, int VER, int PROMOTE = 128>
 static void launch(const problem_t &P, bufs_t &B, int phase, int set, cudaStream_t s) {
-    const int sm = VER == 2        ? WG_SMEM_BYTES
-                   : PROMOTE == 32 ? smem3p[phase - 1]
-                   : PROMOTE == 1  ? smem3e[phase - 1]
-                                   : smem3[MODE][phase - 1];
+    if constexpr (VER == 4) /* clusters take channel tiles in pairs: odd counts run version 3 */
+        if (((phase == 1 ? 2 * P.I : P.H) / WG_BN) & 1) return launch<MODE, 3, PROMOTE>(P, B, phase, set, s);
+    const int sm = VER == 2                    ? WG_SMEM_BYTES
+                   : VER == 4 && PROMOTE == 1 ? smem3ce[phase - 1]
+                   : VER == 4                 ? smem3c[MODE][phase - 1]
+                   : PROMOTE == 32            ? smem3p[phase - 1]
+                   : PROMOTE == 1             ? smem3e[phase - 1]
+                                              : smem3[MODE][phase - 1];
     const int cb = MODE == DFM_QUANT_BF16 ? 2 : 1;
     wg_gemm_args_t a;
     memset(&a, 0, sizeof a);
@@ -190,10 +200,16 @@ static void launch(const problem_t &P, bufs_t &B, int phase, int set, cudaStream
     dense_out_t out = {B.y, P.H};
     if (phase == 1) {
         a.n_out = 2 * P.I; a.k_bytes = P.H * cb; a.a_scale = B.sa1; a.b_scale = B.s1[set]; a.act = B.act;
-        wg_gemm_kernel<MODE, 1, VER, dense_out_t, PROMOTE><<<num_sms, WG_THREADS, sm, s>>>(B.tw1[set], B.ta1, a, out);
+        if constexpr (VER == 4)
+            wg_gemm_kernel_cl<MODE, 1, dense_out_t, PROMOTE><<<cl_grid, WG_THREADS, sm, s>>>(B.tw1[set], B.ta1, a, out);
+        else
+            wg_gemm_kernel<MODE, 1, VER, dense_out_t, PROMOTE><<<num_sms, WG_THREADS, sm, s>>>(B.tw1[set], B.ta1, a, out);
     } else {
         a.n_out = P.H; a.k_bytes = P.I * cb; a.a_scale = B.sa2; a.b_scale = B.s2[set];
-        wg_gemm_kernel<MODE, 2, VER, dense_out_t, PROMOTE><<<num_sms, WG_THREADS, sm, s>>>(B.tw2[set], B.ta2, a, out);
+        if constexpr (VER == 4)
+            wg_gemm_kernel_cl<MODE, 2, dense_out_t, PROMOTE><<<cl_grid, WG_THREADS, sm, s>>>(B.tw2[set], B.ta2, a, out);
+        else
+            wg_gemm_kernel<MODE, 2, VER, dense_out_t, PROMOTE><<<num_sms, WG_THREADS, sm, s>>>(B.tw2[set], B.ta2, a, out);
     }
 }
 
@@ -204,6 +220,20 @@ template <int MODE> static void set_attrs(void) {
     smem3[MODE][1] = wg_v3_smem((const void *)wg_gemm_kernel<MODE, 2, 3, dense_out_t, 128>);
     CK(cudaFuncSetAttribute(wg_gemm_kernel<MODE, 1, 3, dense_out_t, 128>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem3[MODE][0]));
     CK(cudaFuncSetAttribute(wg_gemm_kernel<MODE, 2, 3, dense_out_t, 128>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem3[MODE][1]));
+    smem3c[MODE][0] = wg_v3_smem((const void *)wg_gemm_kernel_cl<MODE, 1, dense_out_t, 128>);
+    smem3c[MODE][1] = wg_v3_smem((const void *)wg_gemm_kernel_cl<MODE, 2, dense_out_t, 128>);
+    CK(cudaFuncSetAttribute(wg_gemm_kernel_cl<MODE, 1, dense_out_t, 128>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem3c[MODE][0]));
+    CK(cudaFuncSetAttribute(wg_gemm_kernel_cl<MODE, 2, dense_out_t, 128>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem3c[MODE][1]));
+    if (MODE == DFM_QUANT_FP8) {
+        cudaLaunchConfig_t cfg;
+        memset(&cfg, 0, sizeof cfg);
+        cfg.gridDim = dim3(num_sms & ~1);
+        cfg.blockDim = dim3(WG_THREADS);
+        cfg.dynamicSmemBytes = smem3c[MODE][0];
+        int nc = 0;
+        CK(cudaOccupancyMaxActiveClusters(&nc, (const void *)wg_gemm_kernel_cl<MODE, 1, dense_out_t, 128>, &cfg));
+        cl_grid = std::min(2 * nc, num_sms & ~1);
+    }
 }
 static void set_attrs_promote32(void) {
     smem3p[0] = wg_v3_smem((const void *)wg_gemm_kernel<DFM_QUANT_FP8, 1, 3, dense_out_t, 32>);
@@ -214,6 +244,10 @@ static void set_attrs_promote32(void) {
     smem3e[1] = wg_v3_smem((const void *)wg_gemm_kernel<DFM_QUANT_FP8, 2, 3, dense_out_t, 1>);
     CK(cudaFuncSetAttribute(wg_gemm_kernel<DFM_QUANT_FP8, 1, 3, dense_out_t, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem3e[0]));
     CK(cudaFuncSetAttribute(wg_gemm_kernel<DFM_QUANT_FP8, 2, 3, dense_out_t, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem3e[1]));
+    smem3ce[0] = wg_v3_smem((const void *)wg_gemm_kernel_cl<DFM_QUANT_FP8, 1, dense_out_t, 1>);
+    smem3ce[1] = wg_v3_smem((const void *)wg_gemm_kernel_cl<DFM_QUANT_FP8, 2, dense_out_t, 1>);
+    CK(cudaFuncSetAttribute(wg_gemm_kernel_cl<DFM_QUANT_FP8, 1, dense_out_t, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem3ce[0]));
+    CK(cudaFuncSetAttribute(wg_gemm_kernel_cl<DFM_QUANT_FP8, 2, dense_out_t, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem3ce[1]));
 }
 
 template <int MODE>
@@ -222,8 +256,12 @@ static void launch_ver(const problem_t &P, bufs_t &B, int phase, int set, cudaSt
     else if constexpr (MODE == DFM_QUANT_FP8) {
         if (ver == 4) launch<MODE, 3, 32>(P, B, phase, set, s);
         else if (ver == 5) launch<MODE, 3, 1>(P, B, phase, set, s);
+        else if (ver == 6) launch<MODE, 4, 128>(P, B, phase, set, s);
+        else if (ver == 7) launch<MODE, 4, 1>(P, B, phase, set, s);
         else launch<MODE, 3, 128>(P, B, phase, set, s);
-    } else
+    } else if (ver >= 6)
+        launch<MODE, 4>(P, B, phase, set, s); /* ver 7 for INT8/BF16: the same kernel as 6 */
+    else
         launch<MODE, 3>(P, B, phase, set, s); /* ver 4, 5 for INT8/BF16: the same kernel as v3 */
 }
 static void do_launch(const problem_t &P, bufs_t &B, int phase, int set, cudaStream_t s, int ver) {
@@ -533,6 +571,8 @@ int main(int argc, char **argv) {
                 if (*v == '2' || *v == '3') ver_list[n_vers++] = *v - '0';
                 else if (*v == 'p') ver_list[n_vers++] = 4;
                 else if (*v == 'e') ver_list[n_vers++] = 5;
+                else if (*v == 'c') ver_list[n_vers++] = 6;
+                else if (*v == 'f') ver_list[n_vers++] = 7;
             if (!n_vers) { ver_list[0] = 3; n_vers = 1; }
         }
     }
@@ -544,8 +584,9 @@ int main(int argc, char **argv) {
     set_attrs<DFM_QUANT_BF16>();
     set_attrs_promote32();
     const double bw = copy_bandwidth();
-    printf("# gemm_wgmma: %s, %d SMs, L2 %d MB, d2d copy %.2f TB/s (read+write), W loads %s\n", prop.name,
-           num_sms, prop.l2CacheSize >> 20, bw * 1e-12, w_evict_first ? "evict_first" : "evict_normal");
+    printf("# gemm_wgmma: %s, %d SMs, L2 %d MB, d2d copy %.2f TB/s (read+write), W loads %s, cluster grid %d\n",
+           prop.name, num_sms, prop.l2CacheSize >> 20, bw * 1e-12, w_evict_first ? "evict_first" : "evict_normal",
+           cl_grid);
     FILE *csv = csv_path ? fopen(csv_path, "w") : NULL;
     if (csv)
         fprintf(csv, "shape,mode,version,G,rows_per_expert,gemm1_us,gemm2_us,gemm1_b2b_us,gemm2_b2b_us,floor1_us,"

@@ -199,6 +199,38 @@ static __device__ __forceinline__ void wg_prefetch_l2(const CUtensorMap *map, in
                  "r"(c0), "r"(c1)
                  : "memory");
 }
+/* The same box written into the shared memory of every CTA of `mask` in the
+ * cluster (same offset), each completing bytes on its own barrier at `bar`'s offset. */
+static __device__ __forceinline__ void wg_tma_2d_mc(void *dst, const CUtensorMap *map, int c0, int c1,
+                                                    uint64_t *bar, uint16_t mask) {
+    asm volatile("cp.async.bulk.tensor.2d.shared::cluster.global.mbarrier::complete_tx::bytes.multicast::cluster"
+                 " [%0], [%1, {%2, %3}], [%4], %5;" ::"r"(wg_smem_u32(dst)),
+                 "l"((uint64_t)map), "r"(c0), "r"(c1), "r"(wg_smem_u32(bar)), "h"(mask)
+                 : "memory");
+}
+static __device__ __forceinline__ uint32_t wg_cluster_rank(void) {
+    uint32_t r;
+    asm volatile("mov.u32 %0, %%cluster_ctarank;" : "=r"(r));
+    return r;
+}
+/* Every thread of every CTA of the cluster (barrier.cluster, not aligned). */
+static __device__ __forceinline__ void wg_cluster_sync(void) {
+    asm volatile("barrier.cluster.arrive.release;\n\tbarrier.cluster.wait.acquire;" ::: "memory");
+}
+/* A consumer warp is done with a ring stage: arrive on its empty barrier;
+ * CL (a cluster of 2 sharing the token rows by multicast) also on the other
+ * CTA's, whose producer writes into this CTA's stage too. */
+template <bool CL>
+static __device__ __forceinline__ void wg_release(uint32_t bar) {
+    wg_mbar_arrive_at(bar);
+    if constexpr (CL) {
+        uint32_t rb;
+        asm volatile("mapa.shared::cluster.u32 %0, %1, %2;" : "=r"(rb) : "r"(bar), "r"(wg_cluster_rank() ^ 1u));
+        /* CTA-scope release (the default), as in CUTLASS's cluster pipelines:
+         * what it orders is this warp's reads of the stage, all complete */
+        asm volatile("mbarrier.arrive.shared::cluster.b64 _, [%0];" ::"r"(rb) : "memory");
+    }
+}
 static __device__ __forceinline__ void wg_fence(void) { asm volatile("wgmma.fence.sync.aligned;" ::: "memory"); }
 static __device__ __forceinline__ void wg_commit(void) { asm volatile("wgmma.commit_group.sync.aligned;" ::: "memory"); }
 static __device__ __forceinline__ void wg_wait0(void) { asm volatile("wgmma.wait_group.sync.aligned 0;" ::: "memory"); }
@@ -481,7 +513,7 @@ static __device__ __forceinline__ int wg_chunk(const wg_gemm_args_t &p, int g, i
  * (+1) for j < N/8: d[j*4 + {0,1,2,3}] = (r, c), (r, c+1), (r+8, c), (r+8, c+1).
  */
 template <int MODE, int PHASE, int N, class OUT, int PROMOTE = WG_FP8_PROMOTE, bool LOOKAHEAD = true,
-          bool STAGE = true, bool PACK = false>
+          bool STAGE = true, bool PACK = false, bool CL = false>
 static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const OUT &out,
                                                   unsigned char *smem, const wg_ring_t ring,
                                                   uint64_t *s_full, uint64_t *s_empty, float *xch,
@@ -549,7 +581,7 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
         for (int kt = 0; kt < nk; kt++, it++) {
             wg_mbar_wait_at(full0 + s * 8, ph);
             __syncwarp();
-            if (lane == 0) wg_mbar_arrive_at(empty0 + s * 8);
+            if (lane == 0) wg_release<CL>(empty0 + s * 8);
             wg_ring_next(s, ph, ring.nst);
         }
     } else if constexpr (MODE == DFM_QUANT_FP8_ID && PROMOTE == 1) {
@@ -587,7 +619,7 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
             }
             asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
             __syncwarp();
-            if (lane == 0) wg_mbar_arrive_at(empty0 + s * 8); /* this warp is done with the stage */
+            if (lane == 0) wg_release<CL>(empty0 + s * 8); /* this warp is done with the stage */
             wg_ring_next(s, ph, ring.nst);
         };
         if (LOOKAHEAD) {
@@ -668,7 +700,7 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
                 for (int i = 0; i < NR; i++) wg_reg_fence(acc[i]);
             }
             __syncwarp();
-            if (lane == 0) wg_mbar_arrive_at(empty0 + s * 8);
+            if (lane == 0) wg_release<CL>(empty0 + s * 8);
             wg_ring_next(s, ph, ring.nst);
         }
     } else {
@@ -690,7 +722,7 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
             }
             if (prev_s >= 0) {
                 __syncwarp();
-                if (lane == 0) wg_mbar_arrive_at(empty0 + prev_s * 8);
+                if (lane == 0) wg_release<CL>(empty0 + prev_s * 8);
             }
             prev_s = s;
             wg_ring_next(s, ph, ring.nst);
@@ -701,7 +733,7 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
             for (int i = 0; i < NR; i++) wg_reg_fence(acc[i]);
         }
         __syncwarp();
-        if (lane == 0) wg_mbar_arrive_at(empty0 + prev_s * 8);
+        if (lane == 0) wg_release<CL>(empty0 + prev_s * 8);
     }
 
     /* ---- epilogue ---- */
@@ -820,11 +852,11 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
  *   both consumer warpgroups, 3 the f16 token tile, 4 + wg one warpgroup's
  *   column table and GEMM2 staging).
  */
-template <int MODE, int PHASE, int VER, class OUT, int PROMOTE = WG_FP8_PROMOTE>
-static __global__ void __launch_bounds__(WG_THREADS, 1)
-    wg_gemm_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ wg_amaps_t tm_a,
-                   const __grid_constant__ wg_gemm_args_t p, const __grid_constant__ OUT out) {
-    constexpr bool PACK = VER == 3 && WG_PACK;
+template <int MODE, int PHASE, int VER, class OUT, int PROMOTE>
+static __device__ __forceinline__ void wg_gemm_run(const CUtensorMap &tm_w, const wg_amaps_t &tm_a,
+                                                   const wg_gemm_args_t &p, const OUT &out) {
+    constexpr bool CL = VER == 4; /* version 3 on clusters of 2 (wg_gemm_kernel_cl) */
+    constexpr bool PACK = VER >= 3 && WG_PACK;
     extern __shared__ unsigned char smem_raw[];
     __shared__ int s_prefix[WG_MAX_G + 1];
     __shared__ int s_maxcols;
@@ -834,6 +866,13 @@ static __global__ void __launch_bounds__(WG_THREADS, 1)
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int G = p.G;
     const int n_tiles = p.n_out / WG_BN;
+    /* CL: the two CTAs of a cluster take the channel tiles 2 tp and 2 tp + 1
+     * of one (expert, pass) and each loads every other A box for both
+     * (multicast): they walk one schedule of tile pairs in step, same ring
+     * positions (the ring's shape depends only on the counts) */
+    const int crank = CL ? (int)wg_cluster_rank() : 0;
+    const int sched_tiles = CL ? n_tiles / 2 : n_tiles;   /* the host launches CL with n_tiles even */
+    const int v0 = CL ? (int)blockIdx.x >> 1 : (int)blockIdx.x, vstep = CL ? (int)gridDim.x >> 1 : (int)gridDim.x;
     const int half = p.cur_seq ? (int)(*p.cur_seq & 1ull) : 0;
 
     if (tid == 0) s_maxcols = 0;
@@ -842,7 +881,7 @@ static __global__ void __launch_bounds__(WG_THREADS, 1)
     int my_maxcols = 0;
     for (int g = tid; g < G; g += blockDim.x) {
         const int cols = wg_expert_cols<PACK>(p.row_count, p.R, g);
-        s_prefix[g + 1] = ((cols + WG_MAXCOLS - 1) / WG_MAXCOLS) * n_tiles;
+        s_prefix[g + 1] = ((cols + WG_MAXCOLS - 1) / WG_MAXCOLS) * sched_tiles;
         my_maxcols = max(my_maxcols, cols);
     }
     if (my_maxcols > 0) atomicMax(&s_maxcols, my_maxcols);
@@ -850,11 +889,12 @@ static __global__ void __launch_bounds__(WG_THREADS, 1)
         s_prefix[0] = 0;
         for (int s = 0; s < WG_MAX_STAGES; s++) {
             wg_mbar_init(&s_full[s], 1);
-            wg_mbar_init(&s_empty[s], 8);
+            wg_mbar_init(&s_empty[s], CL ? 16 : 8); /* CL: both CTAs' consumer warps */
         }
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
     }
     __syncthreads();
+    if constexpr (CL) wg_cluster_sync(); /* the other CTA's barriers exist before anything reaches them */
     if (warp == 0) { /* inclusive scan of s_prefix[1..G] */
         int carry = 0;
         for (int b = 0; b < G; b += 32) {
@@ -896,9 +936,10 @@ static __global__ void __launch_bounds__(WG_THREADS, 1)
     if (warp == 8) { /* producer */
         const uint64_t wpol = wg_policy_evict_first();
         int it = 0;
-        for (int v = blockIdx.x; v < total; v += gridDim.x) {
+        for (int v = v0; v < total; v += vstep) {
             int g, tile, pass;
-            wg_item(s_prefix, G, n_tiles, v, g, tile, pass);
+            wg_item(s_prefix, G, sched_tiles, v, g, tile, pass);
+            if (CL) tile = 2 * tile + crank;
             const long long hbase = (long long)half * p.half_rows;
             /* this lane's A boxes: slot q is box q * 32 + lane of the pass */
             int arow[WG_PACK_SLOTS], boff[WG_PACK_SLOTS], bsel[WG_PACK_SLOTS], nbox, tx_rows; /* rows the boxes write */
@@ -956,26 +997,53 @@ static __global__ void __launch_bounds__(WG_THREADS, 1)
                     else wg_tma_2d(st, &tm_w, kt * WG_BK, wrow, &s_full[s]);
                 }
 #pragma unroll
-                for (int q = 0; q < (PACK ? WG_PACK_SLOTS : 1); q++)
-                    if (q * 32 + lane < nbox)
-                        wg_tma_2d(st + WG_W_BYTES + boff[q] * WG_BK, &tm_a.a[bsel[q]], kt * WG_BK, arow[q], &s_full[s]);
+                for (int q = 0; q < (PACK ? WG_PACK_SLOTS : 1); q++) {
+                    const int bi = q * 32 + lane; /* CL: box bi by the CTA of rank bi & 1, into both */
+                    if (bi < nbox && (!CL || (bi & 1) == crank)) {
+                        if (CL) wg_tma_2d_mc(st + WG_W_BYTES + boff[q] * WG_BK, &tm_a.a[bsel[q]], kt * WG_BK, arow[q], &s_full[s], 3);
+                        else wg_tma_2d(st + WG_W_BYTES + boff[q] * WG_BK, &tm_a.a[bsel[q]], kt * WG_BK, arow[q], &s_full[s]);
+                    }
+                }
             }
         }
     } else { /* consumers */
         int it = 0;
-        for (int v = blockIdx.x; v < total; v += gridDim.x) {
+        for (int v = v0; v < total; v += vstep) {
             int g, tile, pass;
-            wg_item(s_prefix, G, n_tiles, v, g, tile, pass);
+            wg_item(s_prefix, G, sched_tiles, v, g, tile, pass);
+            if (CL) tile = 2 * tile + crank;
             const int cols = min(WG_MAXCOLS, wg_expert_cols<PACK>(p.row_count, p.R, g) - pass * WG_MAXCOLS);
 /* GEMM2 stages its rows, except FP8 on f16 tensor cores (168 registers
  * already); -DWG_STAGE_GEMM2=0 turns staging off (for A/B measurements) */
 #define WG_CONSUME(NN) \
-    wg_consume<MODE, PHASE, NN, OUT, PROMOTE, true, WG_STAGE_GEMM2 && !(MODE == DFM_QUANT_FP8_ID && PROMOTE == 1), PACK>( \
+    wg_consume<MODE, PHASE, NN, OUT, PROMOTE, true, WG_STAGE_GEMM2 && !(MODE == DFM_QUANT_FP8_ID && PROMOTE == 1), PACK, CL>( \
         p, out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
             WG_BY_COLS(cols, WG_CONSUME);
 #undef WG_CONSUME
         }
     }
+    /* CL: no CTA leaves while the other may still arrive on its barriers */
+    if constexpr (CL) wg_cluster_sync();
+}
+
+template <int MODE, int PHASE, int VER, class OUT, int PROMOTE = WG_FP8_PROMOTE>
+static __global__ void __launch_bounds__(WG_THREADS, 1)
+    wg_gemm_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ wg_amaps_t tm_a,
+                   const __grid_constant__ wg_gemm_args_t p, const __grid_constant__ OUT out) {
+    static_assert(VER == 2 || VER == 3, "versions 2 and 3 (4: wg_gemm_kernel_cl)");
+    wg_gemm_run<MODE, PHASE, VER, OUT, PROMOTE>(tm_w, tm_a, p, out);
+}
+
+/* Version 3 on clusters of 2 CTAs that share each (expert, pass)'s token rows
+ * by TMA multicast (wg_gemm_run with CL): at ~128 rows per expert a stage's
+ * token rows are as many bytes as its weight tile, and every channel tile
+ * read them from L2 again. The grid must be even and the expert's channel
+ * tiles (n_out / 128) even. */
+template <int MODE, int PHASE, class OUT, int PROMOTE = WG_FP8_PROMOTE>
+static __global__ void __cluster_dims__(2, 1, 1) __launch_bounds__(WG_THREADS, 1)
+    wg_gemm_kernel_cl(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ wg_amaps_t tm_a,
+                      const __grid_constant__ wg_gemm_args_t p, const __grid_constant__ OUT out) {
+    wg_gemm_run<MODE, PHASE, 4, OUT, PROMOTE>(tm_w, tm_a, p, out);
 }
 
 /* ---- host side --------------------------------------------------------------- */
