@@ -302,34 +302,50 @@ static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused
 
 /* ---- the producer's A boxes (the box decomposition of gemm_wgmma.cuh v3) ----- */
 
-/* Lane `lane`'s A box of pass `pass` of expert g: its first A row (relative to
- * half 0 of the map), shared-memory chunk offset and map; returns the boxes
- * of the pass (lanes >= it issue nothing). */
-static __device__ __forceinline__ int fused_a_box(const int *s_cnt, int R, int M, int g, int pass,
-                                                  long long hbase, const CUtensorMap *maps, int lane,
-                                                  int &arow, int &boff, const CUtensorMap *&amap) {
-    const int c_lo = pass * 16, c_hi = c_lo + 16;
-    int acc = 0, bsel = 0, nbox = 0;
+#ifndef FUSED_PACK
+#define FUSED_PACK WG_PACK /* the packed column layout of gemm_wgmma.cuh (0: chunked) */
+#endif
+static_assert(2 * DFM_MAX_RANKS <= 32, "packed: one A box per producer lane (wg_pack_boxes)");
+
+/* Lane `lane`'s A box of pass `pass` of expert g (gemm_wgmma.cuh's layouts:
+ * packed, wg_pack_boxes, or chunked): its first A row (hbase: the buffer
+ * half), first column in the pass and map; tx_rows: the rows all boxes of
+ * the pass write. Returns the boxes of the pass (lanes >= it issue nothing). */
+static __device__ __forceinline__ int fused_a_box(const wg_gemm_args_t &p, int g, int pass, long long hbase,
+                                                  const CUtensorMap *maps, int lane, int &arow, int &boff,
+                                                  const CUtensorMap *&amap, int &tx_rows) {
+    int nbox = 0, bsel = 0;
     arow = 0;
     boff = 0;
-    for (int sr = 0; sr < R; sr++) {
-        const int c = (s_cnt[g * R + sr] + 7) >> 3;
-        int k = max(acc, c_lo);
-        const int hi = min(acc + c, c_hi);
-        while (k < hi) {
-            int b = 31 - __clz(hi - k);
-            b = b > 4 ? 4 : b;
-            if (nbox == lane) {
-                bsel = b;
-                arow = (int)(hbase + (long long)(g * R + sr) * M + (k - acc) * 8);
-                boff = k - c_lo;
+    if constexpr (FUSED_PACK) {
+        int ar[WG_PACK_SLOTS], bo[WG_PACK_SLOTS], bs[WG_PACK_SLOTS];
+        wg_pack_boxes(p, g, pass, hbase, lane, ar, bo, bs, nbox, tx_rows);
+        arow = ar[0];
+        boff = bo[0];
+        bsel = bs[0];
+    } else {
+        const int c_lo = pass * 16, c_hi = c_lo + 16;
+        int acc = 0;
+        for (int sr = 0; sr < p.R; sr++) {
+            const int c = (p.row_count[g * p.R + sr] + 7) >> 3;
+            int k = max(acc, c_lo);
+            const int hi = min(acc + c, c_hi);
+            while (k < hi) {
+                int b = 31 - __clz(hi - k);
+                b = b > 4 ? 4 : b;
+                if (nbox == lane) {
+                    bsel = 3 + b; /* 8 << b rows */
+                    arow = (int)(hbase + (long long)(g * p.R + sr) * p.M + (k - acc) * 8);
+                    boff = (k - c_lo) * 8;
+                }
+                nbox++;
+                k += 1 << b;
             }
-            nbox++;
-            k += 1 << b;
+            acc += c;
         }
-        acc += c;
+        tx_rows = 8 * max(0, min(16, acc - c_lo));
     }
-    amap = &maps[3 + bsel]; /* 8 << bsel rows */
+    amap = &maps[bsel];
     return nbox;
 }
 
@@ -434,7 +450,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     __shared__ float s_red[32];
     __shared__ size_t s_dst[DFM_MAX_TOPK];
     __shared__ int s_rank[DFM_MAX_TOPK];
-    __shared__ int s_dropped, s_last, s_maxch, s_fin, s_eager;
+    __shared__ int s_dropped, s_last, s_maxcols, s_fin, s_eager;
     __shared__ int s_items[FUSED_ITEMQ]; /* item n of this CTA: u, or -1 after the last */
     __shared__ int s_nitems;             /* items published in s_items (the producer's lane 0) */
 
@@ -507,20 +523,19 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
         if (blockIdx.x == 0 && op.ep_recv_count) op.ep_recv_count[i] = c;
     }
     if (blockIdx.x == 0 && tid == 0) dfm_dispatch_note_faults(w, op, half);
-    if (tid == 0) s_maxch = 0;
+    if (tid == 0) s_maxcols = 0;
     __syncthreads();
     const int n_tiles1 = 2 * I / WG_BN, n_tiles2 = H / WG_BN;
     {
-        int my_maxch = 0;
+        int my_maxcols = 0;
         for (int g = tid; g < G; g += FUSED_THREADS) {
-            int nch = 0;
-            for (int src = 0; src < R; src++) nch += (s_cnt[g * R + src] + 7) >> 3;
-            const int passes = (nch + 15) >> 4;
+            const int cols = wg_expert_cols<FUSED_PACK>(s_cnt, R, g);
+            const int passes = (cols + WG_MAXCOLS - 1) / WG_MAXCOLS;
             s_pre1[g + 1] = passes * n_tiles1;
             s_pre2[g + 1] = passes * n_tiles2;
-            my_maxch = max(my_maxch, nch);
+            my_maxcols = max(my_maxcols, cols);
         }
-        if (my_maxch > 0) atomicMax(&s_maxch, my_maxch);
+        if (my_maxcols > 0) atomicMax(&s_maxcols, my_maxcols);
     }
     if (tid == 0) {
         s_pre1[0] = 0;
@@ -576,7 +591,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
 
     unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     wg_ring_t ring;
-    const int acols = wg_pad_cols(8 * min(16, max(s_maxch, 1)));
+    const int acols = wg_pad_cols(min(WG_MAXCOLS, max(s_maxcols, 8)));
     const int xbytes = 128 * (acols / 2) * 4, bhb = wg_bh_bytes(MODE, WG_FP8_PROMOTE, acols);
     ring.sb = WG_W_BYTES + acols * WG_BK;
     ring.nst = min(WG_MAX_STAGES, ((int)wg_dyn_smem_size() - (int)(smem - smem_raw) - xbytes - bhb) / ring.sb);
@@ -610,13 +625,10 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             const int v = phase == 1 ? u : u - total1;
             int g, tile, pass;
             wg_item(phase == 1 ? s_pre1 : s_pre2, G, phase == 1 ? n_tiles1 : n_tiles2, v, g, tile, pass);
-            int nch = 0;
-            for (int src = 0; src < R; src++) nch += (s_cnt[g * R + src] + 7) >> 3;
-            const int nch_pass = min(16, nch - pass * 16);
-            int arow, boff;
+            int arow, boff, tx_rows;
             const CUtensorMap *amap;
-            const int nbox = fused_a_box(s_cnt, R, M, g, pass, phase == 1 ? (long long)half * G * R * M : 0,
-                                         phase == 1 ? maps.a1 : maps.a2, plane, arow, boff, amap);
+            const int nbox = fused_a_box(s_p[phase - 1], g, pass, phase == 1 ? (long long)half * G * R * M : 0,
+                                         phase == 1 ? maps.a1 : maps.a2, plane, arow, boff, amap, tx_rows);
             const CUtensorMap *wmap = phase == 1 ? &maps.w1 : &maps.w2;
             const int wrow = g * (phase == 1 ? 2 * I : H) + tile * WG_BN;
             const int nk = phase == 1 ? nk1 : nk2;
@@ -636,7 +648,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                         fused_fence_proxy_global();
                         for (int k2 = pend; k2 < kt; k2++)
                             if (plane < nbox)
-                                wg_tma_2d(smem + ((it0 + k2) % ring.nst) * ring.sb + WG_W_BYTES + boff * 8 * WG_BK,
+                                wg_tma_2d(smem + ((it0 + k2) % ring.nst) * ring.sb + WG_W_BYTES + boff * WG_BK,
                                           amap, k2 * WG_BK, arow, &s_full[(it0 + k2) % ring.nst]);
                         pend = kt;
                     }
@@ -646,7 +658,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                 const int s = it % ring.nst, r = it / ring.nst;
                 if (plane == 0) {
                     wg_mbar_wait(&s_empty[s], (r & 1) ^ 1);
-                    wg_mbar_expect_tx(&s_full[s], WG_W_BYTES + nch_pass * 8 * WG_BK);
+                    wg_mbar_expect_tx(&s_full[s], WG_W_BYTES + tx_rows * WG_BK);
                 }
                 __syncwarp();
                 unsigned char *st = smem + s * ring.sb;
@@ -655,7 +667,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                     else wg_tma_2d(st, wmap, kt * WG_BK, wrow, &s_full[s]);
                 }
                 if (open) {
-                    if (plane < nbox) wg_tma_2d(st + WG_W_BYTES + boff * 8 * WG_BK, amap, kt * WG_BK, arow, &s_full[s]);
+                    if (plane < nbox) wg_tma_2d(st + WG_W_BYTES + boff * WG_BK, amap, kt * WG_BK, arow, &s_full[s]);
                     pend = kt + 1;
                 }
             }
@@ -665,7 +677,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                 fused_fence_proxy_global();
                 for (int k2 = pend; k2 < nk; k2++)
                     if (plane < nbox)
-                        wg_tma_2d(smem + ((it0 + k2) % ring.nst) * ring.sb + WG_W_BYTES + boff * 8 * WG_BK, amap,
+                        wg_tma_2d(smem + ((it0 + k2) % ring.nst) * ring.sb + WG_W_BYTES + boff * WG_BK, amap,
                                   k2 * WG_BK, arow, &s_full[(it0 + k2) % ring.nst]);
             }
             /* the next item: the next unclaimed one (dynamic), else + gridDim.x */
@@ -704,12 +716,10 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             if (ct == 0 && (phase == 1 ? first1 : first2)) FUSED_STAMP(fa, phase == 1 ? FT_G1_OPEN : FT_G2_OPEN);
             if (phase == 1) first1 = 0;
             else first2 = 0;
-            int nch = 0;
-            for (int src = 0; src < R; src++) nch += (s_cnt[g * R + src] + 7) >> 3;
-            const int cols = 8 * min(16, nch - pass * 16);
+            const int cols = min(WG_MAXCOLS, wg_expert_cols<FUSED_PACK>(s_cnt, R, g) - pass * WG_MAXCOLS);
             if (phase == 1) {
 #define FUSED_CONSUME(NN) \
-    wg_consume<MODE, 1, NN, fused_out_t, WG_FP8_PROMOTE, true>(s_p[0], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
+    wg_consume<MODE, 1, NN, fused_out_t, WG_FP8_PROMOTE, true, true, FUSED_PACK>(s_p[0], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
                 WG_BY_COLS(cols, FUSED_CONSUME);
 #undef FUSED_CONSUME
                 /* count the item; the CTA completing expert g says so
@@ -736,7 +746,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                 if (s_eager) fused_help_requant(&w, &fa, s_cnt, g, q, seq, &s_fin);
             } else {
 #define FUSED_CONSUME(NN) \
-    wg_consume<MODE, 2, NN, fused_out_t, WG_FP8_PROMOTE2, true, true>(s_p[1], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
+    wg_consume<MODE, 2, NN, fused_out_t, WG_FP8_PROMOTE2, true, true, FUSED_PACK>(s_p[1], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
                 WG_BY_COLS(cols, FUSED_CONSUME);
 #undef FUSED_CONSUME
             }
