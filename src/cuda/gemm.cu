@@ -518,6 +518,31 @@ static int wg_build_maps(CUtensorMap *tw, wg_amaps_t *ta, const void *w, long lo
     return 0;
 }
 
+/* dfm_launch's `same` for a wgmma GEMM launch: its argument bytes (tensor
+ * maps, wg_gemm_args_t, the output's world) are a function of the world,
+ * fixed for the context and so for its graph, and of what is mixed here:
+ * the op's weight and scale pointers, mode, phase, version, promotion and
+ * the W load policy. A 64-bit mix (splitmix64 steps), never 0: two launches
+ * of different arguments share it with probability 2^-64, and the graph's
+ * node then keeps its parameters, saving the ~0.7 us update per GEMM of
+ * every call. */
+static unsigned long long wg_same(const dfm_cuda_op_t *op, int phase, int ver, int promote) {
+    const unsigned long long v[5] = {(unsigned long long)(uintptr_t)op->w1, (unsigned long long)(uintptr_t)op->w2,
+                                     (unsigned long long)(uintptr_t)op->w1_scale,
+                                     (unsigned long long)(uintptr_t)op->w2_scale,
+                                     (unsigned long long)op->quant | (unsigned long long)phase << 8 |
+                                         (unsigned long long)ver << 16 | (unsigned long long)promote << 24 |
+                                         (unsigned long long)wg_evict_first << 40};
+    unsigned long long h = 0x243F6A8885A308D3ull;
+    for (int i = 0; i < 5; i++) {
+        h += v[i] + 0x9E3779B97F4A7C15ull;
+        h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ull;
+        h = (h ^ (h >> 27)) * 0x94D049BB133111EBull;
+        h ^= h >> 31;
+    }
+    return h ? h : 1;
+}
+
 /* Launch one wgmma GEMM; returns cudaErrorNotSupported (nothing launched)
  * when a tensor map cannot be built, so the caller falls back. */
 static cudaError_t wg_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op, int phase,
@@ -565,7 +590,7 @@ static cudaError_t wg_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
     const int pi = wg_promote_index(promote);
     const size_t smem = ver == 2 ? WG_SMEM_BYTES : (size_t)wg_smem3[op->quant][phase - 1][pi];
     return dfm_launch((const void *)wg_kernel(op->quant, phase, ver, promote), dim3((unsigned)wg_num_sms),
-                      dim3(WG_THREADS), args, smem, stream, 0);
+                      dim3(WG_THREADS), args, smem, stream, 0, wg_same(op, phase, ver, promote));
 }
 
 static int wg_usable(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op) {
