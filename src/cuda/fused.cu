@@ -305,7 +305,7 @@ static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused
 #ifndef FUSED_PACK
 #define FUSED_PACK WG_PACK /* the packed column layout of gemm_wgmma.cuh (0: chunked) */
 #endif
-static_assert(2 * DFM_MAX_RANKS <= 32, "packed: one A box per producer lane (wg_pack_boxes)");
+static_assert(DFM_MAX_RANKS <= WG_PACK_MAX_R, "packed: one A box per producer lane (wg_pack_boxes)");
 
 /* Lane `lane`'s A box of pass `pass` of expert g (gemm_wgmma.cuh's layouts:
  * packed, wg_pack_boxes, or chunked): its first A row (hbase: the buffer
@@ -318,11 +318,7 @@ static __device__ __forceinline__ int fused_a_box(const wg_gemm_args_t &p, int g
     arow = 0;
     boff = 0;
     if constexpr (FUSED_PACK) {
-        int ar[WG_PACK_SLOTS], bo[WG_PACK_SLOTS], bs[WG_PACK_SLOTS];
-        wg_pack_boxes(p, g, pass, hbase, lane, ar, bo, bs, nbox, tx_rows);
-        arow = ar[0];
-        boff = bo[0];
-        bsel = bs[0];
+        wg_pack_boxes(p, g, pass, hbase, lane, arow, boff, bsel, nbox, tx_rows);
     } else {
         const int c_lo = pass * 16, c_hi = c_lo + 16;
         int acc = 0;

@@ -594,7 +594,7 @@ static cudaError_t wg_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
 }
 
 static int wg_usable(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op) {
-    return !wg_disabled && wg_num_sms > 0 && w->num_local_experts <= WG_MAX_G &&
+    return !wg_disabled && wg_num_sms > 0 && w->num_local_experts <= WG_MAX_G && w->num_ranks <= WG_PACK_MAX_R &&
            ((uintptr_t)op->w1 & 15) == 0 && ((uintptr_t)op->w2 & 15) == 0;
 }
 

@@ -428,57 +428,46 @@ static __device__ __forceinline__ void wg_col_src(const wg_gemm_args_t &p, int g
     }
 }
 
-#define WG_PACK_SLOTS 2 /* boxes per producer lane: <= 2 per source (wg_pack_boxes), R <= 32 */
+#define WG_PACK_MAX_R 16 /* packed: <= 2 boxes per source, one per producer lane: R <= 16 */
 
 /* Packed layout, producer side: the boxes of pass `pass` of expert g. A
  * source's run of L rows in the pass (2^b <= L < 2^(b+1)) is two boxes of
  * 2^b rows, the first from its start and the second ending at its end (one
  * when L = 2^b): where they overlap they write the same rows to the same
  * shared-memory bytes, so their unordered arrival is harmless, and no box
- * writes outside its run. Two boxes of at most two sizes per source: as
- * few as the chunked layout's (power-of-two chunk boxes cut from the
- * nearest ones of 1 to 128 rows, popcount(L) of them, measured slower).
- * Box i goes to lane i % 32, slot i / 32: its first A row (with hbase, the
- * buffer half), its first column in the pass and its map (b). tx_rows: the
- * rows all boxes write (the stage's transaction bytes / 128). Returns the
- * rows of the pass. */
-static __device__ __forceinline__ int wg_pack_boxes(const wg_gemm_args_t &p, int g, int pass, long long hbase,
-                                                    int lane, int arow[WG_PACK_SLOTS], int boff[WG_PACK_SLOTS],
-                                                    int bsel[WG_PACK_SLOTS], int &nbox, int &tx_rows) {
+ * writes outside its run. At most two boxes of one size per source: as few
+ * as the chunked layout's; cutting each run into popcount(L) boxes of 1 to
+ * 128 rows was measured slower than the chunked layout (docs/PERF_NOTES.md,
+ * eighth session). Box `lane` is this lane's: its first A row (with hbase,
+ * the buffer half), its first column in the pass and its map (b); nbox: the
+ * boxes of the pass (<= 2 R <= 32); tx_rows: the rows all boxes write (the
+ * stage's transaction bytes / 128). Scalars only (an array written through
+ * a runtime index would live on the stack). */
+static __device__ __forceinline__ void wg_pack_boxes(const wg_gemm_args_t &p, int g, int pass, long long hbase,
+                                                     int lane, int &arow, int &boff, int &bsel, int &nbox,
+                                                     int &tx_rows) {
     const int c_lo = pass * WG_MAXCOLS;
     int acc = 0;
     nbox = 0;
     tx_rows = 0;
-#pragma unroll
-    for (int q = 0; q < WG_PACK_SLOTS; q++) {
-        arow[q] = 0;
-        boff[q] = 0;
-        bsel[q] = 0;
-    }
-    auto box = [&](int sr, int j, int col, int b) { /* rows j .. j + 2^b of source sr at column col */
-        if ((nbox & 31) == lane) {
-#pragma unroll
-            for (int q = 0; q < WG_PACK_SLOTS; q++)
-                if (q == (nbox >> 5)) {
-                    arow[q] = (int)(hbase + (long long)(g * p.R + sr) * p.M + j);
-                    boff[q] = col;
-                    bsel[q] = b;
-                }
-        }
-        nbox++;
-        tx_rows += 1 << b;
-    };
+    arow = boff = bsel = 0;
     for (int sr = 0; sr < p.R; sr++) {
         const int cnt = p.row_count[g * p.R + sr];
         const int k = max(acc, c_lo), hi = min(acc + cnt, c_lo + WG_MAXCOLS);
         if (k < hi) {
             const int b = 31 - __clz(hi - k); /* hi - k <= 128: b <= 7 */
-            box(sr, k - acc, k - c_lo, b);
-            if (hi - k != 1 << b) box(sr, hi - acc - (1 << b), hi - (1 << b) - c_lo, b);
+            const int two = hi - k != 1 << b;
+            if (lane == nbox || (two && lane == nbox + 1)) {
+                const int j = lane == nbox ? k - acc : hi - acc - (1 << b); /* first row in the run */
+                arow = (int)(hbase + (long long)(g * p.R + sr) * p.M + j);
+                boff = acc + j - c_lo;
+                bsel = b;
+            }
+            nbox += 1 + two;
+            tx_rows += (1 + two) << b;
         }
         acc += cnt;
     }
-    return max(0, min(WG_MAXCOLS, acc - c_lo));
 }
 
 /* Chunk kc (8 rows) of expert g -> first A row of it (relative to the half)
@@ -942,7 +931,7 @@ static __device__ __forceinline__ void wg_gemm_run(const CUtensorMap &tm_w, cons
             if (CL) tile = 2 * tile + crank;
             const long long hbase = (long long)half * p.half_rows;
             /* this lane's A boxes: slot q is box q * 32 + lane of the pass */
-            int arow[WG_PACK_SLOTS], boff[WG_PACK_SLOTS], bsel[WG_PACK_SLOTS], nbox, tx_rows; /* rows the boxes write */
+            int arow, boff, bsel, nbox, tx_rows; /* this lane's box; the pass's boxes, rows they write */
             if constexpr (PACK) {
                 wg_pack_boxes(p, g, pass, hbase, lane, arow, boff, bsel, nbox, tx_rows);
             } else {
@@ -950,19 +939,17 @@ static __device__ __forceinline__ void wg_gemm_run(const CUtensorMap &tm_w, cons
                 const int nch = wg_chunk(p, g, pass * 16 + (lane & 15), src, j0, valid);
                 const int nch_pass = min(16, nch - pass * 16);
                 tx_rows = nch_pass * 8;
-#pragma unroll
-                for (int q = 1; q < WG_PACK_SLOTS; q++) arow[q] = boff[q] = bsel[q] = 0;
                 if constexpr (VER == 2) {
-                    arow[0] = (int)(hbase + (long long)(g * p.R + (src < 0 ? 0 : src)) * p.M + j0);
+                    arow = (int)(hbase + (long long)(g * p.R + (src < 0 ? 0 : src)) * p.M + j0);
                     nbox = nch_pass;
-                    boff[0] = lane * 8;
-                    bsel[0] = 3;
+                    boff = lane * 8;
+                    bsel = 3;
                 } else {
                     /* boxes of this pass, largest first within each source block;
                      * lane l issues box l (at most 16: each box is >= 1 chunk) */
                     const int c_lo = pass * 16, c_hi = c_lo + 16;
                     int acc = 0;
-                    arow[0] = boff[0] = bsel[0] = 0;
+                    arow = boff = bsel = 0;
                     nbox = 0;
                     for (int sr = 0; sr < p.R; sr++) {
                         const int c = (p.row_count[g * p.R + sr] + 7) >> 3;
@@ -972,9 +959,9 @@ static __device__ __forceinline__ void wg_gemm_run(const CUtensorMap &tm_w, cons
                             int b = 31 - __clz(hi - k);
                             b = b > 4 ? 4 : b;
                             if (nbox == lane) {
-                                bsel[0] = 3 + b;
-                                arow[0] = (int)(hbase + (long long)(g * p.R + sr) * p.M + (k - acc) * 8);
-                                boff[0] = (k - c_lo) * 8;
+                                bsel = 3 + b;
+                                arow = (int)(hbase + (long long)(g * p.R + sr) * p.M + (k - acc) * 8);
+                                boff = (k - c_lo) * 8;
                             }
                             nbox++;
                             k += 1 << b;
@@ -996,13 +983,10 @@ static __device__ __forceinline__ void wg_gemm_run(const CUtensorMap &tm_w, cons
                     if (p.w_evict_first) wg_tma_2d_hint(st, &tm_w, kt * WG_BK, wrow, &s_full[s], wpol);
                     else wg_tma_2d(st, &tm_w, kt * WG_BK, wrow, &s_full[s]);
                 }
-#pragma unroll
-                for (int q = 0; q < (PACK ? WG_PACK_SLOTS : 1); q++) {
-                    const int bi = q * 32 + lane; /* CL: box bi by the CTA of rank bi & 1, into both */
-                    if (bi < nbox && (!CL || (bi & 1) == crank)) {
-                        if (CL) wg_tma_2d_mc(st + WG_W_BYTES + boff[q] * WG_BK, &tm_a.a[bsel[q]], kt * WG_BK, arow[q], &s_full[s], 3);
-                        else wg_tma_2d(st + WG_W_BYTES + boff[q] * WG_BK, &tm_a.a[bsel[q]], kt * WG_BK, arow[q], &s_full[s]);
-                    }
+                /* CL: box `lane` by the CTA of rank lane & 1, into both */
+                if (lane < nbox && (!CL || (lane & 1) == crank)) {
+                    if (CL) wg_tma_2d_mc(st + WG_W_BYTES + boff * WG_BK, &tm_a.a[bsel], kt * WG_BK, arow, &s_full[s], 3);
+                    else wg_tma_2d(st + WG_W_BYTES + boff * WG_BK, &tm_a.a[bsel], kt * WG_BK, arow, &s_full[s]);
                 }
             }
         }
