@@ -15,9 +15,13 @@
  *   3  the ring is sized in the kernel from the widest item of the launch
  *      (16 KB W + as many A rows as that item's wgmma N), so narrow launches
  *      keep 8-12 weight stages in flight instead of 5; the exchange buffer is
- *      sized the same way (GEMM2 stages its bf16 rows in it); each (expert, source) run of
- *      chunks is loaded as few large boxes (8/16/32/64/128 rows, binary
- *      decomposition: at most popcount(chunks) boxes per source block).
+ *      sized the same way (GEMM2 stages its bf16 rows in it); an expert's
+ *      token rows packed across sources (wg_col_src: up to 128 rows one
+ *      pass), each source's run loaded as two overlapping boxes
+ *      (wg_pack_boxes); with -DWG_PACK=0 the chunked layout of version 2
+ *      loaded as few large boxes (popcount(chunks) per source block);
+ *   (4) version 3 on clusters of 2 CTAs sharing the token rows by TMA
+ *      multicast (wg_gemm_kernel_cl; the scratch benchmark only).
  * FP8 promotion interval, template parameter PROMOTE of wg_consume and
  * wg_gemm_kernel (docs/PERF_NOTES.md, "FP8 promotion interval"):
  *   1   the default: the FP8 codes are widened to f16 in the consumer (every
