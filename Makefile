@@ -80,7 +80,9 @@ ifeq ($(CUDA),1)
 endif
 
 TEST_C    := $(wildcard tests/test_*.c)
-TEST_BIN  := $(TEST_C:tests/%.c=$(BUILD)/tests/%)
+# tests/test_*.cu: host code of the CUDA backend checked on the CPU (CUDA=1 only)
+TEST_CU   := $(if $(filter 1,$(CUDA)),$(wildcard tests/test_*.cu))
+TEST_BIN  := $(TEST_C:tests/%.c=$(BUILD)/tests/%) $(TEST_CU:tests/%.cu=$(BUILD)/tests/%)
 FUZZ_C    := $(wildcard tests/fuzz_*.c)
 FUZZ_BIN  := $(FUZZ_C:tests/%.c=$(BUILD)/tests/%)
 # Helpers shared by several test programs (oracle, harness): tests/*.c that

@@ -407,7 +407,7 @@ typedef struct {
  * Columns of expert g in the layout (8 x its chunks, or its rows).
  */
 template <bool PACK>
-static __device__ __forceinline__ int wg_expert_cols(const int *row_count, int R, int g) {
+static __host__ __device__ __forceinline__ int wg_expert_cols(const int *row_count, int R, int g) {
     int cols = 0;
     for (int src = 0; src < R; src++) {
         const int cnt = row_count[g * R + src];
@@ -417,8 +417,9 @@ static __device__ __forceinline__ int wg_expert_cols(const int *row_count, int R
 }
 
 /* Packed layout: column c of expert g -> its source and row (src -1 past
- * the expert's rows). */
-static __device__ __forceinline__ void wg_col_src(const wg_gemm_args_t &p, int g, int c, int &src_out, int &j) {
+ * the expert's rows). Host-callable, like wg_pack_boxes: tests/test_layout.cu
+ * checks the layout on the CPU. */
+static __host__ __device__ __forceinline__ void wg_col_src(const wg_gemm_args_t &p, int g, int c, int &src_out, int &j) {
     int acc = 0;
     src_out = -1;
     j = 0;
@@ -447,7 +448,15 @@ static __device__ __forceinline__ void wg_col_src(const wg_gemm_args_t &p, int g
  * boxes of the pass (<= 2 R <= 32); tx_rows: the rows all boxes write (the
  * stage's transaction bytes / 128). Scalars only (an array written through
  * a runtime index would live on the stack). */
-static __device__ __forceinline__ void wg_pack_boxes(const wg_gemm_args_t &p, int g, int pass, long long hbase,
+static __host__ __device__ __forceinline__ int wg_log2_floor(int x) { /* x >= 1 */
+#ifdef __CUDA_ARCH__
+    return 31 - __clz(x);
+#else
+    return 31 - __builtin_clz((unsigned)x);
+#endif
+}
+
+static __host__ __device__ __forceinline__ void wg_pack_boxes(const wg_gemm_args_t &p, int g, int pass, long long hbase,
                                                      int lane, int &arow, int &boff, int &bsel, int &nbox,
                                                      int &tx_rows) {
     const int c_lo = pass * WG_MAXCOLS;
@@ -459,7 +468,7 @@ static __device__ __forceinline__ void wg_pack_boxes(const wg_gemm_args_t &p, in
         const int cnt = p.row_count[g * p.R + sr];
         const int k = max(acc, c_lo), hi = min(acc + cnt, c_lo + WG_MAXCOLS);
         if (k < hi) {
-            const int b = 31 - __clz(hi - k); /* hi - k <= 128: b <= 7 */
+            const int b = wg_log2_floor(hi - k); /* hi - k <= 128: b <= 7 */
             const int two = hi - k != 1 << b;
             if (lane == nbox || (two && lane == nbox + 1)) {
                 const int j = lane == nbox ? k - acc : hi - acc - (1 << b); /* first row in the run */

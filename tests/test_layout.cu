@@ -1,0 +1,124 @@
+/*
+ * test_layout.cu - the packed column layout of the expert GEMMs
+ * (src/cuda/gemm_wgmma.cuh), checked on the CPU: no GPU, no CUDA call.
+ *
+ * An expert's token rows, source after source, are its columns; a pass takes
+ * 128 of them, and the producer loads each source's run in the pass as at
+ * most two TMA boxes of 2^b rows (wg_pack_boxes; the second overlaps the
+ * first, writing the same rows to the same place). A wrong box would put a
+ * token row under another token's column: the GPU tests see that only as
+ * an error in the outputs, and only for the counts they happen to draw.
+ * Here every pass of random counts (1..16 sources, runs of 0..300 rows,
+ * both buffer halves) is checked directly against wg_col_src:
+ *   - every box has 1..128 rows, lies inside the pass and inside one
+ *     source's run, and each of its rows lands on the column of that row;
+ *   - the boxes cover every column of the pass, none past it;
+ *   - at most 32 boxes (one per producer lane), tx_rows = their rows;
+ *   - wg_expert_cols<true> is the row total, wg_col_src says -1 past it.
+ * Usage: test_layout [-s SEED] [-n ROUNDS]
+ */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <vector>
+
+#include "cuda/gemm_wgmma.cuh"
+
+static int failures;
+#define EXPECT(cond, ...)                                    \
+    do {                                                     \
+        if (!(cond) && failures++ < 20) {                    \
+            fprintf(stderr, "%s:%d: ", __FILE__, __LINE__);  \
+            fprintf(stderr, __VA_ARGS__);                    \
+            fputc('\n', stderr);                             \
+        }                                                    \
+    } while (0)
+
+static unsigned long long rng_state;
+static unsigned long long rng_u64(void) { /* splitmix64 */
+    unsigned long long z = (rng_state += 0x9E3779B97F4A7C15ull);
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9ull;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBull;
+    return z ^ (z >> 31);
+}
+static int rng_int(int n) { return (int)(rng_u64() % (unsigned long long)n); }
+
+/* One expert g of a launch with counts cnt[G][R]: every pass, every lane. */
+static void check_expert(const wg_gemm_args_t &p, int g, long long hbase) {
+    int rows = 0;
+    for (int s = 0; s < p.R; s++) rows += p.row_count[g * p.R + s];
+    EXPECT(wg_expert_cols<true>(p.row_count, p.R, g) == rows, "expert %d: columns %d, rows %d", g,
+           wg_expert_cols<true>(p.row_count, p.R, g), rows);
+    int src, j;
+    wg_col_src(p, g, rows, src, j);
+    EXPECT(src == -1, "expert %d: column %d (past its %d rows) maps to source %d", g, rows, rows, src);
+    const int passes = (rows + WG_MAXCOLS - 1) / WG_MAXCOLS;
+    for (int pass = 0; pass < passes; pass++) {
+        const int c_lo = pass * WG_MAXCOLS, width = rows - c_lo < WG_MAXCOLS ? rows - c_lo : WG_MAXCOLS;
+        std::vector<int> covered(WG_MAXCOLS, 0);
+        int nbox0 = -1, tx0 = -1, tx_sum = 0;
+        for (int lane = 0; lane < 32; lane++) {
+            int arow, boff, bsel, nbox, tx_rows;
+            wg_pack_boxes(p, g, pass, hbase, lane, arow, boff, bsel, nbox, tx_rows);
+            if (lane == 0) {
+                nbox0 = nbox;
+                tx0 = tx_rows;
+                EXPECT(nbox >= 1 && nbox <= 32 && nbox <= 2 * p.R, "expert %d pass %d: %d boxes (R = %d)", g,
+                       pass, nbox, p.R);
+            }
+            EXPECT(nbox == nbox0 && tx_rows == tx0, "expert %d pass %d: lanes disagree on the boxes", g, pass);
+            if (lane >= nbox) continue;
+            const int n = 1 << bsel;
+            tx_sum += n;
+            EXPECT(bsel >= 0 && bsel < WG_A_MAPS && n <= WG_MAXCOLS, "box of 2^%d rows: no such map", bsel);
+            EXPECT(boff >= 0 && boff + n <= width, "expert %d pass %d lane %d: box [%d, %d) past the pass's %d",
+                   g, pass, lane, boff, boff + n, width);
+            for (int r = 0; r < n && boff + r < WG_MAXCOLS && boff + r >= 0; r++) {
+                covered[boff + r]++;
+                wg_col_src(p, g, c_lo + boff + r, src, j);
+                const long long want = src < 0 ? -1 : hbase + (long long)(g * p.R + src) * p.M + j;
+                EXPECT(arow + r == want, "expert %d pass %d lane %d: column %d gets A row %d, wants %lld", g,
+                       pass, lane, c_lo + boff + r, arow + r, want);
+            }
+        }
+        EXPECT(tx_sum == tx0, "expert %d pass %d: tx_rows %d, boxes write %d", g, pass, tx0, tx_sum);
+        for (int c = 0; c < WG_MAXCOLS; c++)
+            EXPECT((covered[c] > 0) == (c < width), "expert %d pass %d: column %d written %d times (width %d)",
+                   g, pass, c, covered[c], width);
+    }
+}
+
+int main(int argc, char **argv) {
+    unsigned long long seed = (unsigned long long)time(NULL) * 0x2545F4914F6CDD1Dull;
+    int rounds = 2000;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-s") && i + 1 < argc) seed = strtoull(argv[++i], NULL, 0);
+        else if (!strcmp(argv[i], "-n") && i + 1 < argc) rounds = atoi(argv[++i]);
+        else {
+            fprintf(stderr, "usage: %s [-s SEED] [-n ROUNDS]\n", argv[0]);
+            return 2;
+        }
+    }
+    rng_state = seed;
+    long long experts = 0;
+    for (int round = 0; round < rounds && failures == 0; round++) {
+        const int R = 1 + rng_int(WG_PACK_MAX_R), G = 1 + rng_int(4);
+        /* runs of every kind: empty, 1..7, around powers of two, whole passes, > 128 */
+        const int kind = rng_int(4), M = kind == 0 ? 8 : kind == 1 ? 40 : kind == 2 ? 130 : 300;
+        std::vector<int> cnt((size_t)G * R);
+        for (auto &c : cnt) c = rng_int(4) == 0 ? 0 : rng_int(M + 1);
+        wg_gemm_args_t p;
+        memset(&p, 0, sizeof p);
+        p.G = G;
+        p.R = R;
+        p.M = M;
+        p.row_count = cnt.data();
+        const long long hbase = rng_int(2) ? (long long)G * R * M : 0; /* the buffer's second half */
+        for (int g = 0; g < G; g++, experts++) check_expert(p, g, hbase);
+    }
+    printf("test_layout: %lld experts of %d rounds, %s (seed 0x%llx)\n", experts, rounds,
+           failures ? "FAILED" : "ok", seed);
+    return failures != 0;
+}
