@@ -320,26 +320,7 @@ static __device__ __forceinline__ int fused_a_box(const wg_gemm_args_t &p, int g
     if constexpr (FUSED_PACK) {
         wg_pack_boxes(p, g, pass, hbase, lane, arow, boff, bsel, nbox, tx_rows);
     } else {
-        const int c_lo = pass * 16, c_hi = c_lo + 16;
-        int acc = 0;
-        for (int sr = 0; sr < p.R; sr++) {
-            const int c = (p.row_count[g * p.R + sr] + 7) >> 3;
-            int k = max(acc, c_lo);
-            const int hi = min(acc + c, c_hi);
-            while (k < hi) {
-                int b = 31 - __clz(hi - k);
-                b = b > 4 ? 4 : b;
-                if (nbox == lane) {
-                    bsel = 3 + b; /* 8 << b rows */
-                    arow = (int)(hbase + (long long)(g * p.R + sr) * p.M + (k - acc) * 8);
-                    boff = (k - c_lo) * 8;
-                }
-                nbox++;
-                k += 1 << b;
-            }
-            acc += c;
-        }
-        tx_rows = 8 * max(0, min(16, acc - c_lo));
+        wg_chunk_boxes(p, g, pass, hbase, lane, arow, boff, bsel, nbox, tx_rows);
     }
     amap = &maps[bsel];
     return nbox;

@@ -483,6 +483,38 @@ static __host__ __device__ __forceinline__ void wg_pack_boxes(const wg_gemm_args
     }
 }
 
+/* Chunked layout, producer side (version 3 with WG_PACK=0, the fused kernel
+ * with FUSED_PACK=0): the boxes of pass `pass` of expert g, the binary
+ * decomposition of each source block's chunks in the pass (boxes of 8 to
+ * 128 rows, largest first; at most 16: each is >= 1 chunk). Outputs as
+ * wg_pack_boxes's. */
+static __device__ __forceinline__ void wg_chunk_boxes(const wg_gemm_args_t &p, int g, int pass, long long hbase,
+                                                      int lane, int &arow, int &boff, int &bsel, int &nbox,
+                                                      int &tx_rows) {
+    const int c_lo = pass * 16, c_hi = c_lo + 16;
+    int acc = 0;
+    arow = boff = bsel = 0;
+    nbox = 0;
+    for (int sr = 0; sr < p.R; sr++) {
+        const int c = (p.row_count[g * p.R + sr] + 7) >> 3;
+        int k = max(acc, c_lo);
+        const int hi = min(acc + c, c_hi);
+        while (k < hi) {
+            int b = 31 - __clz(hi - k);
+            b = b > 4 ? 4 : b;
+            if (nbox == lane) {
+                bsel = 3 + b; /* 8 << b rows */
+                arow = (int)(hbase + (long long)(g * p.R + sr) * p.M + (k - acc) * 8);
+                boff = (k - c_lo) * 8;
+            }
+            nbox++;
+            k += 1 << b;
+        }
+        acc += c;
+    }
+    tx_rows = 8 * max(0, min(16, acc - c_lo));
+}
+
 /* Chunk kc (8 rows) of expert g -> first A row of it (relative to the half)
  * and rows valid in it; also returns the expert's chunk count. */
 static __device__ __forceinline__ int wg_chunk(const wg_gemm_args_t &p, int g, int kc, int &src_out,
@@ -943,45 +975,20 @@ static __device__ __forceinline__ void wg_gemm_run(const CUtensorMap &tm_w, cons
             wg_item(s_prefix, G, sched_tiles, v, g, tile, pass);
             if (CL) tile = 2 * tile + crank;
             const long long hbase = (long long)half * p.half_rows;
-            /* this lane's A boxes: slot q is box q * 32 + lane of the pass */
-            int arow, boff, bsel, nbox, tx_rows; /* this lane's box; the pass's boxes, rows they write */
-            if constexpr (PACK) {
-                wg_pack_boxes(p, g, pass, hbase, lane, arow, boff, bsel, nbox, tx_rows);
-            } else {
+            int arow, boff, bsel, nbox, tx_rows; /* this lane's A box; the pass's boxes, rows they write */
+            if constexpr (VER == 2) { /* one 8-row box per chunk, lane l chunk l of the pass */
                 int src, j0, valid;
                 const int nch = wg_chunk(p, g, pass * 16 + (lane & 15), src, j0, valid);
                 const int nch_pass = min(16, nch - pass * 16);
                 tx_rows = nch_pass * 8;
-                if constexpr (VER == 2) {
-                    arow = (int)(hbase + (long long)(g * p.R + (src < 0 ? 0 : src)) * p.M + j0);
-                    nbox = nch_pass;
-                    boff = lane * 8;
-                    bsel = 3;
-                } else {
-                    /* boxes of this pass, largest first within each source block;
-                     * lane l issues box l (at most 16: each box is >= 1 chunk) */
-                    const int c_lo = pass * 16, c_hi = c_lo + 16;
-                    int acc = 0;
-                    arow = boff = bsel = 0;
-                    nbox = 0;
-                    for (int sr = 0; sr < p.R; sr++) {
-                        const int c = (p.row_count[g * p.R + sr] + 7) >> 3;
-                        int k = max(acc, c_lo);
-                        const int hi = min(acc + c, c_hi);
-                        while (k < hi) {
-                            int b = 31 - __clz(hi - k);
-                            b = b > 4 ? 4 : b;
-                            if (nbox == lane) {
-                                bsel = 3 + b;
-                                arow = (int)(hbase + (long long)(g * p.R + sr) * p.M + (k - acc) * 8);
-                                boff = (k - c_lo) * 8;
-                            }
-                            nbox++;
-                            k += 1 << b;
-                        }
-                        acc += c;
-                    }
-                }
+                arow = (int)(hbase + (long long)(g * p.R + (src < 0 ? 0 : src)) * p.M + j0);
+                nbox = nch_pass;
+                boff = lane * 8;
+                bsel = 3;
+            } else if constexpr (PACK) {
+                wg_pack_boxes(p, g, pass, hbase, lane, arow, boff, bsel, nbox, tx_rows);
+            } else {
+                wg_chunk_boxes(p, g, pass, hbase, lane, arow, boff, bsel, nbox, tx_rows);
             }
             const int wrow = g * p.n_out + tile * WG_BN;
             for (int kt = 0; kt < nk; kt++, it++) {
