@@ -14,7 +14,8 @@
  *     source's run, and each of its rows lands on the column of that row;
  *   - the boxes cover every column of the pass, none past it;
  *   - at most 32 boxes (one per producer lane), tx_rows = their rows;
- *   - wg_expert_cols<true> is the row total, wg_col_src says -1 past it.
+ *   - wg_expert_cols<true> is the row total, wg_col_src says -1 past it;
+ * and the chunked layout's boxes (wg_chunk_boxes) against wg_chunk.
  * Usage: test_layout [-s SEED] [-n ROUNDS]
  */
 #include <stdio.h>
@@ -90,6 +91,42 @@ static void check_expert(const wg_gemm_args_t &p, int g, long long hbase) {
     }
 }
 
+/* The chunked layout (WG_PACK=0, FUSED_PACK=0, version 2's columns): each
+ * source's rows padded to chunks of 8, 16 chunks a pass, loaded as boxes of
+ * 8..128 rows (wg_chunk_boxes) that must put chunk c's 8 rows (wg_chunk) at
+ * columns 8c .. 8c + 7 of its pass, each column once. */
+static void check_expert_chunked(const wg_gemm_args_t &p, int g, long long hbase) {
+    int src, j0, valid;
+    const int nch = wg_chunk(p, g, 0, src, j0, valid);
+    EXPECT(wg_expert_cols<false>(p.row_count, p.R, g) == 8 * nch, "expert %d: chunked columns %d, chunks %d", g,
+           wg_expert_cols<false>(p.row_count, p.R, g), nch);
+    for (int pass = 0; pass < (nch + 15) / 16; pass++) {
+        const int width = 8 * (nch - 16 * pass < 16 ? nch - 16 * pass : 16);
+        std::vector<int> covered(WG_MAXCOLS, 0);
+        for (int lane = 0; lane < 32; lane++) {
+            int arow, boff, bsel, nbox, tx_rows;
+            wg_chunk_boxes(p, g, pass, hbase, lane, arow, boff, bsel, nbox, tx_rows);
+            EXPECT(nbox >= 1 && nbox <= 16 && tx_rows == width, "expert %d pass %d: %d boxes, tx_rows %d (width %d)",
+                   g, pass, nbox, tx_rows, width);
+            if (lane >= nbox) continue;
+            const int n = 1 << bsel;
+            EXPECT(bsel >= 3 && bsel < WG_A_MAPS && boff % 8 == 0 && boff >= 0 && boff + n <= width,
+                   "expert %d pass %d lane %d: box [%d, %d) of 2^%d rows (width %d)", g, pass, lane, boff, boff + n,
+                   bsel, width);
+            for (int r = 0; r < n && boff + r < WG_MAXCOLS && boff + r >= 0; r++) {
+                covered[boff + r]++;
+                wg_chunk(p, g, pass * 16 + (boff + r) / 8, src, j0, valid);
+                const long long want = src < 0 ? -1 : hbase + (long long)(g * p.R + src) * p.M + j0 + (boff + r) % 8;
+                EXPECT(arow + r == want, "expert %d pass %d lane %d: column %d gets A row %d, wants %lld (chunked)",
+                       g, pass, lane, boff + r, arow + r, want);
+            }
+        }
+        for (int c = 0; c < WG_MAXCOLS; c++)
+            EXPECT(covered[c] == (c < width ? 1 : 0), "expert %d pass %d: column %d written %d times (chunked)",
+                   g, pass, c, covered[c]);
+    }
+}
+
 int main(int argc, char **argv) {
     unsigned long long seed = (unsigned long long)time(NULL) * 0x2545F4914F6CDD1Dull;
     int rounds = 2000;
@@ -116,7 +153,10 @@ int main(int argc, char **argv) {
         p.M = M;
         p.row_count = cnt.data();
         const long long hbase = rng_int(2) ? (long long)G * R * M : 0; /* the buffer's second half */
-        for (int g = 0; g < G; g++, experts++) check_expert(p, g, hbase);
+        for (int g = 0; g < G; g++, experts++) {
+            check_expert(p, g, hbase);
+            check_expert_chunked(p, g, hbase);
+        }
     }
     printf("test_layout: %lld experts of %d rounds, %s (seed 0x%llx)\n", experts, rounds,
            failures ? "FAILED" : "ok", seed);

@@ -488,7 +488,7 @@ static __host__ __device__ __forceinline__ void wg_pack_boxes(const wg_gemm_args
  * decomposition of each source block's chunks in the pass (boxes of 8 to
  * 128 rows, largest first; at most 16: each is >= 1 chunk). Outputs as
  * wg_pack_boxes's. */
-static __device__ __forceinline__ void wg_chunk_boxes(const wg_gemm_args_t &p, int g, int pass, long long hbase,
+static __host__ __device__ __forceinline__ void wg_chunk_boxes(const wg_gemm_args_t &p, int g, int pass, long long hbase,
                                                       int lane, int &arow, int &boff, int &bsel, int &nbox,
                                                       int &tx_rows) {
     const int c_lo = pass * 16, c_hi = c_lo + 16;
@@ -500,7 +500,7 @@ static __device__ __forceinline__ void wg_chunk_boxes(const wg_gemm_args_t &p, i
         int k = max(acc, c_lo);
         const int hi = min(acc + c, c_hi);
         while (k < hi) {
-            int b = 31 - __clz(hi - k);
+            int b = wg_log2_floor(hi - k);
             b = b > 4 ? 4 : b;
             if (nbox == lane) {
                 bsel = 3 + b; /* 8 << b rows */
@@ -517,7 +517,7 @@ static __device__ __forceinline__ void wg_chunk_boxes(const wg_gemm_args_t &p, i
 
 /* Chunk kc (8 rows) of expert g -> first A row of it (relative to the half)
  * and rows valid in it; also returns the expert's chunk count. */
-static __device__ __forceinline__ int wg_chunk(const wg_gemm_args_t &p, int g, int kc, int &src_out,
+static __host__ __device__ __forceinline__ int wg_chunk(const wg_gemm_args_t &p, int g, int kc, int &src_out,
                                                int &j0, int &valid) {
     int acc = 0;
     src_out = -1; j0 = 0; valid = 0;
