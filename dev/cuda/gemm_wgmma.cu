@@ -31,6 +31,7 @@
  *       32: v3 then v2; "3pe -m 1": FP8 promote 128, 32 and 1 (f16) side by side)
  *   -q: one reference sample per big shape; -m: bit 0 fp8, 1 int8, 2 bf16;
  *   -s: only big shape number s (0..4), no small checks (for ncu)
+ *   -t T: tokens per source rank for the big shapes instead of their own T
  *   -w 0: weights loaded with the normal L2 policy (default 1: evict_first, as the library)
  *
  * Each check line also gives, over the rows checked, the largest per-row act
@@ -555,7 +556,7 @@ static double copy_bandwidth(void) {
 }
 
 int main(int argc, char **argv) {
-    int iters = 30, quick = 0, modes = 7, only = -1;
+    int iters = 30, quick = 0, modes = 7, only = -1, t_over = 0;
     const char *csv_path = NULL;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "-i") && i + 1 < argc) iters = atoi(argv[++i]);
@@ -563,6 +564,7 @@ int main(int argc, char **argv) {
         else if (!strcmp(argv[i], "-m") && i + 1 < argc) modes = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-o") && i + 1 < argc) csv_path = argv[++i];
         else if (!strcmp(argv[i], "-s") && i + 1 < argc) only = atoi(argv[++i]);
+        else if (!strcmp(argv[i], "-t") && i + 1 < argc) t_over = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-w") && i + 1 < argc) w_evict_first = atoi(argv[++i]);
         else if (!strcmp(argv[i], "-v") && i + 1 < argc) {
             const char *v = argv[++i];
@@ -618,7 +620,8 @@ int main(int argc, char **argv) {
         for (int si = 0; si < (int)(sizeof shapes / sizeof shapes[0]); si++) {
             const auto &s = shapes[si];
             if (only >= 0 && si != only) continue;
-            problem_t P = {s.name, mode, s.G, 4, s.T, s.H, s.I, route_counts(s.G, 4, s.T, 8, 1234)};
+            const int T = t_over > 0 ? t_over : s.T;
+            problem_t P = {s.name, mode, s.G, 4, T, s.H, s.I, route_counts(s.G, 4, T, 8, 1234)};
             fails += run_problem(P, 0, quick ? 1 : 3, iters, bw, csv, s.dg);
         }
     }

@@ -89,6 +89,12 @@
 #ifndef WG_DEBUG_NOMATH
 #define WG_DEBUG_NOMATH 0 /* 1: consumers skip the math (timing of the ring alone; results wrong) */
 #endif
+#ifndef WG_SPLIT_SWIGLU
+#define WG_SPLIT_SWIGLU 1 /* GEMM1's SwiGLU epilogue shared by both warpgroups (0: WG0 alone) */
+#endif
+#ifndef WG_FAST_SILU
+#define WG_FAST_SILU 1 /* silu(g) * u with __expf / __fdividef (1) or expf and a division (0) */
+#endif
 #ifndef WG_PIPE
 #define WG_PIPE 1 /* 0: version 1 consumer (wait for each stage's wgmmas) */
 #endif
@@ -362,6 +368,15 @@ typedef struct {
     uintptr_t ptr;
     float sa;
 } wg_col_t;
+
+/* silu(g) * u, SPEC 3.1 step 4. WG_FAST_SILU: ex2.approx and an approximate
+ * division (a few ulp of fp32, some 1e-7 relative: far below the FP8 / INT8
+ * requantization step that follows, so codes flip as rarely as they do
+ * from accumulation order; g -> -inf gives -0, g -> +inf gives g). */
+static __device__ __forceinline__ float wg_silu_mul(float g, float u) {
+    if constexpr (WG_FAST_SILU) return __fmul_rn(__fdividef(g, 1.0f + __expf(-g)), u);
+    else return __fmul_rn(g / (1.0f + expf(-g)), u);
+}
 
 /* The wgmma width that covers `cols` token columns (the template set of N). */
 static __host__ __device__ __forceinline__ int wg_pad_cols(int cols) {
@@ -775,7 +790,47 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
     const float *bs = p.b_scale ? p.b_scale + (size_t)g * p.n_out + (size_t)tile * WG_BN + wg * 64 : nullptr;
     const float sb0 = bs ? bs[r0] : 1.0f, sb1 = bs ? bs[r0 + 8] : 1.0f;
 
-    if constexpr (PHASE == 1) {
+    if constexpr (PHASE == 1 && WG_SPLIT_SWIGLU) {
+        /* SwiGLU split between the warpgroups by column chunks: WG0 (gate)
+         * takes chunks j < JS, WG1 (up) the rest. Thread t of either holds
+         * the same (channel, column) positions, so each hands the other its
+         * scaled values of the other's chunks through xch (slot i * 128 + t)
+         * and computes its own: each does half the silu and the act stores
+         * (with WG0 alone, WG1 waited out the whole of it). The values and
+         * the arithmetic are those of the one-sided form, bit for bit. */
+        constexpr int JS = (N / 8 + 1) / 2;
+        wg_bar_sync(1, 256); /* both are done reading xch of the previous item */
+#pragma unroll
+        for (int j = 0; j < N / 8; j++) {
+            if ((wg == 0) != (j >= JS)) continue; /* chunk j stays here */
+#pragma unroll
+            for (int q = 0; q < 2; q++) {
+                const float sa = tab[j * 8 + (lane & 3) * 2 + q].sa; /* 0 for padding */
+                xch[(j * 4 + q) * 128 + t] = __fmul_rn(__fmul_rn((float)acc[j * 4 + q], sa), sb0);
+                xch[(j * 4 + 2 + q) * 128 + t] = __fmul_rn(__fmul_rn((float)acc[j * 4 + 2 + q], sa), sb1);
+            }
+        }
+        wg_bar_sync(1, 256);
+#pragma unroll
+        for (int j = 0; j < N / 8; j++) {
+            if ((wg == 0) != (j < JS)) continue; /* chunk j is the other's */
+#pragma unroll
+            for (int q = 0; q < 2; q++) {
+                asm volatile("" ::: "memory"); /* one column's table entry live at a time (registers) */
+                const wg_col_t c = tab[j * 8 + (lane & 3) * 2 + q];
+                if (!c.ptr) continue;
+                float *arow = (float *)c.ptr;
+#pragma unroll
+                for (int h = 0; h < 2; h++) {
+                    const int i = j * 4 + h * 2 + q;
+                    const float own = __fmul_rn(__fmul_rn((float)acc[i], c.sa), h ? sb1 : sb0);
+                    const float other = xch[i * 128 + t];
+                    const float hg = wg == 0 ? own : other, hu = wg == 0 ? other : own;
+                    arow[r0 + h * 8] = wg_silu_mul(hg, hu);
+                }
+            }
+        }
+    } else if constexpr (PHASE == 1) {
         wg_bar_sync(1, 256); /* WG0 is done reading xch of the previous item */
         if (wg == 1) {
 #pragma unroll
@@ -803,7 +858,7 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
                         const int i = j * 4 + h * 2 + q;
                         const float hg = __fmul_rn(__fmul_rn((float)acc[i], c.sa), h ? sb1 : sb0);
                         const float hu = xch[i * 128 + t];
-                        arow[r0 + h * 8] = __fmul_rn(hg / (1.0f + expf(-hg)), hu);
+                        arow[r0 + h * 8] = wg_silu_mul(hg, hu);
                     }
                 }
             }
