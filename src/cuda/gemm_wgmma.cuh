@@ -95,6 +95,9 @@
 #ifndef WG_FAST_SILU
 #define WG_FAST_SILU 1 /* silu(g) * u with __expf / __fdividef (1) or expf and a division (0) */
 #endif
+#ifndef WG_BALANCE
+#define WG_BALANCE 1 /* items spread evenly over just enough CTAs for the launch's rounds (0: all CTAs) */
+#endif
 #ifndef WG_PIPE
 #define WG_PIPE 1 /* 0: version 1 consumer (wait for each stage's wgmmas) */
 #endif
@@ -961,7 +964,8 @@ static __device__ __forceinline__ void wg_gemm_run(const CUtensorMap &tm_w, cons
      * positions (the ring's shape depends only on the counts) */
     const int crank = CL ? (int)wg_cluster_rank() : 0;
     const int sched_tiles = CL ? n_tiles / 2 : n_tiles;   /* the host launches CL with n_tiles even */
-    const int v0 = CL ? (int)blockIdx.x >> 1 : (int)blockIdx.x, vstep = CL ? (int)gridDim.x >> 1 : (int)gridDim.x;
+    const int v0 = CL ? (int)blockIdx.x >> 1 : (int)blockIdx.x;
+    int vstep = CL ? (int)gridDim.x >> 1 : (int)gridDim.x;
     const int half = p.cur_seq ? (int)(*p.cur_seq & 1ull) : 0;
 
     if (tid == 0) s_maxcols = 0;
@@ -999,6 +1003,15 @@ static __device__ __forceinline__ void wg_gemm_run(const CUtensorMap &tm_w, cons
     __syncthreads();
     const int total = s_prefix[G];
     const int nk = (p.k_bytes + WG_BK - 1) / WG_BK;
+    if constexpr (WG_BALANCE && !CL) {
+        /* As many rounds as the grid needs, over as few CTAs as fill them
+         * evenly (448 items on 132 CTAs: 4 rounds on 112 instead of 3 full
+         * and one of 52): the last round's CTAs no longer stream alone. The
+         * others leave (the whole CTA: no barrier is pending). */
+        const int rounds = (total + vstep - 1) / vstep;
+        if (rounds > 0) vstep = (total + rounds - 1) / rounds;
+        if (v0 >= vstep) return;
+    }
 
     /* the ring */
     wg_ring_t ring;
