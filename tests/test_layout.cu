@@ -15,7 +15,10 @@
  *   - the boxes cover every column of the pass, none past it;
  *   - at most 32 boxes (one per producer lane), tx_rows = their rows;
  *   - wg_expert_cols<true> is the row total, wg_col_src says -1 past it;
- * and the chunked layout's boxes (wg_chunk_boxes) against wg_chunk.
+ * and the chunked layout's boxes (wg_chunk_boxes) against wg_chunk; and the
+ * balanced schedule (wg_balanced_step): every item on exactly one CTA of the
+ * grid, no more rounds than the whole grid needs, and no CTA more than those
+ * rounds need.
  * Usage: test_layout [-s SEED] [-n ROUNDS]
  */
 #include <stdio.h>
@@ -127,6 +130,36 @@ static void check_expert_chunked(const wg_gemm_args_t &p, int g, long long hbase
     }
 }
 
+/* wg_balanced_step for every item count up to 3000 on grids of 1..160 CTAs:
+ * CTA b < step takes items b, b + step, ...; the step is at most the grid,
+ * the busiest CTA has as many items as with the whole grid, the others at
+ * most one fewer, one CTA fewer would need another round, and every item is
+ * taken once. */
+static void check_balanced(void) {
+    for (int grid = 1; grid <= 160 && failures == 0; grid++)
+        for (int total = 0; total <= 3000; total++) {
+            const int step = wg_balanced_step(total, grid);
+            EXPECT(step >= 1 && step <= grid, "total %d grid %d: step %d", total, grid, step);
+            if (step < 1 || step > grid) return;
+            const int rounds = (total + grid - 1) / grid;
+            int most = 0, least = total + 1;
+            long long taken = 0;
+            for (int b = 0; b < step; b++) {
+                const int mine = total > b ? (total - b + step - 1) / step : 0; /* items b, b + step, ... */
+                most = mine > most ? mine : most;
+                least = mine < least ? mine : least;
+                taken += mine;
+            }
+            EXPECT(taken == total, "total %d grid %d step %d: %lld items taken", total, grid, step, taken);
+            EXPECT(most == rounds, "total %d grid %d step %d: busiest CTA %d items, %d rounds", total, grid,
+                   step, most, rounds);
+            EXPECT(total == 0 || most - least <= 1, "total %d grid %d step %d: %d to %d items a CTA", total,
+                   grid, step, least, most);
+            EXPECT(total == 0 || (long long)(step - 1) * rounds < total,
+                   "total %d grid %d: step %d, but %d CTAs would do in %d rounds", total, grid, step, step - 1, rounds);
+        }
+}
+
 int main(int argc, char **argv) {
     unsigned long long seed = (unsigned long long)time(NULL) * 0x2545F4914F6CDD1Dull;
     int rounds = 2000;
@@ -139,6 +172,7 @@ int main(int argc, char **argv) {
         }
     }
     rng_state = seed;
+    check_balanced();
     long long experts = 0;
     for (int round = 0; round < rounds && failures == 0; round++) {
         const int R = 1 + rng_int(WG_PACK_MAX_R), G = 1 + rng_int(4);

@@ -403,6 +403,16 @@ static __device__ __forceinline__ void wg_item(const int *s_prefix, int G, int n
     pass = local % npass;
 }
 
+/* The CTAs a launch of `total` items uses out of `grid` (WG_BALANCE): as
+ * many rounds as the grid needs, over as few CTAs as fill them evenly (448
+ * items on 132 CTAs: 4 rounds on 112 instead of 3 full and one of 52), so the
+ * last round's CTAs no longer stream with most of the GPU idle. CTA b takes
+ * items b, b + step, ... (tests/test_layout.cu checks the cover). */
+static __host__ __device__ __forceinline__ int wg_balanced_step(int total, int grid) {
+    const int rounds = (total + grid - 1) / grid;
+    return rounds > 0 ? (total + rounds - 1) / rounds : grid;
+}
+
 /* The A tensor maps of one launch (one struct: indexed at run time). */
 typedef struct {
     CUtensorMap a[WG_A_MAPS];
@@ -1004,12 +1014,9 @@ static __device__ __forceinline__ void wg_gemm_run(const CUtensorMap &tm_w, cons
     const int total = s_prefix[G];
     const int nk = (p.k_bytes + WG_BK - 1) / WG_BK;
     if constexpr (WG_BALANCE && !CL) {
-        /* As many rounds as the grid needs, over as few CTAs as fill them
-         * evenly (448 items on 132 CTAs: 4 rounds on 112 instead of 3 full
-         * and one of 52): the last round's CTAs no longer stream alone. The
-         * others leave (the whole CTA: no barrier is pending). */
-        const int rounds = (total + vstep - 1) / vstep;
-        if (rounds > 0) vstep = (total + rounds - 1) / rounds;
+        /* the CTAs past the balanced step leave (the whole CTA: no barrier
+         * is pending) */
+        vstep = wg_balanced_step(total, vstep);
         if (v0 >= vstep) return;
     }
 
