@@ -3,7 +3,7 @@
  * (src/cuda/gemm_wgmma.cuh), checked on the CPU: no GPU, no CUDA call.
  *
  * An expert's token rows, source after source, are its columns; a pass takes
- * 128 of them, and the producer loads each source's run in the pass as at
+ * 128 of them (WG_PASS_COLS in the pipeline's kernels off the f16 path), and the producer loads each source's run in the pass as at
  * most two TMA boxes of 2^b rows (wg_pack_boxes; the second overlaps the
  * first, writing the same rows to the same place). A wrong box would put a
  * token row under another token's column: the GPU tests see that only as
@@ -49,8 +49,9 @@ static unsigned long long rng_u64(void) { /* splitmix64 */
 }
 static int rng_int(int n) { return (int)(rng_u64() % (unsigned long long)n); }
 
-/* One expert g of a launch with counts cnt[G][R]: every pass, every lane. */
-static void check_expert(const wg_gemm_args_t &p, int g, long long hbase) {
+/* One expert g of a launch with counts cnt[G][R]: every pass of pw columns
+ * (128, or WG_PASS_COLS: the pipeline's kernels off the f16 path), every lane. */
+static void check_expert(const wg_gemm_args_t &p, int g, long long hbase, int pw) {
     int rows = 0;
     for (int s = 0; s < p.R; s++) rows += p.row_count[g * p.R + s];
     EXPECT(wg_expert_cols<true>(p.row_count, p.R, g) == rows, "expert %d: columns %d, rows %d", g,
@@ -58,14 +59,14 @@ static void check_expert(const wg_gemm_args_t &p, int g, long long hbase) {
     int src, j;
     wg_col_src(p, g, rows, src, j);
     EXPECT(src == -1, "expert %d: column %d (past its %d rows) maps to source %d", g, rows, rows, src);
-    const int passes = (rows + WG_MAXCOLS - 1) / WG_MAXCOLS;
+    const int passes = (rows + pw - 1) / pw;
     for (int pass = 0; pass < passes; pass++) {
-        const int c_lo = pass * WG_MAXCOLS, width = rows - c_lo < WG_MAXCOLS ? rows - c_lo : WG_MAXCOLS;
-        std::vector<int> covered(WG_MAXCOLS, 0);
+        const int c_lo = pass * pw, width = rows - c_lo < pw ? rows - c_lo : pw;
+        std::vector<int> covered(pw, 0);
         int nbox0 = -1, tx0 = -1, tx_sum = 0;
         for (int lane = 0; lane < 32; lane++) {
             int arow, boff, bsel, nbox, tx_rows;
-            wg_pack_boxes(p, g, pass, hbase, lane, arow, boff, bsel, nbox, tx_rows);
+            wg_pack_boxes(p, g, pass, hbase, lane, arow, boff, bsel, nbox, tx_rows, pw);
             if (lane == 0) {
                 nbox0 = nbox;
                 tx0 = tx_rows;
@@ -79,7 +80,7 @@ static void check_expert(const wg_gemm_args_t &p, int g, long long hbase) {
             EXPECT(bsel >= 0 && bsel < WG_A_MAPS && n <= WG_MAXCOLS, "box of 2^%d rows: no such map", bsel);
             EXPECT(boff >= 0 && boff + n <= width, "expert %d pass %d lane %d: box [%d, %d) past the pass's %d",
                    g, pass, lane, boff, boff + n, width);
-            for (int r = 0; r < n && boff + r < WG_MAXCOLS && boff + r >= 0; r++) {
+            for (int r = 0; r < n && boff + r < pw && boff + r >= 0; r++) {
                 covered[boff + r]++;
                 wg_col_src(p, g, c_lo + boff + r, src, j);
                 const long long want = src < 0 ? -1 : hbase + (long long)(g * p.R + src) * p.M + j;
@@ -88,7 +89,7 @@ static void check_expert(const wg_gemm_args_t &p, int g, long long hbase) {
             }
         }
         EXPECT(tx_sum == tx0, "expert %d pass %d: tx_rows %d, boxes write %d", g, pass, tx0, tx_sum);
-        for (int c = 0; c < WG_MAXCOLS; c++)
+        for (int c = 0; c < pw; c++)
             EXPECT((covered[c] > 0) == (c < width), "expert %d pass %d: column %d written %d times (width %d)",
                    g, pass, c, covered[c], width);
     }
@@ -188,7 +189,8 @@ int main(int argc, char **argv) {
         p.row_count = cnt.data();
         const long long hbase = rng_int(2) ? (long long)G * R * M : 0; /* the buffer's second half */
         for (int g = 0; g < G; g++, experts++) {
-            check_expert(p, g, hbase);
+            check_expert(p, g, hbase, WG_MAXCOLS);
+            check_expert(p, g, hbase, WG_PASS_COLS);
             check_expert_chunked(p, g, hbase);
         }
     }

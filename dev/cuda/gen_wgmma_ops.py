@@ -3,7 +3,7 @@
 the swap-AB grouped GEMM (m64 x nN, both operands K-major in shared memory, 128B swizzle),
 plus the f16 form with A in registers (FP8 widened to f16, exact accumulation).
 Run: python3 dev/cuda/gen_wgmma_ops.py > src/cuda/gemm_wgmma_ops.cuh"""
-NS = [8, 16, 24, 32, 48, 64, 96, 128]
+NS = [8, 16, 24, 32, 48, 64, 96, 128, 160]
 KINDS = [  # name, ptx type suffix, k, acc C type, constraint, extra immediates
     ("fp8", "f32.e4m3.e4m3", 32, "float", "+f", ", 1, 1"),
     ("s8", "s32.s8.s8", 32, "int", "+r", ""),

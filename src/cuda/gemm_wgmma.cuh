@@ -69,6 +69,9 @@
 #define WG_BN 128        /* output channels per item: two m64 halves (GEMM1: gate | up) */
 #define WG_BK 128        /* bytes of K per pipeline stage (128 fp8/int8 or 64 bf16) */
 #define WG_MAXCOLS 128   /* token columns per pass (16 chunks of 8 rows) */
+#ifndef WG_PASS_COLS
+#define WG_PASS_COLS 160 /* version 3, packed, INT8 / BF16: columns per pass (a wgmma N of WG_BY_N) */
+#endif
 #define WG_STAGES 5       /* version 2's ring */
 #ifndef WG_STAGE_GEMM2
 #define WG_STAGE_GEMM2 1 /* GEMM2's epilogue stages its bf16 rows in shared memory (wg_consume) */
@@ -289,7 +292,8 @@ static __device__ __forceinline__ uint64_t wg_desc(uint32_t addr) {
         else if constexpr (N == 48) fn##_n48(__VA_ARGS__);     \
         else if constexpr (N == 64) fn##_n64(__VA_ARGS__);     \
         else if constexpr (N == 96) fn##_n96(__VA_ARGS__);     \
-        else fn##_n128(__VA_ARGS__);                           \
+        else if constexpr (N == 128) fn##_n128(__VA_ARGS__);   \
+        else fn##_n160(__VA_ARGS__);                           \
     } while (0)
 
 /* X(N) for the narrowest wgmma N (wg_pad_cols) that holds `cols` token rows:
@@ -383,7 +387,7 @@ static __device__ __forceinline__ float wg_silu_mul(float g, float u) {
 
 /* The wgmma width that covers `cols` token columns (the template set of N). */
 static __host__ __device__ __forceinline__ int wg_pad_cols(int cols) {
-    return cols <= 32 ? (cols + 7) & ~7 : cols <= 48 ? 48 : cols <= 64 ? 64 : cols <= 96 ? 96 : 128;
+    return cols <= 32 ? (cols + 7) & ~7 : cols <= 48 ? 48 : cols <= 64 ? 64 : cols <= 96 ? 96 : cols <= 128 ? 128 : 160;
 }
 
 /* Item v of the CTA's static schedule -> (expert g, channel tile, token pass).
@@ -486,17 +490,17 @@ static __host__ __device__ __forceinline__ int wg_log2_floor(int x) { /* x >= 1 
 
 static __host__ __device__ __forceinline__ void wg_pack_boxes(const wg_gemm_args_t &p, int g, int pass, long long hbase,
                                                      int lane, int &arow, int &boff, int &bsel, int &nbox,
-                                                     int &tx_rows) {
-    const int c_lo = pass * WG_MAXCOLS;
+                                                     int &tx_rows, int pw = WG_MAXCOLS) {
+    const int c_lo = pass * pw;
     int acc = 0;
     nbox = 0;
     tx_rows = 0;
     arow = boff = bsel = 0;
     for (int sr = 0; sr < p.R; sr++) {
         const int cnt = p.row_count[g * p.R + sr];
-        const int k = max(acc, c_lo), hi = min(acc + cnt, c_lo + WG_MAXCOLS);
+        const int k = max(acc, c_lo), hi = min(acc + cnt, c_lo + pw);
         if (k < hi) {
-            const int b = wg_log2_floor(hi - k); /* hi - k <= 128: b <= 7 */
+            const int b = wg_log2_floor(hi - k); /* hi - k <= pw <= 255: b <= 7 */
             const int two = hi - k != 1 << b;
             if (lane == nbox || (two && lane == nbox + 1)) {
                 const int j = lane == nbox ? k - acc : hi - acc - (1 << b); /* first row in the run */
@@ -575,13 +579,14 @@ static __host__ __device__ __forceinline__ int wg_chunk(const wg_gemm_args_t &p,
  * (+1) for j < N/8: d[j*4 + {0,1,2,3}] = (r, c), (r, c+1), (r+8, c), (r+8, c+1).
  */
 template <int MODE, int PHASE, int N, class OUT, int PROMOTE = WG_FP8_PROMOTE, bool LOOKAHEAD = true,
-          bool STAGE = true, bool PACK = false, bool CL = false>
+          bool STAGE = true, bool PACK = false, bool CL = false, int PW = WG_MAXCOLS>
 static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const OUT &out,
                                                   unsigned char *smem, const wg_ring_t ring,
                                                   uint64_t *s_full, uint64_t *s_empty, float *xch,
                                                   wg_col_t *s_tab, int &it, int g, int tile, int pass, int half) {
     static_assert(PROMOTE == 128 || PROMOTE == 32 || PROMOTE == 1,
                   "FP8 promotion interval: 128, 32 or 1 (f16 tensor cores) values of K");
+    static_assert(N <= PW && (PW == WG_MAXCOLS || PACK), "columns per pass: 128, or more when packed");
     constexpr int NR = N / 2;
     typedef typename std::conditional<MODE == DFM_QUANT_INT8_ID, int, float>::type acc_t;
     const int tid = threadIdx.x, t = tid & 127, wg = tid >> 7, lane = tid & 31, w4 = t >> 5;
@@ -595,17 +600,18 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
      * streaming. Each warpgroup fills its own table between two barriers of
      * its own (the first: its reads of the previous item's table and staging
      * are done). */
-    wg_col_t *tab = s_tab + wg * WG_MAXCOLS;
+    wg_col_t *tab = s_tab + wg * PW;
     wg_bar_sync(4 + wg, 128);
-    if (t < N) {
+#pragma unroll 1
+    for (int col = t; col < N; col += 128) { /* N > 128: two columns for some threads */
         int src, j;
         if constexpr (PACK) {
-            wg_col_src(p, g, pass * WG_MAXCOLS + t, src, j);
+            wg_col_src(p, g, pass * PW + col, src, j);
         } else {
             int j0, valid;
-            wg_chunk(p, g, pass * 16 + (t >> 3), src, j0, valid);
-            j = j0 + (t & 7);
-            if ((t & 7) >= valid) src = -1;
+            wg_chunk(p, g, pass * 16 + (col >> 3), src, j0, valid);
+            j = j0 + (col & 7);
+            if ((col & 7) >= valid) src = -1;
         }
         wg_col_t c;
         c.sa = 0.0f;
@@ -616,7 +622,7 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
             if constexpr (PHASE == 1) c.ptr = (uintptr_t)(p.act + phys * p.inter + (size_t)tile * 64);
             else c.ptr = (uintptr_t)(out.row(g, src, j, phys, half) + (size_t)tile * WG_BN);
         }
-        tab[t] = c;
+        tab[col] = c;
     }
     wg_bar_sync(4 + wg, 128);
 
@@ -959,11 +965,18 @@ static __device__ __forceinline__ void wg_gemm_run(const CUtensorMap &tm_w, cons
                                                    const wg_gemm_args_t &p, const OUT &out) {
     constexpr bool CL = VER == 4; /* version 3 on clusters of 2 (wg_gemm_kernel_cl) */
     constexpr bool PACK = VER >= 3 && WG_PACK;
+    /* columns per pass: WG_PASS_COLS for INT8 and BF16 (128 accumulators a
+     * thread at 160 columns); FP8 keeps 128: QGMMA's `part` would double
+     * that past the 168 registers a 9-warp CTA may use (3 warps share one
+     * quarter of the register file), the f16 path's widened token tiles
+     * would leave 2 ring stages */
+    constexpr int PW = PACK && !CL && MODE != DFM_QUANT_FP8_ID ? WG_PASS_COLS : WG_MAXCOLS;
+    static_assert(PW % 8 == 0 && PW >= WG_MAXCOLS && PW <= 255, "WG_PASS_COLS: a multiple of 8 in 128..248");
     extern __shared__ unsigned char smem_raw[];
     __shared__ int s_prefix[WG_MAX_G + 1];
     __shared__ int s_maxcols;
     __shared__ __align__(8) uint64_t s_full[WG_MAX_STAGES], s_empty[WG_MAX_STAGES];
-    __shared__ wg_col_t s_tab[2 * WG_MAXCOLS];
+    __shared__ wg_col_t s_tab[2 * PW];
     unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     const int tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
     const int G = p.G;
@@ -980,11 +993,11 @@ static __device__ __forceinline__ void wg_gemm_run(const CUtensorMap &tm_w, cons
 
     if (tid == 0) s_maxcols = 0;
     __syncthreads();
-    /* items per expert: n_tiles * ceil(columns / 128); widest pass of the launch */
+    /* items per expert: n_tiles * ceil(columns / PW); widest pass of the launch */
     int my_maxcols = 0;
     for (int g = tid; g < G; g += blockDim.x) {
         const int cols = wg_expert_cols<PACK>(p.row_count, p.R, g);
-        s_prefix[g + 1] = ((cols + WG_MAXCOLS - 1) / WG_MAXCOLS) * sched_tiles;
+        s_prefix[g + 1] = ((cols + PW - 1) / PW) * sched_tiles;
         my_maxcols = max(my_maxcols, cols);
     }
     if (my_maxcols > 0) atomicMax(&s_maxcols, my_maxcols);
@@ -1031,7 +1044,7 @@ static __device__ __forceinline__ void wg_gemm_run(const CUtensorMap &tm_w, cons
         ring.bhs = 0;
         xch = (float *)(smem + WG_STAGES * WG_STAGE_BYTES);
     } else {
-        const int acols = wg_pad_cols(min(WG_MAXCOLS, max(s_maxcols, 8)));
+        const int acols = wg_pad_cols(min(PW, max(s_maxcols, 8)));
         const int xbytes = 128 * (acols / 2) * 4; /* GEMM1: the exchange; GEMM2: the staging */
         const int bhb = wg_bh_bytes(MODE, PROMOTE, acols);
         const int avail = (int)wg_dyn_smem_size() - (int)(smem - smem_raw) - xbytes - bhb;
@@ -1061,7 +1074,7 @@ static __device__ __forceinline__ void wg_gemm_run(const CUtensorMap &tm_w, cons
                 boff = lane * 8;
                 bsel = 3;
             } else if constexpr (PACK) {
-                wg_pack_boxes(p, g, pass, hbase, lane, arow, boff, bsel, nbox, tx_rows);
+                wg_pack_boxes(p, g, pass, hbase, lane, arow, boff, bsel, nbox, tx_rows, PW);
             } else {
                 wg_chunk_boxes(p, g, pass, hbase, lane, arow, boff, bsel, nbox, tx_rows);
             }
@@ -1091,13 +1104,19 @@ static __device__ __forceinline__ void wg_gemm_run(const CUtensorMap &tm_w, cons
             int g, tile, pass;
             wg_item(s_prefix, G, sched_tiles, v, g, tile, pass);
             if (CL) tile = 2 * tile + crank;
-            const int cols = min(WG_MAXCOLS, wg_expert_cols<PACK>(p.row_count, p.R, g) - pass * WG_MAXCOLS);
+            const int cols = min(PW, wg_expert_cols<PACK>(p.row_count, p.R, g) - pass * PW);
 /* GEMM2 stages its rows, except FP8 on f16 tensor cores (168 registers
  * already); -DWG_STAGE_GEMM2=0 turns staging off (for A/B measurements) */
 #define WG_CONSUME(NN) \
-    wg_consume<MODE, PHASE, NN, OUT, PROMOTE, true, WG_STAGE_GEMM2 && !(MODE == DFM_QUANT_FP8_ID && PROMOTE == 1), PACK, CL>( \
+    wg_consume<MODE, PHASE, NN, OUT, PROMOTE, true, WG_STAGE_GEMM2 && !(MODE == DFM_QUANT_FP8_ID && PROMOTE == 1), PACK, CL, PW>( \
         p, out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
-            WG_BY_COLS(cols, WG_CONSUME);
+            if constexpr (PW > 128) {
+                static_assert(PW <= 160, "WG_PASS_COLS > 160: add its wgmma N to the dispatch");
+                if (cols > 128) WG_CONSUME(160);
+                else WG_BY_COLS(cols, WG_CONSUME);
+            } else {
+                WG_BY_COLS(cols, WG_CONSUME);
+            }
 #undef WG_CONSUME
         }
     }
