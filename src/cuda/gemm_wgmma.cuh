@@ -17,7 +17,8 @@
  *      keep 8-12 weight stages in flight instead of 5; the exchange buffer is
  *      sized the same way (GEMM2 stages its bf16 rows in it); an expert's
  *      token rows packed across sources (wg_col_src: up to 128 rows one
- *      pass), each source's run loaded as two overlapping boxes
+ *      pass, 160 for INT8 / BF16: WG_PASS_COLS), each source's run loaded as
+ *      two overlapping boxes
  *      (wg_pack_boxes); with -DWG_PACK=0 the chunked layout of version 2
  *      loaded as few large boxes (popcount(chunks) per source block);
  *   (4) version 3 on clusters of 2 CTAs sharing the token rows by TMA
