@@ -810,15 +810,16 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
     const float *bs = p.b_scale ? p.b_scale + (size_t)g * p.n_out + (size_t)tile * WG_BN + wg * 64 : nullptr;
     const float sb0 = bs ? bs[r0] : 1.0f, sb1 = bs ? bs[r0 + 8] : 1.0f;
 
-    if constexpr (PHASE == 1 && WG_SPLIT_SWIGLU) {
+    if constexpr (PHASE == 1) {
         /* SwiGLU split between the warpgroups by column chunks: WG0 (gate)
          * takes chunks j < JS, WG1 (up) the rest. Thread t of either holds
          * the same (channel, column) positions, so each hands the other its
          * scaled values of the other's chunks through xch (slot i * 128 + t)
          * and computes its own: each does half the silu and the act stores
          * (with WG0 alone, WG1 waited out the whole of it). The values and
-         * the arithmetic are those of the one-sided form, bit for bit. */
-        constexpr int JS = (N / 8 + 1) / 2;
+         * the arithmetic are those of the one-sided form, bit for bit, which
+         * is JS = N / 8 (WG_SPLIT_SWIGLU=0: WG0 takes every chunk). */
+        constexpr int JS = WG_SPLIT_SWIGLU ? (N / 8 + 1) / 2 : N / 8;
         wg_bar_sync(1, 256); /* both are done reading xch of the previous item */
 #pragma unroll
         for (int j = 0; j < N / 8; j++) {
@@ -847,39 +848,6 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
                     const float other = xch[i * 128 + t];
                     const float hg = wg == 0 ? own : other, hu = wg == 0 ? other : own;
                     arow[r0 + h * 8] = wg_silu_mul(hg, hu);
-                }
-            }
-        }
-    } else if constexpr (PHASE == 1) {
-        wg_bar_sync(1, 256); /* WG0 is done reading xch of the previous item */
-        if (wg == 1) {
-#pragma unroll
-            for (int j = 0; j < N / 8; j++) {
-#pragma unroll
-                for (int q = 0; q < 2; q++) {
-                    const float sa = tab[j * 8 + (lane & 3) * 2 + q].sa; /* 0 for padding */
-                    xch[(j * 4 + q) * 128 + t] = __fmul_rn(__fmul_rn((float)acc[j * 4 + q], sa), sb0);
-                    xch[(j * 4 + 2 + q) * 128 + t] = __fmul_rn(__fmul_rn((float)acc[j * 4 + 2 + q], sa), sb1);
-                }
-            }
-        }
-        wg_bar_sync(1, 256);
-        if (wg == 0) {
-#pragma unroll
-            for (int j = 0; j < N / 8; j++) {
-#pragma unroll
-                for (int q = 0; q < 2; q++) {
-                    asm volatile("" ::: "memory"); /* one column's table entry live at a time (registers) */
-                    const wg_col_t c = tab[j * 8 + (lane & 3) * 2 + q];
-                    if (!c.ptr) continue;
-                    float *arow = (float *)c.ptr;
-#pragma unroll
-                    for (int h = 0; h < 2; h++) {
-                        const int i = j * 4 + h * 2 + q;
-                        const float hg = __fmul_rn(__fmul_rn((float)acc[i], c.sa), h ? sb1 : sb0);
-                        const float hu = xch[i * 128 + t];
-                        arow[r0 + h * 8] = wg_silu_mul(hg, hu);
-                    }
                 }
             }
         }
