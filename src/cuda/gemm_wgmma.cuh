@@ -71,7 +71,7 @@
 #define WG_BK 128        /* bytes of K per pipeline stage (128 fp8/int8 or 64 bf16) */
 #define WG_MAXCOLS 128   /* token columns per pass (16 chunks of 8 rows) */
 #ifndef WG_PASS_COLS
-#define WG_PASS_COLS 160 /* version 3, packed, INT8 / BF16: columns per pass (a wgmma N of WG_BY_N) */
+#define WG_PASS_COLS 160 /* version 3, packed, INT8 / BF16: columns per pass (128 or 160) */
 #endif
 #define WG_STAGES 5       /* version 2's ring */
 #ifndef WG_STAGE_GEMM2
@@ -940,7 +940,7 @@ static __device__ __forceinline__ void wg_gemm_run(const CUtensorMap &tm_w, cons
      * quarter of the register file), the f16 path's widened token tiles
      * would leave 2 ring stages */
     constexpr int PW = PACK && !CL && MODE != DFM_QUANT_FP8_ID ? WG_PASS_COLS : WG_MAXCOLS;
-    static_assert(PW % 8 == 0 && PW >= WG_MAXCOLS && PW <= 255, "WG_PASS_COLS: a multiple of 8 in 128..248");
+    static_assert(PW == WG_MAXCOLS || PW == 160, "WG_PASS_COLS: 128 or 160 (the wgmma N the dispatch below adds)");
     extern __shared__ unsigned char smem_raw[];
     __shared__ int s_prefix[WG_MAX_G + 1];
     __shared__ int s_maxcols;
@@ -1080,7 +1080,6 @@ static __device__ __forceinline__ void wg_gemm_run(const CUtensorMap &tm_w, cons
     wg_consume<MODE, PHASE, NN, OUT, PROMOTE, true, WG_STAGE_GEMM2 && !(MODE == DFM_QUANT_FP8_ID && PROMOTE == 1), PACK, CL, PW>( \
         p, out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
             if constexpr (PW > 128) {
-                static_assert(PW <= 160, "WG_PASS_COLS > 160: add its wgmma N to the dispatch");
                 if (cols > 128) WG_CONSUME(160);
                 else WG_BY_COLS(cols, WG_CONSUME);
             } else {
