@@ -17,7 +17,7 @@
  *      keep 8-12 weight stages in flight instead of 5; the exchange buffer is
  *      sized the same way (GEMM2 stages its bf16 rows in it); an expert's
  *      token rows packed across sources (wg_col_src: up to 128 rows one
- *      pass, 160 for INT8 / BF16: WG_PASS_COLS), each source's run loaded as
+ *      pass, 160 for INT8 / BF16 / QGMMA: WG_PASS_COLS), each source's run loaded as
  *      two overlapping boxes
  *      (wg_pack_boxes); with -DWG_PACK=0 the chunked layout of version 2
  *      loaded as few large boxes (popcount(chunks) per source block);
@@ -71,7 +71,7 @@
 #define WG_BK 128        /* bytes of K per pipeline stage (128 fp8/int8 or 64 bf16) */
 #define WG_MAXCOLS 128   /* token columns per pass (16 chunks of 8 rows) */
 #ifndef WG_PASS_COLS
-#define WG_PASS_COLS 160 /* version 3, packed, INT8 / BF16: columns per pass (128 or 160) */
+#define WG_PASS_COLS 160 /* version 3, packed, INT8 / BF16 / FP8 QGMMA (promote 128): columns per pass */
 #endif
 #define WG_STAGES 5       /* version 2's ring */
 #ifndef WG_STAGE_GEMM2
@@ -369,6 +369,28 @@ static __device__ __forceinline__ uint32_t wg_f32_to_bf16(float f) {
     return u >> 16;
 }
 
+/* One FP8 promotion group of a stage (wg_consume, PROMOTE 128): columns
+ * [C0, C0 + W) of the item, 4 x k32 QGMMA chained into `part` (W / 2
+ * registers; scale_d = 0 first), waited for and added into the group's
+ * accumulators acc[C0 / 2 ..] (the m64nN fragment holds 8-column chunk j
+ * at d[j * 4 .. + 3], so columns C0.. start at acc[C0 / 2]). The token rows
+ * of the group start C0 rows into the stage's A tile: its descriptor moves
+ * by C0 x 128 bytes. */
+template <int MODE, int C0, int W>
+static __device__ __forceinline__ void wg_fp8_stage_group(float *acc, float *part, uint64_t dw, uint64_t da) {
+#pragma unroll
+    for (int i = 0; i < W / 2; i++) wg_reg_fence(part[i]);
+    wg_fence();
+#pragma unroll
+    for (int kk = 0; kk < 4; kk++) wg_mma<MODE, W>(part, dw + kk * 2, da + ((C0 * 128) >> 4) + kk * 2, kk > 0);
+    wg_commit();
+    wg_wait0();
+#pragma unroll
+    for (int i = 0; i < W / 2; i++) wg_reg_fence(part[i]);
+#pragma unroll
+    for (int i = 0; i < W / 2; i++) acc[C0 / 2 + i] += part[i];
+}
+
 /* One token column of an item, as the epilogue needs it (wg_consume): the
  * row's scale and where its outputs go (GEMM1: the act row at the item's 64
  * channels; GEMM2: the bf16 row at the item's 128); ptr 0 = a padding column. */
@@ -628,7 +650,11 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
     wg_bar_sync(4 + wg, 128);
 
     acc_t acc[NR];
-    float part[MODE == DFM_QUANT_FP8_ID && PROMOTE != 1 ? NR : 1];
+    /* FP8 promotion groups: past 128 columns the stage's columns are
+     * multiplied and promoted 64 at a time through one `part` (a 160-column
+     * item would otherwise hold 160 accumulators) */
+    constexpr int NG = N > WG_MAXCOLS ? 64 : N;
+    float part[MODE == DFM_QUANT_FP8_ID && PROMOTE != 1 ? NG / 2 : 1];
 #pragma unroll
     for (int i = 0; i < NR; i++) acc[i] = 0;
 
@@ -746,17 +772,12 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
                     for (int i = 0; i < NR; i++) acc[i] += part[i];
                 }
             } else if constexpr (MODE == DFM_QUANT_FP8_ID) {
-#pragma unroll
-                for (int i = 0; i < NR; i++) wg_reg_fence(part[i]);
-                wg_fence();
-#pragma unroll
-                for (int kk = 0; kk < 4; kk++) wg_mma<MODE, N>(part, dw + kk * 2, da + kk * 2, kk > 0);
-                wg_commit();
-                wg_wait0();
-#pragma unroll
-                for (int i = 0; i < NR; i++) wg_reg_fence(part[i]);
-#pragma unroll
-                for (int i = 0; i < NR; i++) acc[i] += part[i];
+                /* columns [0, N) in groups of NG (the last one narrower), each
+                 * its own 4 x k32 chain into `part`, promoted after its wait */
+                wg_fp8_stage_group<MODE, 0, (N < NG ? N : NG)>(acc, part, dw, da);
+                if constexpr (N > NG) wg_fp8_stage_group<MODE, NG, (N - NG < NG ? N - NG : NG)>(acc, part, dw, da);
+                if constexpr (N > 2 * NG) wg_fp8_stage_group<MODE, 2 * NG, N - 2 * NG>(acc, part, dw, da);
+                static_assert(N <= 3 * NG, "FP8 promotion groups: at most three");
             } else {
 #pragma unroll
                 for (int i = 0; i < NR; i++) wg_reg_fence(acc[i]);
@@ -934,12 +955,12 @@ static __device__ __forceinline__ void wg_gemm_run(const CUtensorMap &tm_w, cons
                                                    const wg_gemm_args_t &p, const OUT &out) {
     constexpr bool CL = VER == 4; /* version 3 on clusters of 2 (wg_gemm_kernel_cl) */
     constexpr bool PACK = VER >= 3 && WG_PACK;
-    /* columns per pass: WG_PASS_COLS for INT8 and BF16 (128 accumulators a
-     * thread at 160 columns); FP8 keeps 128: QGMMA's `part` would double
-     * that past the 168 registers a 9-warp CTA may use (3 warps share one
-     * quarter of the register file), the f16 path's widened token tiles
-     * would leave 2 ring stages */
-    constexpr int PW = PACK && !CL && MODE != DFM_QUANT_FP8_ID ? WG_PASS_COLS : WG_MAXCOLS;
+    /* columns per pass: WG_PASS_COLS for INT8, BF16 and FP8 QGMMA with
+     * promotion every 128 (past 128 columns it promotes 64 columns at a time
+     * through one `part`, wg_fp8_stage_group: 80 + 32 accumulators, within
+     * the 168 registers a 9-warp CTA may use); 128 for promotion every 32
+     * and for the f16 path (its widened token tiles would leave 2 stages) */
+    constexpr int PW = PACK && !CL && (MODE != DFM_QUANT_FP8_ID || PROMOTE == 128) ? WG_PASS_COLS : WG_MAXCOLS;
     static_assert(PW == WG_MAXCOLS || PW == 160, "WG_PASS_COLS: 128 or 160 (the wgmma N the dispatch below adds)");
     extern __shared__ unsigned char smem_raw[];
     __shared__ int s_prefix[WG_MAX_G + 1];
