@@ -506,6 +506,31 @@ static int run_problem(const problem_t &P, int full, int samples, int iters, dou
             bb[ph - 1] = ms * 1e3 / n;
         }
         CK(cudaGetLastError());
+#if WG_TRACE
+        /* per item slot: medians over CTAs of table fill, mainloop, epilogue (us at 1.755 GHz) and gap to the next item */
+        {
+            static unsigned long long tr[2][160][WG_TR_ITEMS][5];
+            CK(cudaDeviceSynchronize());
+            CK(cudaMemcpyFromSymbol(tr, wg_trace, sizeof tr));
+            for (int ph = 0; ph < 2; ph++)
+                for (int k = 0; k < WG_TR_ITEMS; k++) {
+                    std::vector<float> a, b, c, d, x;
+                    for (int cta = 0; cta < 160 && cta < num_sms; cta++) {
+                        const unsigned long long *e = tr[ph][cta][k];
+                        if (!e[0]) continue;
+                        a.push_back((e[1] - e[0]) / 1755.0f);
+                        b.push_back((e[2] - e[1]) / 1755.0f);
+                        c.push_back((e[4] - e[2]) / 1755.0f);
+                        x.push_back((e[3] - e[2]) / 1755.0f);
+                        if (k + 1 < WG_TR_ITEMS && tr[ph][cta][k + 1][0]) d.push_back((tr[ph][cta][k + 1][0] - e[4]) / 1755.0f);
+                    }
+                    if (a.empty()) continue;
+                    printf("trace %s gemm%d item %d ctas %3zu: table %.2f main %.2f (max %.2f) epi %.2f (max %.2f; first part %.2f) next %.2f us\n",
+                           P.name, ph + 1, k, a.size(), median(a), median(b), *std::max_element(b.begin(), b.end()),
+                           median(c), *std::max_element(c.begin(), c.end()), median(x), d.empty() ? 0.0f : median(d));
+                }
+        }
+#endif
         const double us1 = median(t1), us2 = median(t2);
         const double b1 = (double)active * 2 * P.I * P.H * cb, b2 = (double)active * P.H * P.I * cb;
         const double f1 = b1 / bw * 1e6, f2 = b2 / bw * 1e6;

@@ -102,6 +102,26 @@
 #ifndef WG_BALANCE
 #define WG_BALANCE 1 /* items spread evenly over just enough CTAs for the launch's rounds (0: all CTAs) */
 #endif
+#ifndef WG_EPI_JB
+#define WG_EPI_JB 4 /* column chunks (8 columns) per batch of the epilogue's loads */
+#endif
+#ifndef WG_EPI_CB
+#define WG_EPI_CB 4 /* GEMM2's staged rows: 16-byte pieces per thread and batch of the copy out */
+#endif
+#ifndef WG_EARLY_BSCALE
+#define WG_EARLY_BSCALE 1 /* the channel scales loaded before the stage loop (0: in the epilogue) */
+#endif
+#ifndef WG_TRACE
+#define WG_TRACE 0 /* 1: thread 0 of each CTA records clock64 per item (measurement only; gemm_bench) */
+#endif
+#if WG_TRACE
+#define WG_TR_ITEMS 8
+__device__ unsigned long long wg_trace[2][160][WG_TR_ITEMS][5];
+static __shared__ unsigned long long wg_tr_s[5];
+#define WG_TMARK(k) do { if (threadIdx.x == 0) wg_tr_s[k] = clock64(); } while (0)
+#else
+#define WG_TMARK(k) do { } while (0)
+#endif
 #ifndef WG_PIPE
 #define WG_PIPE 1 /* 0: version 1 consumer (wait for each stage's wgmmas) */
 #endif
@@ -624,6 +644,21 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
      * its own (the first: its reads of the previous item's table and staging
      * are done). */
     wg_col_t *tab = s_tab + wg * PW;
+    /* Epilogue batches (below) and early channel scales where the registers
+     * allow: FP8 GEMM1 carries `part` (QGMMA) or the widened weights (f16)
+     * through its stage loop, version 2 has no packed table. JB 0: one column
+     * at a time. */
+    constexpr bool TIGHT = MODE == DFM_QUANT_FP8_ID && PHASE == 1;
+    constexpr int JB = !TIGHT ? WG_EPI_JB : PROMOTE == 1 || CL ? 0 : 2, JBE = JB ? JB : 1, CB = PACK ? WG_EPI_CB : 1;
+    constexpr bool EARLY_BS = WG_EARLY_BSCALE && !TIGHT && PACK;
+    /* this thread's two channel scales, loaded now: under the weight stream a
+     * global load takes microseconds, which the epilogue would wait out */
+    float sb0 = 1.0f, sb1 = 1.0f;
+    if (EARLY_BS && p.b_scale) {
+        const float *bs = p.b_scale + (size_t)g * p.n_out + (size_t)tile * WG_BN + wg * 64;
+        sb0 = bs[w4 * 16 + (lane >> 2)];
+        sb1 = bs[w4 * 16 + (lane >> 2) + 8];
+    }
     wg_bar_sync(4 + wg, 128);
 #pragma unroll 1
     for (int col = t; col < N; col += 128) { /* N > 128: two columns for some threads */
@@ -648,6 +683,7 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
         tab[col] = c;
     }
     wg_bar_sync(4 + wg, 128);
+    WG_TMARK(1);
 
     acc_t acc[NR];
     /* FP8 promotion groups: past 128 columns the stage's columns are
@@ -827,9 +863,18 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
     }
 
     /* ---- epilogue ---- */
+    WG_TMARK(2);
     const int r0 = w4 * 16 + (lane >> 2); /* rows r0, r0 + 8 of this warpgroup's 64 */
-    const float *bs = p.b_scale ? p.b_scale + (size_t)g * p.n_out + (size_t)tile * WG_BN + wg * 64 : nullptr;
-    const float sb0 = bs ? bs[r0] : 1.0f, sb1 = bs ? bs[r0 + 8] : 1.0f;
+    if (!EARLY_BS && p.b_scale) {
+        const float *bs = p.b_scale + (size_t)g * p.n_out + (size_t)tile * WG_BN + wg * 64;
+        sb0 = bs[r0];
+        sb1 = bs[r0 + 8];
+    }
+    /* The epilogue's loops take WG_EPI_JB column chunks at a time: first every
+     * shared-memory load of the batch (column table, exchange), then the math
+     * and the stores. One load, use and store per column in turn was a chain of
+     * dependent shared-memory round trips (the stores' asm is a compiler
+     * barrier): ~3 us per 128-column item, with the weight stream stalled. */
 
     if constexpr (PHASE == 1) {
         /* SwiGLU split between the warpgroups by column chunks: WG0 (gate)
@@ -853,22 +898,41 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
             }
         }
         wg_bar_sync(1, 256);
+        WG_TMARK(3);
 #pragma unroll
-        for (int j = 0; j < N / 8; j++) {
-            if ((wg == 0) != (j < JS)) continue; /* chunk j is the other's */
+        for (int j0 = 0; j0 < N / 8; j0 += JBE) {
+            asm volatile("" ::: "memory"); /* one batch's table entries live at a time (registers) */
+            wg_col_t c[JBE][2];
+            float oth[JBE][4];
 #pragma unroll
-            for (int q = 0; q < 2; q++) {
-                asm volatile("" ::: "memory"); /* one column's table entry live at a time (registers) */
-                const wg_col_t c = tab[j * 8 + (lane & 3) * 2 + q];
-                if (!c.ptr) continue;
-                float *arow = (float *)c.ptr;
+            for (int jj = 0; jj < JBE && JB; jj++) {
+                const int j = j0 + jj;
+                if (j >= N / 8 || (wg == 0) != (j < JS)) continue; /* chunk j is the other's */
 #pragma unroll
-                for (int h = 0; h < 2; h++) {
-                    const int i = j * 4 + h * 2 + q;
-                    const float own = __fmul_rn(__fmul_rn((float)acc[i], c.sa), h ? sb1 : sb0);
-                    const float other = xch[i * 128 + t];
-                    const float hg = wg == 0 ? own : other, hu = wg == 0 ? other : own;
-                    arow[r0 + h * 8] = wg_silu_mul(hg, hu);
+                for (int q = 0; q < 2; q++) c[jj][q] = tab[j * 8 + (lane & 3) * 2 + q];
+#pragma unroll
+                for (int i = 0; i < 4; i++) oth[jj][i] = xch[(j * 4 + i) * 128 + t];
+            }
+#pragma unroll
+            for (int jj = 0; jj < JBE; jj++) {
+                const int j = j0 + jj;
+                if (j >= N / 8 || (wg == 0) != (j < JS)) continue;
+#pragma unroll
+                for (int q = 0; q < 2; q++) {
+                    if (!JB) {
+                        asm volatile("" ::: "memory");
+                        c[jj][q] = tab[j * 8 + (lane & 3) * 2 + q];
+                    }
+                    if (!c[jj][q].ptr) continue;
+                    float *arow = (float *)c[jj][q].ptr;
+#pragma unroll
+                    for (int h = 0; h < 2; h++) {
+                        const int i = j * 4 + h * 2 + q;
+                        const float own = __fmul_rn(__fmul_rn((float)acc[i], c[jj][q].sa), h ? sb1 : sb0);
+                        const float other = JB ? oth[jj][h * 2 + q] : xch[i * 128 + t];
+                        const float hg = wg == 0 ? own : other, hu = wg == 0 ? other : own;
+                        arow[r0 + h * 8] = wg_silu_mul(hg, hu);
+                    }
                 }
             }
         }
@@ -894,35 +958,57 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
             }
         }
 #pragma unroll
-        for (int j = 0; j < N / 8; j++) {
+        for (int j0 = 0; j0 < N / 8; j0 += JBE) {
+            asm volatile("" ::: "memory"); /* one batch's table entries live at a time (registers) */
+            float sa[JBE][2];
+            uintptr_t ptr[STAGE ? 1 : JBE][2];
 #pragma unroll
-            for (int q = 0; q < 2; q++) {
-                const int n = j * 8 + (lane & 3) * 2 + q;
-                if constexpr (STAGE) { /* padding columns stage zeros; the copy below skips them */
-                    const float sa = tab[n].sa;
-                    wg_st_shared_u16(s_lo[q] + j * 1024,
-                                     (uint16_t)wg_f32_to_bf16(__fmul_rn(__fmul_rn((float)acc[j * 4 + q], sa), sb0)));
-                    wg_st_shared_u16(s_hi[q] + j * 1024,
-                                     (uint16_t)wg_f32_to_bf16(__fmul_rn(__fmul_rn((float)acc[j * 4 + 2 + q], sa), sb1)));
-                } else {
-                    asm volatile("" ::: "memory"); /* one column's table entry live at a time (registers) */
-                    const wg_col_t c = tab[n];
-                    if (!c.ptr) continue;
-                    uint16_t *yrow = (uint16_t *)c.ptr + wg * 64;
-                    yrow[r0] = (uint16_t)wg_f32_to_bf16(__fmul_rn(__fmul_rn((float)acc[j * 4 + q], c.sa), sb0));
-                    yrow[r0 + 8] = (uint16_t)wg_f32_to_bf16(__fmul_rn(__fmul_rn((float)acc[j * 4 + 2 + q], c.sa), sb1));
+            for (int jj = 0; jj < JBE; jj++)
+#pragma unroll
+                for (int q = 0; q < 2; q++) {
+                    if (j0 + jj >= N / 8) continue;
+                    const int n = (j0 + jj) * 8 + (lane & 3) * 2 + q;
+                    sa[jj][q] = tab[n].sa; /* 0 for padding: STAGE stages zeros, the copy below skips them */
+                    if constexpr (!STAGE) ptr[jj][q] = tab[n].ptr;
+                }
+#pragma unroll
+            for (int jj = 0; jj < JBE; jj++) {
+                const int j = j0 + jj;
+                if (j >= N / 8) continue;
+#pragma unroll
+                for (int q = 0; q < 2; q++) {
+                    const uint32_t lo = wg_f32_to_bf16(__fmul_rn(__fmul_rn((float)acc[j * 4 + q], sa[jj][q]), sb0));
+                    const uint32_t hi = wg_f32_to_bf16(__fmul_rn(__fmul_rn((float)acc[j * 4 + 2 + q], sa[jj][q]), sb1));
+                    if constexpr (STAGE) {
+                        wg_st_shared_u16(s_lo[q] + j * 1024, (uint16_t)lo);
+                        wg_st_shared_u16(s_hi[q] + j * 1024, (uint16_t)hi);
+                    } else {
+                        if (!ptr[STAGE ? 0 : jj][q]) continue;
+                        uint16_t *yrow = (uint16_t *)ptr[STAGE ? 0 : jj][q] + wg * 64;
+                        yrow[r0] = (uint16_t)lo;
+                        yrow[r0 + 8] = (uint16_t)hi;
+                    }
                 }
             }
         }
         if constexpr (STAGE) {
             wg_bar_sync(4 + wg, 128);
+            WG_TMARK(3);
 #pragma unroll 1
-            for (int c = t; c < N * 8; c += 128) {
-                const int n = c >> 3, k = c & 7;
-                const uintptr_t ptr = tab[n].ptr;
-                if (!ptr) continue;
-                uint16_t *yrow = (uint16_t *)ptr + wg * 64;
-                *(uint4 *)(yrow + k * 8) = wg_ld_shared_v4(stg + n * 128 + ((k ^ (n & 7)) << 4));
+            for (int c0 = t; c0 < N * 8; c0 += CB * 128) {
+                uintptr_t ptr[CB];
+                uint4 v[CB];
+#pragma unroll
+                for (int u = 0; u < CB; u++) {
+                    const int c = c0 + u * 128, n = c >> 3, k = c & 7;
+                    ptr[u] = c < N * 8 ? tab[n].ptr : 0;
+                    if (ptr[u]) v[u] = wg_ld_shared_v4(stg + n * 128 + ((k ^ (n & 7)) << 4));
+                }
+#pragma unroll
+                for (int u = 0; u < CB; u++) {
+                    const int c = c0 + u * 128, k = c & 7;
+                    if (ptr[u]) *(uint4 *)((uint16_t *)ptr[u] + wg * 64 + k * 8) = v[u];
+                }
             }
         }
     }
@@ -1090,11 +1176,17 @@ static __device__ __forceinline__ void wg_gemm_run(const CUtensorMap &tm_w, cons
         }
     } else { /* consumers */
         int it = 0;
+#if WG_TRACE
+        int n_item = 0;
+        if (tid == 0 && blockIdx.x < 160)
+            for (int i = 0; i < WG_TR_ITEMS; i++) wg_trace[PHASE - 1][blockIdx.x][i][0] = 0;
+#endif
         for (int v = v0; v < total; v += vstep) {
             int g, tile, pass;
             wg_item(s_prefix, G, sched_tiles, v, g, tile, pass);
             if (CL) tile = 2 * tile + crank;
             const int cols = min(PW, wg_expert_cols<PACK>(p.row_count, p.R, g) - pass * PW);
+            WG_TMARK(0);
 /* GEMM2 stages its rows, except FP8 on f16 tensor cores (168 registers
  * already); -DWG_STAGE_GEMM2=0 turns staging off (for A/B measurements) */
 #define WG_CONSUME(NN) \
@@ -1107,6 +1199,13 @@ static __device__ __forceinline__ void wg_gemm_run(const CUtensorMap &tm_w, cons
                 WG_BY_COLS(cols, WG_CONSUME);
             }
 #undef WG_CONSUME
+#if WG_TRACE
+            if (tid == 0 && n_item < WG_TR_ITEMS && blockIdx.x < 160) {
+                for (int k = 0; k < 4; k++) wg_trace[PHASE - 1][blockIdx.x][n_item][k] = wg_tr_s[k];
+                wg_trace[PHASE - 1][blockIdx.x][n_item][4] = clock64();
+            }
+            n_item++;
+#endif
         }
     }
     /* CL: no CTA leaves while the other may still arrive on its barriers */
