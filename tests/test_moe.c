@@ -171,6 +171,7 @@ typedef struct {
     int64_t *idx[MAX_RANKS];
     float *wts[MAX_RANKS];
     double *ref_q[MAX_RANKS], *ref_exact[MAX_RANKS]; /* fused calls */
+    double *ref_amb[MAX_RANKS]; /* what legitimate act code flips may move ref_q (oracle_moe) */
 } call_t;
 
 typedef struct {
@@ -270,7 +271,7 @@ static void make_call(world_t *w, th_rng_t *rng, call_t *call, dfm_quant_t q, in
             for (size_t k = 0; k < K; k++)
                 call->wts[r][t * K + k] = (float)(0.05 + th_rng_uniform(rng));
         }
-        call->ref_q[r] = call->ref_exact[r] = NULL;
+        call->ref_q[r] = call->ref_exact[r] = call->ref_amb[r] = NULL;
     }
 }
 
@@ -347,8 +348,10 @@ static void world_init(world_t *w, const moe_case_t *c, dfm_backend_t backend, u
             size_t n = (size_t)call->num_tokens[r] * H;
             call->ref_q[r] = th_alloc(n * sizeof(double));
             call->ref_exact[r] = th_alloc(n * sizeof(double));
+            call->ref_amb[r] = th_alloc(n * sizeof(double));
             oracle_moe(&w->ow[call->quant], call->x[r], call->idx[r], call->wts[r],
-                       call->num_tokens[r], call->num_topk, call->ref_q[r], call->ref_exact[r]);
+                       call->num_tokens[r], call->num_topk, call->ref_q[r], call->ref_exact[r],
+                       call->ref_amb[r]);
         }
     }
 
@@ -378,6 +381,7 @@ static void world_free(world_t *w) {
             free(w->calls[i].idx[r]);
             free(w->calls[i].wts[r]);
             free(w->calls[i].ref_q[r]);
+            free(w->calls[i].ref_amb[r]);
             free(w->calls[i].ref_exact[r]);
         }
     }
@@ -569,10 +573,13 @@ static int fused_finish(dfm_ctx_t *ctx, const world_t *w, int ci, int rank, sani
     int ok = TH_EXPECT(st == DFM_SUCCESS, "call %d rank %d: dfm_fused_moe: %s: %s", ci, rank,
                        dfm_status_string(st), dfm_ctx_last_error(ctx));
     if (ok) {
-        double e_q = th_rel_l2_bf16(out, call->ref_q[rank], T * H);
-        if (print_err) printf("err call %d rank %d %s T=%zu %.4g\n", ci, rank, quant_names[q], T, e_q);
-        TH_EXPECT(e_q <= tol_oracle(q), "call %d rank %d (%s, T=%zu): rel L2 vs oracle %.3g > %g",
-                  ci, rank, quant_names[q], T, e_q, tol_oracle(q));
+        double allowed;
+        double e_q = oracle_check(out, call->ref_q[rank], call->ref_amb[rank], T * H, tol_oracle(q), &allowed);
+        if (print_err)
+            printf("err call %d rank %d %s T=%zu %.4g (allowed %.4g)\n", ci, rank, quant_names[q], T, e_q, allowed);
+        TH_EXPECT(e_q <= allowed,
+                  "call %d rank %d (%s, T=%zu): rel L2 vs oracle %.3g > %g (%g + act values at a rounding boundary)",
+                  ci, rank, quant_names[q], T, e_q, allowed, tol_oracle(q));
         for (size_t t = 0; t < T; t++) {
             double e = th_rel_l2_bf16(out + t * H, call->ref_exact[rank] + t * H, H);
             if (e == 0.0) continue; /* both zero: nothing to learn */

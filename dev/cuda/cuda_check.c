@@ -432,7 +432,7 @@ static void *rank_main(void *p) {
         }
         if (!(e_cpu <= tol) || zeros_bad) FAIL(w, "rank %d fused it %d (T=%d): rel L2 vs cpu %.3e (tol %.0e), %zu non-zero in empty tokens", rank, it, Ti, e_cpu, tol, zeros_bad);
         if (last) {
-            oracle_moe(&w->ow, w->x[rank], w->idx[rank], w->wt[rank], Ti, K, ref, NULL);
+            oracle_moe(&w->ow, w->x[rank], w->idx[rank], w->wt[rank], Ti, K, ref, NULL, NULL);
             double e_or = th_rel_l2_bf16(og, ref, (size_t)Ti * H);
             double e_cpu_or = th_rel_l2_bf16(oc, ref, (size_t)Ti * H);
             if (!(e_or <= tol)) FAIL(w, "rank %d fused vs oracle %.3e", rank, e_or);
