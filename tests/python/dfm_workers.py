@@ -92,12 +92,15 @@ def _nan_bf16(shape, device):
 
 
 def fused_references(prob, rank, mode):
-    """The float64 references of rank's fused output: (oracle, unquantized math)."""
+    """The float64 references of rank's fused output: (oracle, unquantized math,
+    the oracle's allowance for act code flips)."""
     x, idx, w = prob.x[rank], prob.idx[rank], prob.w[rank]
-    y = oracle.expert_outputs(x, prob.w13, prob.w2, mode)
+    flips = []
+    y = oracle.expert_outputs(x, prob.w13, prob.w2, mode, flips)
     ref = oracle.combine(y, idx, w, prob.E)
+    amb = oracle.combine_flips(flips, idx, w, prob.E)
     unq = oracle.combine(oracle.expert_outputs_unquantized(x, prob.w13, prob.w2), idx, w, prob.E)
-    return ref, unq
+    return ref, unq, amb
 
 
 def check_fused_output(out, prob, rank, mode, tag, refs=None):
@@ -106,15 +109,16 @@ def check_fused_output(out, prob, rank, mode, tag, refs=None):
     x, idx = prob.x[rank], prob.idx[rank]
     out = out.cpu()
     assert not torch.isnan(out.float()).any(), "%s: NaN in output (unwritten rows?)" % tag
-    ref, unq = refs if refs is not None else fused_references(prob, rank, mode)
+    ref, unq, amb = refs if refs is not None else fused_references(prob, rank, mode)
     tol, sanity = oracle.TOLERANCE[mode]
     if x.shape[0] == 0:
         return
     zero_rows = ((idx < 0) | (idx >= prob.E)).all(dim=1)
     if zero_rows.any():
         assert (out[zero_rows] == 0).all(), "%s: tokens without experts must be exact zeros" % tag
-    err = oracle.rel_l2(out, ref)
-    assert err <= tol, "%s: rel L2 error vs oracle %.3g > %.3g" % (tag, err, tol)
+    err, allowed = oracle.check(out, ref, amb, tol)
+    assert err <= allowed, "%s: rel L2 error vs oracle %.3g > %.3g (%.3g + act values at a rounding boundary)" % (
+        tag, err, allowed, tol)
     err2 = oracle.rel_l2(out, unq)
     assert err2 <= sanity, "%s: rel L2 error vs unquantized math %.3g > %.3g" % (tag, err2, sanity)
 
