@@ -12,6 +12,8 @@
 #   SKIP_BUILD=1 scripts/gpu_all.sh    use an existing build/ (made elsewhere)
 #   TEST_TIMEOUT=300 BENCH_TIMEOUT=600 scripts/gpu_all.sh   (defaults 180, 480 s)
 #   SKIP_PYTEST=1 SKIP_BENCH=1 scripts/gpu_all.sh            leave those steps out
+#   PYTEST_K=4 scripts/gpu_all.sh      the GPU pytest's cases matching -k 4 (its
+#                                      4-GPU ones: ids [4], [4-fp8], ...)
 #   SKIP_TESTS=1 SKIP_DEMO=1 SKIP_SANITIZER=1  likewise (per-rank C tests, demo,
 #                                      compute-sanitizer); the benchmark has the fused
 #                                      operator's columns (bench/run_bench.sh)
@@ -184,7 +186,7 @@ if [ "${SKIP_PYTEST:-0}" = 1 ]; then
 elif [ -d tests/python ] && "$PYTHON" -c 'import torch,sys;sys.exit(not torch.cuda.is_available())' \
     2>/dev/null; then
     step pytest "$PYTEST_TIMEOUT" env DFM_LIBRARY="$PWD/$BUILD/libdfm.so" \
-        "$PYTHON" -m pytest -v -rs --durations=10 tests/python/test_cuda.py
+        "$PYTHON" -m pytest -v -rs --durations=10 ${PYTEST_K:+-k "$PYTEST_K"} tests/python/test_cuda.py
 else
     echo "== pytest: no tests/python or no torch with CUDA in $PYTHON; skipped" | tee -a "$SUMMARY"
 fi
