@@ -67,7 +67,10 @@ typedef struct {
  *   row_total [G]       i32  rows of local expert g in the current call
  *   act       [G*R*M][I] f32 SwiGLU output per received row (fused path)
  *   act_q     [G*R*M][I] codes (1 or 2 bytes), act_s [G*R*M] f32: requantized
- * Rows of act/act_q/act_s are indexed like the receive slots (dfm_recv_row).
+ *   tok16     [G*R*M][H] f16 or NULL: GEMM1's FP8 tokens widened once, each
+ *             128-element block of K in the order of wg_fp8_widen_tokens
+ *             (DFM_CUDA_TOK16=1; gemm.cu's widen kernel)
+ * Rows of act/act_q/act_s/tok16 are indexed like the receive slots (dfm_recv_row).
  */
 typedef struct {
     dfm_layout_t L;
@@ -82,6 +85,7 @@ typedef struct {
     float *act;
     void *act_q;
     float *act_s;
+    uint16_t *tok16;
     int num_sms; /* the device's SMs: the dispatch and combine grids stay <= this */
 } dfm_cuda_world_t;
 

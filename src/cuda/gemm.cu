@@ -349,6 +349,38 @@ static __global__ void __launch_bounds__(REQUANT_THREADS)
         dfm_requant_row(&w, dfm_recv_row(&w.L, g, src, j), q);
 }
 
+/*
+ * GEMM1's FP8 tokens widened to f16 once for version 5 (world.tok16): row
+ * (g, src, j) of the current half's receive slots -> tok16[phys], each
+ * 128-element block of K stored as the two 64-element halves that
+ * wg_fp8_widen_tokens would write into shared memory (before its swizzle):
+ * half hh, position p holds K = 16 c + 4 (l >> 1) + 2 (l & 1) + (p & 1) of the
+ * block, with l = p >> 3 and c = 2 ((p & 7) >> 1) + hh. TMA then loads each
+ * half as a 128-byte box and swizzles it as the software did.
+ * Roles: CTA (g * R + src, y); rows j = y, y + gridDim.y, ...; a thread two
+ * f16 (one cvt.f16x2.e4m3x2) per step.
+ */
+#define WIDEN_THREADS 256
+#define WIDEN_SPLIT 16
+static __global__ void __launch_bounds__(WIDEN_THREADS) widen_kernel(const __grid_constant__ dfm_cuda_world_t w) {
+    const int R = w.num_ranks, H = w.hidden;
+    const int g = blockIdx.x / R, src = blockIdx.x % R;
+    const int count = w.row_count[g * R + src];
+    const int half = dfm_seq_half(w.st->cur_seq);
+    const char *local = w.peer[w.rank];
+    for (int j = blockIdx.y; j < count; j += gridDim.y) {
+        const size_t phys = (size_t)(g * R + src) * w.num_max + j;
+        const uint8_t *in = (const uint8_t *)(local + dfm_off_recv_rows(&w.L, half, phys));
+        uint32_t *out = (uint32_t *)(w.tok16 + phys * H);
+        for (int o = 2 * (int)threadIdx.x; o < H; o += 2 * WIDEN_THREADS) {
+            const int blk = o & ~127, hh = (o >> 6) & 1, p = o & 63, l = p >> 3;
+            const int k = blk + 16 * (2 * ((p & 7) >> 1) + hh) + 4 * (l >> 1) + 2 * (l & 1);
+            const uint32_t two = (uint32_t)in[k] | (uint32_t)in[k + 1] << 8;
+            out[o >> 1] = wg_e4m3x2_to_f16x2(two);
+        }
+    }
+}
+
 /* ---- launchers and entries --------------------------------------------------- */
 
 static const void *gemm_kernel(int quant, int phase) {
@@ -389,8 +421,11 @@ template <int VER, int PROMOTE> static const void *wg_kernel_v(int quant, int ph
     return phase == 1 ? (const void *)wg_gemm_kernel<DFM_QUANT_BF16, 1, VER, combine_out_t>
                       : (const void *)wg_gemm_kernel<DFM_QUANT_BF16, 2, VER, combine_out_t>;
 }
-/* promote 1 (f16 tensor cores) has version 3 only; wg_launch asks for that. */
+/* promote 1 (f16 tensor cores) has version 3, and version 5 for FP8 GEMM1
+ * with the tokens widened before the launch (world.tok16); wg_launch asks. */
 static const void *wg_kernel(int quant, int phase, int ver, int promote) {
+    if (promote == 1 && ver == 5 && quant == DFM_QUANT_FP8 && phase == 1)
+        return (const void *)wg_gemm_kernel<DFM_QUANT_FP8, 1, 5, combine_out_t, 1>;
     if (promote == 1) return wg_kernel_v<3, 1>(quant, phase);
     if (promote == 32)
         return ver == 2 ? wg_kernel_v<2, 32>(quant, phase) : wg_kernel_v<3, 32>(quant, phase);
@@ -404,6 +439,7 @@ static int wg_disabled; /* DFM_CUDA_GEMM=mma */
 static int wg_version;  /* 3, or 2 with DFM_CUDA_GEMM=v2 */
 static int wg_promote;  /* FP8 promotion interval of the wgmma kernels: 1, 32 or 128 */
 static int wg_smem3[DFM_NUM_QUANT][2][3]; /* version 3's dynamic shared memory [q][phase][promote index] */
+static int wg_smem5;                      /* version 5's (FP8 GEMM1, f16 tokens) */
 /* W loads with the L2 evict_first policy (DFM_CUDA_W_EVICT_FIRST=0: normal) */
 static int wg_evict_first;
 
@@ -466,11 +502,21 @@ cudaError_t dfm_cuda_experts_init(void) {
                 if (err != cudaSuccess) return err;
             }
         }
+    wg_smem5 = wg_v3_smem(wg_kernel(DFM_QUANT_FP8, 1, 5, 1));
+    if (wg_smem5 <= 0) return cudaErrorInvalidValue;
+    cudaError_t err = cudaFuncSetAttribute(wg_kernel(DFM_QUANT_FP8, 1, 5, 1),
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, wg_smem5);
+    if (err != cudaSuccess) return err;
     int dev = 0;
-    cudaError_t err = cudaGetDevice(&dev);
+    err = cudaGetDevice(&dev);
     if (err == cudaSuccess)
         err = cudaDeviceGetAttribute(&wg_num_sms, cudaDevAttrMultiProcessorCount, dev);
     return err;
+}
+
+/* Version 5 for this call's GEMM1: FP8 on f16 tensor cores with the f16 copy allocated. */
+static int wg_tok16(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op) {
+    return w->tok16 != NULL && op->quant == DFM_QUANT_FP8 && wg_phase_promote(1) == 1 && wg_version == 3;
 }
 
 /* Tensor maps, cached per host thread (each rank of -p threads is a thread):
@@ -552,7 +598,7 @@ static cudaError_t wg_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
     const int cb = op->quant == DFM_QUANT_BF16 ? 2 : 1;
     const long long rows = (long long)G * R * M;
     const int promote = wg_phase_promote(phase);
-    const int ver = op->quant == DFM_QUANT_FP8 && promote == 1 ? 3 : wg_version;
+    const int ver = phase == 1 && wg_tok16(w, op) ? 5 : op->quant == DFM_QUANT_FP8 && promote == 1 ? 3 : wg_version;
     char *local = w->peer[w->rank];
     CUtensorMap tw;
     wg_amaps_t ta;
@@ -571,8 +617,9 @@ static cudaError_t wg_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
         a.cur_seq = &w->st->cur_seq;
         a.half_rows = rows;
         a.act = w->act;
-        if (wg_build_maps(&tw, &ta, op->w1, (long long)G * 2 * I, local + dfm_off_recv_rows(&w->L, 0, 0), 2 * rows,
-                          H * cb, w->L.row_bytes, ver))
+        if (ver == 5 ? wg_build_maps(&tw, &ta, op->w1, (long long)G * 2 * I, w->tok16, rows, H * 2, (size_t)H * 2, ver)
+                     : wg_build_maps(&tw, &ta, op->w1, (long long)G * 2 * I, local + dfm_off_recv_rows(&w->L, 0, 0),
+                                     2 * rows, H * cb, w->L.row_bytes, ver))
             return cudaErrorNotSupported;
     } else {
         a.n_out = H;
@@ -588,7 +635,7 @@ static cudaError_t wg_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
     out.w = *w;
     void *args[] = {(void *)&tw, (void *)&ta, (void *)&a, (void *)&out};
     const int pi = wg_promote_index(promote);
-    const size_t smem = ver == 2 ? WG_SMEM_BYTES : (size_t)wg_smem3[op->quant][phase - 1][pi];
+    const size_t smem = ver == 2 ? WG_SMEM_BYTES : ver == 5 ? (size_t)wg_smem5 : (size_t)wg_smem3[op->quant][phase - 1][pi];
     return dfm_launch((const void *)wg_kernel(op->quant, phase, ver, promote), dim3((unsigned)wg_num_sms),
                       dim3(WG_THREADS), args, smem, stream, 0, wg_same(op, phase, ver, promote));
 }
@@ -610,7 +657,9 @@ static cudaError_t gemm_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *o
     if (wg_usable(w, op)) {
         cudaError_t err = wg_launch(w, op, phase, stream);
         if (err != cudaErrorNotSupported) {
-            if (op->quant == DFM_QUANT_FP8 && wg_phase_promote(phase) == 1)
+            if (phase == 1 && wg_tok16(w, op))
+                note_path(phase, "wgmma v5 (fp8 tokens widened to f16 before the launch, fp32 accumulation)");
+            else if (op->quant == DFM_QUANT_FP8 && wg_phase_promote(phase) == 1)
                 note_path(phase, "wgmma v3 (fp8 widened to f16, fp32 accumulation)");
             else if (op->quant == DFM_QUANT_FP8 && wg_phase_promote(phase) == 32)
                 note_path(phase, wg_version == 2 ? "wgmma v2 (fp8 promote 32)" : "wgmma v3 (fp8 promote 32)");
@@ -642,9 +691,17 @@ static cudaError_t requant_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t
     return dfm_launch(k, grid, dim3(REQUANT_THREADS), args, 0, stream, 0, 1ull + (unsigned)op->quant);
 }
 
+static cudaError_t widen_launch(const dfm_cuda_world_t *w, cudaStream_t stream) {
+    const dim3 grid((unsigned)(w->num_local_experts * w->num_ranks), WIDEN_SPLIT);
+    void *args[] = {(void *)w};
+    return dfm_launch((const void *)widen_kernel, grid, dim3(WIDEN_THREADS), args, 0, stream, 0, 7);
+}
+
 cudaError_t dfm_cuda_experts(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
                              cudaStream_t stream) {
-    cudaError_t err = gemm_launch(w, op, 1, stream);
+    cudaError_t err = cudaSuccess;
+    if (wg_usable(w, op) && wg_tok16(w, op)) err = widen_launch(w, stream);
+    if (err == cudaSuccess) err = gemm_launch(w, op, 1, stream);
     if (err == cudaSuccess) err = requant_launch(w, op, stream);
     if (err == cudaSuccess) err = gemm_launch(w, op, 2, stream);
     return err;
