@@ -351,12 +351,9 @@ static __global__ void __launch_bounds__(REQUANT_THREADS)
 
 /*
  * GEMM1's FP8 tokens widened to f16 once for version 5 (world.tok16): row
- * (g, src, j) of the current half's receive slots -> tok16[phys], each
- * 128-element block of K stored as the two 64-element halves that
- * wg_fp8_widen_tokens would write into shared memory (before its swizzle):
- * half hh, position p holds K = 16 c + 4 (l >> 1) + 2 (l & 1) + (p & 1) of the
- * block, with l = p >> 3 and c = 2 ((p & 7) >> 1) + hh. TMA then loads each
- * half as a 128-byte box and swizzles it as the software did.
+ * (g, src, j) of the current half's receive slots -> tok16[phys] in the K
+ * order of wg_tok16_k (that of wg_fp8_widen_tokens); TMA then loads each
+ * 64-element half as a 128-byte box and swizzles it as the software did.
  * Roles: CTA (g * R + src, y); rows j = y, y + gridDim.y, ...; a thread two
  * f16 (one cvt.f16x2.e4m3x2) per step.
  */
@@ -373,8 +370,7 @@ static __global__ void __launch_bounds__(WIDEN_THREADS) widen_kernel(const __gri
         const uint8_t *in = (const uint8_t *)(local + dfm_off_recv_rows(&w.L, half, phys));
         uint32_t *out = (uint32_t *)(w.tok16 + phys * H);
         for (int o = 2 * (int)threadIdx.x; o < H; o += 2 * WIDEN_THREADS) {
-            const int blk = o & ~127, hh = (o >> 6) & 1, p = o & 63, l = p >> 3;
-            const int k = blk + 16 * (2 * ((p & 7) >> 1) + hh) + 4 * (l >> 1) + 2 * (l & 1);
+            const int k = wg_tok16_k(o); /* and k + 1 */
             const uint32_t two = (uint32_t)in[k] | (uint32_t)in[k + 1] << 8;
             out[o >> 1] = wg_e4m3x2_to_f16x2(two);
         }

@@ -370,6 +370,18 @@ static __device__ __forceinline__ void wg_mma_f16rs(float *d, const uint32_t *a,
  *      at half (q >> 2) of bh (N rows x 128 bytes each, 128B swizzle like
  *      TMA's), row n, byte (q & 3) * 32 + s * 2.
  */
+/* Version 5's f16 token rows: f16 position o of a row holds K element
+ * wg_tok16_k(o) of the FP8 row. Per 128-element block of K, the two
+ * 64-element halves hold what wg_fp8_widen_tokens writes into its halves
+ * (before the swizzle): half hh, position p has K = 16 c + 4 (l >> 1) +
+ * 2 (l & 1) + (p & 1) with l = p >> 3, c = 2 ((p & 7) >> 1) + hh. Pairs
+ * (o even, o + 1) are K neighbours. Checked on the CPU against a model of
+ * wg_fp8_widen_tokens by tests/test_layout.cu. */
+static __host__ __device__ __forceinline__ int wg_tok16_k(int o) {
+    const int hh = (o >> 6) & 1, p = o & 63, l = p >> 3;
+    return (o & ~127) + 16 * (2 * ((p & 7) >> 1) + hh) + 4 * (l >> 1) + 2 * (l & 1) + (p & 1);
+}
+
 template <int N>
 static __device__ __forceinline__ void wg_fp8_widen_tokens(uint32_t src, uint32_t bh, int t256) {
 #pragma unroll
