@@ -256,7 +256,9 @@ static dfm_status_t create_common(dfm_ctx_t *ctx, const dfm_unique_id_t *id, voi
         DFM_CHECK_GOTO(dev_alloc(ctx, (void **)&w->act, rows * I * 4, "act scratch"), st, fail);
         DFM_CHECK_GOTO(dev_alloc(ctx, (void **)&w->act_q, rows * I * code, "act codes"), st, fail);
         DFM_CHECK_GOTO(dev_alloc(ctx, (void **)&w->act_s, rows * 4, "act scales"), st, fail);
-        if (dfm_cuda_env_int("DFM_CUDA_TOK16", 0, 0, 1) && c->hidden % 128 == 0)
+        /* the f16 token copy of version 5, where a call can reach its threshold */
+        const int t16 = dfm_cuda_tok16_rows();
+        if (t16 >= 0 && c->hidden % 128 == 0 && (long long)M * c->max_topk >= (long long)t16 * G)
             DFM_CHECK_GOTO(dev_alloc(ctx, (void **)&w->tok16, rows * c->hidden * 2, "f16 token rows"), st, fail);
         if (cudaMemset(w->st, 0, sizeof(dfm_cuda_state_t)) != cudaSuccess ||
             cudaMemset(w->row_count, 0, G * R * 4) != cudaSuccess ||

@@ -438,6 +438,12 @@ static int wg_smem3[DFM_NUM_QUANT][2][3]; /* version 3's dynamic shared memory [
 static int wg_smem5;                      /* version 5's (FP8 GEMM1, f16 tokens) */
 /* W loads with the L2 evict_first policy (DFM_CUDA_W_EVICT_FIRST=0: normal) */
 static int wg_evict_first;
+/* Version 5 (FP8 GEMM1 on f16 tokens widened once) from this many expected
+ * rows per local expert (T * topk / G); -1: never (DFM_CUDA_TOK16=0). At ~64
+ * rows version 3 is ~4% faster, at ~32 ~25%; at ~116 version 5 is ~10%
+ * faster (gemm_bench, docs/PERF_NOTES.md eleventh session). */
+#define WG_TOK16_ROWS 96
+static int wg_tok16_rows = WG_TOK16_ROWS;
 
 int dfm_cuda_env_int(const char *name, int def, int lo, int hi) {
     const char *e = getenv(name);
@@ -460,6 +466,7 @@ cudaError_t dfm_cuda_experts_init(void) {
     wg_disabled = e && !strcmp(e, "mma");
     wg_version = e && !strcmp(e, "v2") ? 2 : 3;
     wg_evict_first = dfm_cuda_env_int("DFM_CUDA_W_EVICT_FIRST", 1, 0, 1);
+    wg_tok16_rows = dfm_cuda_tok16_rows();
     const char *pe = getenv("DFM_CUDA_FP8_PROMOTE");
     wg_promote = WG_FP8_PROMOTE;
     if (pe && *pe) {
@@ -510,9 +517,18 @@ cudaError_t dfm_cuda_experts_init(void) {
     return err;
 }
 
-/* Version 5 for this call's GEMM1: FP8 on f16 tensor cores with the f16 copy allocated. */
+int dfm_cuda_tok16_rows(void) {
+    return dfm_cuda_env_int("DFM_CUDA_TOK16", 1, 0, 1) ? dfm_cuda_env_int("DFM_CUDA_TOK16_ROWS", WG_TOK16_ROWS, 0, 1 << 20)
+                                                       : -1;
+}
+
+/* Version 5 for this call's GEMM1: FP8 on f16 tensor cores, the f16 copy
+ * allocated, and this rank's tokens expected to give each local expert at
+ * least wg_tok16_rows rows (every rank sends about as many). */
 static int wg_tok16(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op) {
-    return w->tok16 != NULL && op->quant == DFM_QUANT_FP8 && wg_phase_promote(1) == 1 && wg_version == 3;
+    return w->tok16 != NULL && op->quant == DFM_QUANT_FP8 && wg_phase_promote(1) == 1 && wg_version == 3 &&
+           wg_tok16_rows >= 0 &&
+           (long long)op->num_tokens * op->num_topk >= (long long)wg_tok16_rows * w->num_local_experts;
 }
 
 /* Tensor maps, cached per host thread (each rank of -p threads is a thread):
@@ -550,12 +566,12 @@ static int wg_cached_map(CUtensorMap *m, const void *base, long long rows, int k
 
 /* W map (box 128 rows) and the A maps (1 << i-row boxes; version 2 uses
  * the 8-row one alone). */
-static int wg_build_maps(CUtensorMap *tw, wg_amaps_t *ta, const void *w, long long w_rows, const void *a,
-                         long long a_rows, int k_bytes, size_t a_stride, int ver) {
-    if (wg_cached_map(tw, w, w_rows, k_bytes, (size_t)k_bytes, 128)) return -1;
+static int wg_build_maps(CUtensorMap *tw, wg_amaps_t *ta, const void *w, long long w_rows, int w_k_bytes,
+                         const void *a, long long a_rows, int a_k_bytes, size_t a_stride, int ver) {
+    if (wg_cached_map(tw, w, w_rows, w_k_bytes, (size_t)w_k_bytes, 128)) return -1;
     for (int i = 0; i < WG_A_MAPS; i++) {
         if (ver == 2 && i != 3) continue;
-        if (wg_cached_map(&ta->a[i], a, a_rows, k_bytes, a_stride, 1 << i)) return -1;
+        if (wg_cached_map(&ta->a[i], a, a_rows, a_k_bytes, a_stride, 1 << i)) return -1;
     }
     return 0;
 }
@@ -613,9 +629,11 @@ static cudaError_t wg_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
         a.cur_seq = &w->st->cur_seq;
         a.half_rows = rows;
         a.act = w->act;
-        if (ver == 5 ? wg_build_maps(&tw, &ta, op->w1, (long long)G * 2 * I, w->tok16, rows, H * 2, (size_t)H * 2, ver)
-                     : wg_build_maps(&tw, &ta, op->w1, (long long)G * 2 * I, local + dfm_off_recv_rows(&w->L, 0, 0),
-                                     2 * rows, H * cb, w->L.row_bytes, ver))
+        /* version 5: the tokens are the f16 copy (one half, 2 bytes a K element) */
+        if (ver == 5 ? wg_build_maps(&tw, &ta, op->w1, (long long)G * 2 * I, H * cb, w->tok16, rows, H * 2,
+                                     (size_t)H * 2, ver)
+                     : wg_build_maps(&tw, &ta, op->w1, (long long)G * 2 * I, H * cb,
+                                     local + dfm_off_recv_rows(&w->L, 0, 0), 2 * rows, H * cb, w->L.row_bytes, ver))
             return cudaErrorNotSupported;
     } else {
         a.n_out = H;
@@ -624,7 +642,7 @@ static cudaError_t wg_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
         a.b_scale = op->w2_scale;
         a.cur_seq = &w->st->cur_seq; /* the combine slots' half */
         a.half_rows = 0;              /* act_q has one half */
-        if (wg_build_maps(&tw, &ta, op->w2, (long long)G * H, w->act_q, rows, I * cb, (size_t)I * cb, ver))
+        if (wg_build_maps(&tw, &ta, op->w2, (long long)G * H, I * cb, w->act_q, rows, I * cb, (size_t)I * cb, ver))
             return cudaErrorNotSupported;
     }
     combine_out_t out;

@@ -1120,7 +1120,7 @@ static __device__ __forceinline__ void wg_gemm_run(const CUtensorMap &tm_w, cons
      * through one `part`, wg_fp8_stage_group: 80 + 32 accumulators, within
      * the 168 registers a 9-warp CTA may use); 128 for promotion every 32
      * and for the f16 path (its widened token tiles would leave 2 stages) */
-    constexpr int PW = PACK && !CL && (MODE != DFM_QUANT_FP8_ID || PROMOTE == 128) ? WG_PASS_COLS : WG_MAXCOLS;
+    constexpr int PW = PACK && !CL && (MODE != DFM_QUANT_FP8_ID || PROMOTE == 128 || TOK16) ? WG_PASS_COLS : WG_MAXCOLS;
     static_assert(PW == WG_MAXCOLS || PW == 160, "WG_PASS_COLS: 128 or 160 (the wgmma N the dispatch below adds)");
     extern __shared__ unsigned char smem_raw[];
     __shared__ int s_prefix[WG_MAX_G + 1];
