@@ -161,6 +161,39 @@ static void check_balanced(void) {
         }
 }
 
+/* Version 5's f16 token order (wg_tok16_k) against a model of what
+ * wg_fp8_widen_tokens writes: for each token row n (its swizzle n & 7), FP8
+ * chunk c (K 16c .. 16c + 15) goes to half c & 1, 16-byte chunk
+ * ((2 b4 + e) ^ sw), bytes (c >> 1) * 4 .. + 3: K 16c + 4 b4 + 2e, + 1 as two
+ * f16. Unswizzled, position p of half hh must hold K wg_tok16_k(hh * 64 + p). */
+static void check_tok16(void) {
+    for (int n = 0; n < 8; n++) {
+        const int sw = n & 7;
+        int k_at[2][64];
+        for (int c = 0; c < 8; c++)
+            for (int b4 = 0; b4 < 4; b4++)
+                for (int e = 0; e < 2; e++) {
+                    const int chunk = ((2 * b4 + e) ^ sw) ^ sw; /* written swizzled, read back unswizzled */
+                    const int pos = chunk * 8 + (c >> 1) * 2;
+                    k_at[c & 1][pos] = 16 * c + 4 * b4 + 2 * e;
+                    k_at[c & 1][pos + 1] = 16 * c + 4 * b4 + 2 * e + 1;
+                }
+        for (int blk = 0; blk < 3; blk++)
+            for (int hh = 0; hh < 2; hh++)
+                for (int q = 0; q < 64; q++) {
+                    const int o = blk * 128 + hh * 64 + q;
+                    EXPECT(wg_tok16_k(o) == blk * 128 + k_at[hh][q], "wg_tok16_k(%d) = %d, widen order %d", o,
+                           wg_tok16_k(o), blk * 128 + k_at[hh][q]);
+                }
+    }
+    /* a permutation of each 128-element block */
+    for (int blk = 0; blk < 2; blk++) {
+        int seen[128] = {0};
+        for (int o = blk * 128; o < blk * 128 + 128; o++) seen[wg_tok16_k(o) - blk * 128]++;
+        for (int k = 0; k < 128; k++) EXPECT(seen[k] == 1, "K %d of block %d taken %d times", k, blk, seen[k]);
+    }
+}
+
 int main(int argc, char **argv) {
     unsigned long long seed = (unsigned long long)time(NULL) * 0x2545F4914F6CDD1Dull;
     int rounds = 2000;
@@ -174,6 +207,7 @@ int main(int argc, char **argv) {
     }
     rng_state = seed;
     check_balanced();
+    check_tok16();
     long long experts = 0;
     for (int round = 0; round < rounds && failures == 0; round++) {
         const int R = 1 + rng_int(WG_PACK_MAX_R), G = 1 + rng_int(4);

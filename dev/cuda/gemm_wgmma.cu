@@ -19,6 +19,9 @@
  *   e  ("v3f16") version 3 with FP8 codes widened to f16 in the consumer (every
  *      e4m3 value is an f16) and HGMMA: products exact, sums in fp32
  *      (PROMOTE = 1; DFM_CUDA_FP8_PROMOTE=1)
+ *   t  ("v5f16") v3f16 with GEMM1's tokens widened to f16 before the launch
+ *      (version 5: widen_rows here, gemm.cu's widen kernel in the library,
+ *      DFM_CUDA_TOK16=1); GEMM2 as v3f16's
  * (v0, the mma.sync + cp.async kernel of issue 3, lives in gemm.cu's history and
  *  in bench/NOTES.md's numbers: it needs the whole backend world to run.)
  *
@@ -154,9 +157,9 @@ static std::vector<result_t> results;
  * 5 = "v3f16" (v3 with FP8 widened to f16: fp32 accumulation, PROMOTE 1) */
 #define MAX_VERS 4
 static int ver_list[MAX_VERS] = {3, 2, 0, 0}, n_vers = 2;
-static int smem3[3][2], smem3p[2], smem3e[2], smem3c[3][2], smem3ce[2];
+static int smem3[3][2], smem3p[2], smem3e[2], smem3c[3][2], smem3ce[2], smem5;
 static const char *ver_name(int v) {
-    return v == 2 ? "v2" : v == 3 ? "v3" : v == 4 ? "v3p32" : v == 5 ? "v3f16" : v == 6 ? "v3cl" : "v3clf16";
+    return v == 2 ? "v2" : v == 3 ? "v3" : v == 4 ? "v3p32" : v == 5 ? "v3f16" : v == 6 ? "v3cl" : v == 8 ? "v5f16" : "v3clf16";
 }
 static int cl_grid; /* version 3 on clusters of 2: CTAs (even; every cluster resident) */
 
@@ -170,13 +173,24 @@ struct bufs_t {
     uint8_t *w1[2], *w2[2];
     float *s1[2], *s2[2];
     uint8_t *a1, *a2; /* A of GEMM1 [rows][H], of GEMM2 [rows][I] */
+    uint16_t *a1h;    /* FP8: a1 widened to f16 in wg_tok16_k's order (version 5) */
     float *sa1, *sa2;
     float *act;
     uint16_t *y;
     int *counts;
     CUtensorMap tw1[2], tw2[2];
-    wg_amaps_t ta1, ta2;
+    wg_amaps_t ta1, ta2, ta1h;
 };
+
+/* version 5's f16 token rows from the FP8 codes (what gemm.cu's widen kernel does) */
+static __global__ void widen_rows(const uint8_t *a, uint16_t *o, size_t rows, int H) {
+    for (size_t i = blockIdx.x * (size_t)blockDim.x + threadIdx.x; i < rows * H / 2; i += (size_t)gridDim.x * blockDim.x) {
+        const size_t r = i / (H / 2);
+        const int e = (int)(i % (H / 2)) * 2, k = wg_tok16_k(e);
+        const uint32_t two = (uint32_t)a[r * H + k] | (uint32_t)a[r * H + k + 1] << 8;
+        ((uint32_t *)o)[i] = wg_e4m3x2_to_f16x2(two);
+    }
+}
 
 static int num_sms;
 static int w_evict_first = 1; /* -w 0: weights loaded with the normal L2 policy */
@@ -186,6 +200,7 @@ static void launch(const problem_t &P, bufs_t &B, int phase, int set, cudaStream
     if constexpr (VER == 4) /* clusters take channel tiles in pairs: odd counts run version 3 */
         if (((phase == 1 ? 2 * P.I : P.H) / WG_BN) & 1) return launch<MODE, 3, PROMOTE>(P, B, phase, set, s);
     const int sm = VER == 2                    ? WG_SMEM_BYTES
+                   : VER == 5                 ? smem5
                    : VER == 4 && PROMOTE == 1 ? smem3ce[phase - 1]
                    : VER == 4                 ? smem3c[MODE][phase - 1]
                    : PROMOTE == 32            ? smem3p[phase - 1]
@@ -204,13 +219,14 @@ static void launch(const problem_t &P, bufs_t &B, int phase, int set, cudaStream
         if constexpr (VER == 4)
             wg_gemm_kernel_cl<MODE, 1, dense_out_t, PROMOTE><<<cl_grid, WG_THREADS, sm, s>>>(B.tw1[set], B.ta1, a, out);
         else
-            wg_gemm_kernel<MODE, 1, VER, dense_out_t, PROMOTE><<<num_sms, WG_THREADS, sm, s>>>(B.tw1[set], B.ta1, a, out);
+            wg_gemm_kernel<MODE, 1, VER, dense_out_t, PROMOTE><<<num_sms, WG_THREADS, sm, s>>>(B.tw1[set],
+                                                                                             VER == 5 ? B.ta1h : B.ta1, a, out);
     } else {
         a.n_out = P.H; a.k_bytes = P.I * cb; a.a_scale = B.sa2; a.b_scale = B.s2[set];
         if constexpr (VER == 4)
             wg_gemm_kernel_cl<MODE, 2, dense_out_t, PROMOTE><<<cl_grid, WG_THREADS, sm, s>>>(B.tw2[set], B.ta2, a, out);
         else
-            wg_gemm_kernel<MODE, 2, VER, dense_out_t, PROMOTE><<<num_sms, WG_THREADS, sm, s>>>(B.tw2[set], B.ta2, a, out);
+            wg_gemm_kernel<MODE, 2, VER == 5 ? 3 : VER, dense_out_t, PROMOTE><<<num_sms, WG_THREADS, sm, s>>>(B.tw2[set], B.ta2, a, out);
     }
 }
 
@@ -245,6 +261,8 @@ static void set_attrs_promote32(void) {
     smem3e[1] = wg_v3_smem((const void *)wg_gemm_kernel<DFM_QUANT_FP8, 2, 3, dense_out_t, 1>);
     CK(cudaFuncSetAttribute(wg_gemm_kernel<DFM_QUANT_FP8, 1, 3, dense_out_t, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem3e[0]));
     CK(cudaFuncSetAttribute(wg_gemm_kernel<DFM_QUANT_FP8, 2, 3, dense_out_t, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem3e[1]));
+    smem5 = wg_v3_smem((const void *)wg_gemm_kernel<DFM_QUANT_FP8, 1, 5, dense_out_t, 1>);
+    CK(cudaFuncSetAttribute(wg_gemm_kernel<DFM_QUANT_FP8, 1, 5, dense_out_t, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem5));
     smem3ce[0] = wg_v3_smem((const void *)wg_gemm_kernel_cl<DFM_QUANT_FP8, 1, dense_out_t, 1>);
     smem3ce[1] = wg_v3_smem((const void *)wg_gemm_kernel_cl<DFM_QUANT_FP8, 2, dense_out_t, 1>);
     CK(cudaFuncSetAttribute(wg_gemm_kernel_cl<DFM_QUANT_FP8, 1, dense_out_t, 1>, cudaFuncAttributeMaxDynamicSharedMemorySize, smem3ce[0]));
@@ -259,8 +277,10 @@ static void launch_ver(const problem_t &P, bufs_t &B, int phase, int set, cudaSt
         else if (ver == 5) launch<MODE, 3, 1>(P, B, phase, set, s);
         else if (ver == 6) launch<MODE, 4, 128>(P, B, phase, set, s);
         else if (ver == 7) launch<MODE, 4, 1>(P, B, phase, set, s);
+        else if (ver == 8 && phase == 1 && B.a1h) launch<MODE, 5, 1>(P, B, phase, set, s);
+        else if (ver == 8) launch<MODE, 3, 1>(P, B, phase, set, s); /* GEMM2 as v3f16's */
         else launch<MODE, 3, 128>(P, B, phase, set, s);
-    } else if (ver >= 6)
+    } else if (ver == 6 || ver == 7)
         launch<MODE, 4>(P, B, phase, set, s); /* ver 7 for INT8/BF16: the same kernel as 6 */
     else
         launch<MODE, 3>(P, B, phase, set, s); /* ver 4, 5 for INT8/BF16: the same kernel as v3 */
@@ -317,6 +337,8 @@ static int run_problem(const problem_t &P, int full, int samples, int iters, dou
     }
     if (nsets == 1) { B.w1[1] = B.w1[0]; B.w2[1] = B.w2[0]; B.s1[1] = B.s1[0]; B.s2[1] = B.s2[0]; }
     CK(cudaMalloc(&B.a1, rows * P.H * cb));
+    B.a1h = NULL;
+    if (P.mode == DFM_QUANT_FP8 && P.H % 128 == 0) CK(cudaMalloc(&B.a1h, rows * P.H * 2));
     CK(cudaMalloc(&B.a2, rows * P.I * cb));
     CK(cudaMalloc(&B.sa1, rows * 4));
     CK(cudaMalloc(&B.sa2, rows * 4));
@@ -324,6 +346,7 @@ static int run_problem(const problem_t &P, int full, int samples, int iters, dou
     CK(cudaMalloc(&B.y, rows * P.H * 2));
     CK(cudaMalloc(&B.counts, P.counts.size() * 4));
     fill_codes<<<2048, 256>>>(B.a1, rows * P.H, P.mode, 51);
+    if (B.a1h) widen_rows<<<2048, 256>>>(B.a1, B.a1h, rows, P.H);
     fill_codes<<<2048, 256>>>(B.a2, rows * P.I, P.mode, 52);
     fill_scales<<<256, 256>>>(B.sa1, rows, P.mode == DFM_QUANT_BF16 ? 1.0f : 4e-3f, 53);
     fill_scales<<<256, 256>>>(B.sa2, rows, P.mode == DFM_QUANT_BF16 ? 1.0f : 4e-3f, 54);
@@ -339,6 +362,7 @@ static int run_problem(const problem_t &P, int full, int samples, int iters, dou
     }
     for (int i = 0; i < WG_A_MAPS; i++)
         if (wg_make_map(&B.ta1.a[i], B.a1, (long long)rows, P.H * cb, (size_t)P.H * cb, 1 << i) ||
+            (B.a1h && wg_make_map(&B.ta1h.a[i], B.a1h, (long long)rows, P.H * 2, (size_t)P.H * 2, 1 << i)) ||
             wg_make_map(&B.ta2.a[i], B.a2, (long long)rows, P.I * cb, (size_t)P.I * cb, 1 << i)) {
             fprintf(stderr, "tensor map encode failed\n");
             exit(1);
@@ -551,7 +575,7 @@ static int run_problem(const problem_t &P, int full, int samples, int iters, dou
     for (int s = 0; s < nsets; s++) {
         cudaFree(B.w1[s]); cudaFree(B.w2[s]); cudaFree(B.s1[s]); cudaFree(B.s2[s]);
     }
-    cudaFree(B.a1); cudaFree(B.a2); cudaFree(B.sa1); cudaFree(B.sa2); cudaFree(B.act); cudaFree(B.y);
+    cudaFree(B.a1); cudaFree(B.a1h); cudaFree(B.a2); cudaFree(B.sa1); cudaFree(B.sa2); cudaFree(B.act); cudaFree(B.y);
     cudaFree(B.counts);
     return ok ? 0 : 1;
 }
@@ -600,6 +624,7 @@ int main(int argc, char **argv) {
                 else if (*v == 'e') ver_list[n_vers++] = 5;
                 else if (*v == 'c') ver_list[n_vers++] = 6;
                 else if (*v == 'f') ver_list[n_vers++] = 7;
+                else if (*v == 't') ver_list[n_vers++] = 8;
             if (!n_vers) { ver_list[0] = 3; n_vers = 1; }
         }
     }

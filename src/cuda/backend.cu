@@ -170,6 +170,7 @@ static void free_impl(cuda_impl_t *im, int failed) {
     cudaFree(w->act);
     cudaFree(w->act_q);
     cudaFree(w->act_s);
+    cudaFree(w->tok16);
     /* A context failed by a timeout in a call is destroyed, not aborted:
      * ncclCommDestroy of the healthy peers waits for this rank's (in NCCL
      * 2.28 its teardown meets the other local ranks), and an aborted comm
@@ -255,6 +256,10 @@ static dfm_status_t create_common(dfm_ctx_t *ctx, const dfm_unique_id_t *id, voi
         DFM_CHECK_GOTO(dev_alloc(ctx, (void **)&w->act, rows * I * 4, "act scratch"), st, fail);
         DFM_CHECK_GOTO(dev_alloc(ctx, (void **)&w->act_q, rows * I * code, "act codes"), st, fail);
         DFM_CHECK_GOTO(dev_alloc(ctx, (void **)&w->act_s, rows * 4, "act scales"), st, fail);
+        /* the f16 token copy of version 5, where a call can reach its threshold */
+        const int t16 = dfm_cuda_tok16_rows();
+        if (t16 >= 0 && c->hidden % 128 == 0 && (long long)M * c->max_topk >= (long long)t16 * G)
+            DFM_CHECK_GOTO(dev_alloc(ctx, (void **)&w->tok16, rows * c->hidden * 2, "f16 token rows"), st, fail);
         if (cudaMemset(w->st, 0, sizeof(dfm_cuda_state_t)) != cudaSuccess ||
             cudaMemset(w->row_count, 0, G * R * 4) != cudaSuccess ||
             cudaMemset(w->row_total, 0, G * 4) != cudaSuccess) {

@@ -67,7 +67,11 @@ typedef struct {
  *   row_total [G]       i32  rows of local expert g in the current call
  *   act       [G*R*M][I] f32 SwiGLU output per received row (fused path)
  *   act_q     [G*R*M][I] codes (1 or 2 bytes), act_s [G*R*M] f32: requantized
- * Rows of act/act_q/act_s are indexed like the receive slots (dfm_recv_row).
+ *   tok16     [G*R*M][H] f16 or NULL: GEMM1's FP8 tokens widened once, each
+ *             128-element block of K in the order of wg_fp8_widen_tokens
+ *             (gemm.cu's widen kernel; allocated when
+ *             M * max_topk >= dfm_cuda_tok16_rows() * G)
+ * Rows of act/act_q/act_s/tok16 are indexed like the receive slots (dfm_recv_row).
  */
 typedef struct {
     dfm_layout_t L;
@@ -82,6 +86,7 @@ typedef struct {
     float *act;
     void *act_q;
     float *act_s;
+    uint16_t *tok16;
     int num_sms; /* the device's SMs: the dispatch and combine grids stay <= this */
 } dfm_cuda_world_t;
 
@@ -147,6 +152,10 @@ int dfm_cuda_w_evict_first(void);
 /* The integer in environment variable `name`, or def when it is unset, empty,
  * not an integer or outside [lo, hi] (the last two say so on stderr). */
 int dfm_cuda_env_int(const char *name, int def, int lo, int hi);
+/* Expected rows per local expert from which FP8 GEMM1 runs version 5 on an
+ * f16 copy of the tokens (DFM_CUDA_TOK16_ROWS, default 96); -1 with
+ * DFM_CUDA_TOK16=0. Read from the environment at each call of this. */
+int dfm_cuda_tok16_rows(void);
 cudaError_t dfm_cuda_experts(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
                              cudaStream_t stream);
 

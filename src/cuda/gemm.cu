@@ -349,6 +349,34 @@ static __global__ void __launch_bounds__(REQUANT_THREADS)
         dfm_requant_row(&w, dfm_recv_row(&w.L, g, src, j), q);
 }
 
+/*
+ * GEMM1's FP8 tokens widened to f16 once for version 5 (world.tok16): row
+ * (g, src, j) of the current half's receive slots -> tok16[phys] in the K
+ * order of wg_tok16_k (that of wg_fp8_widen_tokens); TMA then loads each
+ * 64-element half as a 128-byte box and swizzles it as the software did.
+ * Roles: CTA (g * R + src, y); rows j = y, y + gridDim.y, ...; a thread two
+ * f16 (one cvt.f16x2.e4m3x2) per step.
+ */
+#define WIDEN_THREADS 256
+#define WIDEN_SPLIT 16
+static __global__ void __launch_bounds__(WIDEN_THREADS) widen_kernel(const __grid_constant__ dfm_cuda_world_t w) {
+    const int R = w.num_ranks, H = w.hidden;
+    const int g = blockIdx.x / R, src = blockIdx.x % R;
+    const int count = w.row_count[g * R + src];
+    const int half = dfm_seq_half(w.st->cur_seq);
+    const char *local = w.peer[w.rank];
+    for (int j = blockIdx.y; j < count; j += gridDim.y) {
+        const size_t phys = (size_t)(g * R + src) * w.num_max + j;
+        const uint8_t *in = (const uint8_t *)(local + dfm_off_recv_rows(&w.L, half, phys));
+        uint32_t *out = (uint32_t *)(w.tok16 + phys * H);
+        for (int o = 2 * (int)threadIdx.x; o < H; o += 2 * WIDEN_THREADS) {
+            const int k = wg_tok16_k(o); /* and k + 1 */
+            const uint32_t two = (uint32_t)in[k] | (uint32_t)in[k + 1] << 8;
+            out[o >> 1] = wg_e4m3x2_to_f16x2(two);
+        }
+    }
+}
+
 /* ---- launchers and entries --------------------------------------------------- */
 
 static const void *gemm_kernel(int quant, int phase) {
@@ -389,8 +417,11 @@ template <int VER, int PROMOTE> static const void *wg_kernel_v(int quant, int ph
     return phase == 1 ? (const void *)wg_gemm_kernel<DFM_QUANT_BF16, 1, VER, combine_out_t>
                       : (const void *)wg_gemm_kernel<DFM_QUANT_BF16, 2, VER, combine_out_t>;
 }
-/* promote 1 (f16 tensor cores) has version 3 only; wg_launch asks for that. */
+/* promote 1 (f16 tensor cores) has version 3, and version 5 for FP8 GEMM1
+ * with the tokens widened before the launch (world.tok16); wg_launch asks. */
 static const void *wg_kernel(int quant, int phase, int ver, int promote) {
+    if (promote == 1 && ver == 5 && quant == DFM_QUANT_FP8 && phase == 1)
+        return (const void *)wg_gemm_kernel<DFM_QUANT_FP8, 1, 5, combine_out_t, 1>;
     if (promote == 1) return wg_kernel_v<3, 1>(quant, phase);
     if (promote == 32)
         return ver == 2 ? wg_kernel_v<2, 32>(quant, phase) : wg_kernel_v<3, 32>(quant, phase);
@@ -404,8 +435,15 @@ static int wg_disabled; /* DFM_CUDA_GEMM=mma */
 static int wg_version;  /* 3, or 2 with DFM_CUDA_GEMM=v2 */
 static int wg_promote;  /* FP8 promotion interval of the wgmma kernels: 1, 32 or 128 */
 static int wg_smem3[DFM_NUM_QUANT][2][3]; /* version 3's dynamic shared memory [q][phase][promote index] */
+static int wg_smem5;                      /* version 5's (FP8 GEMM1, f16 tokens) */
 /* W loads with the L2 evict_first policy (DFM_CUDA_W_EVICT_FIRST=0: normal) */
 static int wg_evict_first;
+/* Version 5 (FP8 GEMM1 on f16 tokens widened once) from this many expected
+ * rows per local expert (T * topk / G); -1: never (DFM_CUDA_TOK16=0). At ~64
+ * rows version 3 is ~4% faster, at ~32 ~25%; at ~116 version 5 is ~10%
+ * faster (gemm_bench, docs/PERF_NOTES.md eleventh session). */
+#define WG_TOK16_ROWS 96
+static int wg_tok16_rows = WG_TOK16_ROWS;
 
 int dfm_cuda_env_int(const char *name, int def, int lo, int hi) {
     const char *e = getenv(name);
@@ -428,6 +466,7 @@ cudaError_t dfm_cuda_experts_init(void) {
     wg_disabled = e && !strcmp(e, "mma");
     wg_version = e && !strcmp(e, "v2") ? 2 : 3;
     wg_evict_first = dfm_cuda_env_int("DFM_CUDA_W_EVICT_FIRST", 1, 0, 1);
+    wg_tok16_rows = dfm_cuda_tok16_rows();
     const char *pe = getenv("DFM_CUDA_FP8_PROMOTE");
     wg_promote = WG_FP8_PROMOTE;
     if (pe && *pe) {
@@ -466,11 +505,30 @@ cudaError_t dfm_cuda_experts_init(void) {
                 if (err != cudaSuccess) return err;
             }
         }
+    wg_smem5 = wg_v3_smem(wg_kernel(DFM_QUANT_FP8, 1, 5, 1));
+    if (wg_smem5 <= 0) return cudaErrorInvalidValue;
+    cudaError_t err = cudaFuncSetAttribute(wg_kernel(DFM_QUANT_FP8, 1, 5, 1),
+                                           cudaFuncAttributeMaxDynamicSharedMemorySize, wg_smem5);
+    if (err != cudaSuccess) return err;
     int dev = 0;
-    cudaError_t err = cudaGetDevice(&dev);
+    err = cudaGetDevice(&dev);
     if (err == cudaSuccess)
         err = cudaDeviceGetAttribute(&wg_num_sms, cudaDevAttrMultiProcessorCount, dev);
     return err;
+}
+
+int dfm_cuda_tok16_rows(void) {
+    return dfm_cuda_env_int("DFM_CUDA_TOK16", 1, 0, 1) ? dfm_cuda_env_int("DFM_CUDA_TOK16_ROWS", WG_TOK16_ROWS, 0, 1 << 20)
+                                                       : -1;
+}
+
+/* Version 5 for this call's GEMM1: FP8 on f16 tensor cores, the f16 copy
+ * allocated, and this rank's tokens expected to give each local expert at
+ * least wg_tok16_rows rows (every rank sends about as many). */
+static int wg_tok16(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op) {
+    return w->tok16 != NULL && op->quant == DFM_QUANT_FP8 && wg_phase_promote(1) == 1 && wg_version == 3 &&
+           wg_tok16_rows >= 0 &&
+           (long long)op->num_tokens * op->num_topk >= (long long)wg_tok16_rows * w->num_local_experts;
 }
 
 /* Tensor maps, cached per host thread (each rank of -p threads is a thread):
@@ -508,12 +566,12 @@ static int wg_cached_map(CUtensorMap *m, const void *base, long long rows, int k
 
 /* W map (box 128 rows) and the A maps (1 << i-row boxes; version 2 uses
  * the 8-row one alone). */
-static int wg_build_maps(CUtensorMap *tw, wg_amaps_t *ta, const void *w, long long w_rows, const void *a,
-                         long long a_rows, int k_bytes, size_t a_stride, int ver) {
-    if (wg_cached_map(tw, w, w_rows, k_bytes, (size_t)k_bytes, 128)) return -1;
+static int wg_build_maps(CUtensorMap *tw, wg_amaps_t *ta, const void *w, long long w_rows, int w_k_bytes,
+                         const void *a, long long a_rows, int a_k_bytes, size_t a_stride, int ver) {
+    if (wg_cached_map(tw, w, w_rows, w_k_bytes, (size_t)w_k_bytes, 128)) return -1;
     for (int i = 0; i < WG_A_MAPS; i++) {
         if (ver == 2 && i != 3) continue;
-        if (wg_cached_map(&ta->a[i], a, a_rows, k_bytes, a_stride, 1 << i)) return -1;
+        if (wg_cached_map(&ta->a[i], a, a_rows, a_k_bytes, a_stride, 1 << i)) return -1;
     }
     return 0;
 }
@@ -552,7 +610,7 @@ static cudaError_t wg_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
     const int cb = op->quant == DFM_QUANT_BF16 ? 2 : 1;
     const long long rows = (long long)G * R * M;
     const int promote = wg_phase_promote(phase);
-    const int ver = op->quant == DFM_QUANT_FP8 && promote == 1 ? 3 : wg_version;
+    const int ver = phase == 1 && wg_tok16(w, op) ? 5 : op->quant == DFM_QUANT_FP8 && promote == 1 ? 3 : wg_version;
     char *local = w->peer[w->rank];
     CUtensorMap tw;
     wg_amaps_t ta;
@@ -571,8 +629,11 @@ static cudaError_t wg_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
         a.cur_seq = &w->st->cur_seq;
         a.half_rows = rows;
         a.act = w->act;
-        if (wg_build_maps(&tw, &ta, op->w1, (long long)G * 2 * I, local + dfm_off_recv_rows(&w->L, 0, 0), 2 * rows,
-                          H * cb, w->L.row_bytes, ver))
+        /* version 5: the tokens are the f16 copy (one half, 2 bytes a K element) */
+        if (ver == 5 ? wg_build_maps(&tw, &ta, op->w1, (long long)G * 2 * I, H * cb, w->tok16, rows, H * 2,
+                                     (size_t)H * 2, ver)
+                     : wg_build_maps(&tw, &ta, op->w1, (long long)G * 2 * I, H * cb,
+                                     local + dfm_off_recv_rows(&w->L, 0, 0), 2 * rows, H * cb, w->L.row_bytes, ver))
             return cudaErrorNotSupported;
     } else {
         a.n_out = H;
@@ -581,14 +642,14 @@ static cudaError_t wg_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
         a.b_scale = op->w2_scale;
         a.cur_seq = &w->st->cur_seq; /* the combine slots' half */
         a.half_rows = 0;              /* act_q has one half */
-        if (wg_build_maps(&tw, &ta, op->w2, (long long)G * H, w->act_q, rows, I * cb, (size_t)I * cb, ver))
+        if (wg_build_maps(&tw, &ta, op->w2, (long long)G * H, I * cb, w->act_q, rows, I * cb, (size_t)I * cb, ver))
             return cudaErrorNotSupported;
     }
     combine_out_t out;
     out.w = *w;
     void *args[] = {(void *)&tw, (void *)&ta, (void *)&a, (void *)&out};
     const int pi = wg_promote_index(promote);
-    const size_t smem = ver == 2 ? WG_SMEM_BYTES : (size_t)wg_smem3[op->quant][phase - 1][pi];
+    const size_t smem = ver == 2 ? WG_SMEM_BYTES : ver == 5 ? (size_t)wg_smem5 : (size_t)wg_smem3[op->quant][phase - 1][pi];
     return dfm_launch((const void *)wg_kernel(op->quant, phase, ver, promote), dim3((unsigned)wg_num_sms),
                       dim3(WG_THREADS), args, smem, stream, 0, wg_same(op, phase, ver, promote));
 }
@@ -610,7 +671,9 @@ static cudaError_t gemm_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *o
     if (wg_usable(w, op)) {
         cudaError_t err = wg_launch(w, op, phase, stream);
         if (err != cudaErrorNotSupported) {
-            if (op->quant == DFM_QUANT_FP8 && wg_phase_promote(phase) == 1)
+            if (phase == 1 && wg_tok16(w, op))
+                note_path(phase, "wgmma v5 (fp8 tokens widened to f16 before the launch, fp32 accumulation)");
+            else if (op->quant == DFM_QUANT_FP8 && wg_phase_promote(phase) == 1)
                 note_path(phase, "wgmma v3 (fp8 widened to f16, fp32 accumulation)");
             else if (op->quant == DFM_QUANT_FP8 && wg_phase_promote(phase) == 32)
                 note_path(phase, wg_version == 2 ? "wgmma v2 (fp8 promote 32)" : "wgmma v3 (fp8 promote 32)");
@@ -642,9 +705,17 @@ static cudaError_t requant_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t
     return dfm_launch(k, grid, dim3(REQUANT_THREADS), args, 0, stream, 0, 1ull + (unsigned)op->quant);
 }
 
+static cudaError_t widen_launch(const dfm_cuda_world_t *w, cudaStream_t stream) {
+    const dim3 grid((unsigned)(w->num_local_experts * w->num_ranks), WIDEN_SPLIT);
+    void *args[] = {(void *)w};
+    return dfm_launch((const void *)widen_kernel, grid, dim3(WIDEN_THREADS), args, 0, stream, 0, 7);
+}
+
 cudaError_t dfm_cuda_experts(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
                              cudaStream_t stream) {
-    cudaError_t err = gemm_launch(w, op, 1, stream);
+    cudaError_t err = cudaSuccess;
+    if (wg_usable(w, op) && wg_tok16(w, op)) err = widen_launch(w, stream);
+    if (err == cudaSuccess) err = gemm_launch(w, op, 1, stream);
     if (err == cudaSuccess) err = requant_launch(w, op, stream);
     if (err == cudaSuccess) err = gemm_launch(w, op, 2, stream);
     return err;

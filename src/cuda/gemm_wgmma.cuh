@@ -23,6 +23,12 @@
  *      loaded as few large boxes (popcount(chunks) per source block);
  *   (4) version 3 on clusters of 2 CTAs sharing the token rows by TMA
  *      multicast (wg_gemm_kernel_cl; the scratch benchmark only).
+ *   5  version 3 for FP8 GEMM1 on f16 tensor cores (PROMOTE 1) whose token
+ *      rows were widened to f16 once, before the launch (gemm.cu's widen
+ *      kernel): the A maps are over that f16 copy (one half, 2 bytes a K
+ *      element) and each box comes as two 64-element K-halves, the layout
+ *      wg_fp8_widen_tokens writes, so the consumers skip the per-stage
+ *      widening, its two 256-thread barriers and the proxy fence.
  * FP8 promotion interval, template parameter PROMOTE of wg_consume and
  * wg_gemm_kernel (docs/PERF_NOTES.md, "FP8 promotion interval"):
  *   1   the default: the FP8 codes are widened to f16 in the consumer (every
@@ -364,6 +370,18 @@ static __device__ __forceinline__ void wg_mma_f16rs(float *d, const uint32_t *a,
  *      at half (q >> 2) of bh (N rows x 128 bytes each, 128B swizzle like
  *      TMA's), row n, byte (q & 3) * 32 + s * 2.
  */
+/* Version 5's f16 token rows: f16 position o of a row holds K element
+ * wg_tok16_k(o) of the FP8 row. Per 128-element block of K, the two
+ * 64-element halves hold what wg_fp8_widen_tokens writes into its halves
+ * (before the swizzle): half hh, position p has K = 16 c + 4 (l >> 1) +
+ * 2 (l & 1) + (p & 1) with l = p >> 3, c = 2 ((p & 7) >> 1) + hh. Pairs
+ * (o even, o + 1) are K neighbours. Checked on the CPU against a model of
+ * wg_fp8_widen_tokens by tests/test_layout.cu. */
+static __host__ __device__ __forceinline__ int wg_tok16_k(int o) {
+    const int hh = (o >> 6) & 1, p = o & 63, l = p >> 3;
+    return (o & ~127) + 16 * (2 * ((p & 7) >> 1) + hh) + 4 * (l >> 1) + 2 * (l & 1) + (p & 1);
+}
+
 template <int N>
 static __device__ __forceinline__ void wg_fp8_widen_tokens(uint32_t src, uint32_t bh, int t256) {
 #pragma unroll
@@ -622,7 +640,7 @@ static __host__ __device__ __forceinline__ int wg_chunk(const wg_gemm_args_t &p,
  * (+1) for j < N/8: d[j*4 + {0,1,2,3}] = (r, c), (r, c+1), (r+8, c), (r+8, c+1).
  */
 template <int MODE, int PHASE, int N, class OUT, int PROMOTE = WG_FP8_PROMOTE, bool LOOKAHEAD = true,
-          bool STAGE = true, bool PACK = false, bool CL = false, int PW = WG_MAXCOLS>
+          bool STAGE = true, bool PACK = false, bool CL = false, int PW = WG_MAXCOLS, bool TOK16 = false>
 static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const OUT &out,
                                                   unsigned char *smem, const wg_ring_t ring,
                                                   uint64_t *s_full, uint64_t *s_empty, float *xch,
@@ -714,6 +732,59 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
             __syncwarp();
             if (lane == 0) wg_release<CL>(empty0 + s * 8);
             wg_ring_next(s, ph, ring.nst);
+        }
+    } else if constexpr (MODE == DFM_QUANT_FP8_ID && PROMOTE == 1 && TOK16) {
+        /*
+         * FP8 on f16 HGMMA with the tokens already f16 in the stage (version
+         * 5: K-half h of column c at A + h * N * 128 + c * 128, swizzled like
+         * wg_fp8_widen_tokens's output). Stage kt+1's weight codes are loaded
+         * into registers while stage kt's wgmmas run; a stage is released once
+         * its wgmmas (which read its tokens) are done.
+         */
+        const int r0w = wg * 64 + w4 * 16 + (lane >> 2), tg = lane & 3, sw = (lane >> 2) & 7;
+        const uint32_t wlo = r0w * 128 + (((2 * tg) ^ sw) << 4);
+        uint32_t raw[2][8];
+        auto load_w = [&](uint32_t st) {
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const uint4 lo = wg_ld_shared_v4(st + h * 1024 + wlo);
+                const uint4 hi = wg_ld_shared_v4(st + h * 1024 + (wlo ^ 16));
+                raw[h][0] = lo.x; raw[h][1] = lo.y; raw[h][2] = lo.z; raw[h][3] = lo.w;
+                raw[h][4] = hi.x; raw[h][5] = hi.y; raw[h][6] = hi.z; raw[h][7] = hi.w;
+            }
+        };
+        wg_mbar_wait_at(full0 + s * 8, ph);
+        load_w(ring0 + s * ring.sb);
+        for (int kt = 0; kt < nk; kt++, it++) {
+            const uint32_t st = ring0 + s * ring.sb;
+            uint32_t a[8][4];
+#pragma unroll
+            for (int q = 0; q < 8; q++) {
+                a[q][0] = wg_e4m3x2_to_f16x2(raw[0][q]);
+                a[q][1] = wg_e4m3x2_to_f16x2(raw[1][q]);
+                a[q][2] = wg_e4m3x2_to_f16x2(raw[0][q] >> 16);
+                a[q][3] = wg_e4m3x2_to_f16x2(raw[1][q] >> 16);
+            }
+            const uint64_t db = wg_desc(st + WG_W_BYTES);
+#pragma unroll
+            for (int i = 0; i < NR; i++) wg_reg_fence(acc[i]);
+            wg_fence();
+#pragma unroll
+            for (int q = 0; q < 8; q++)
+                wg_mma_f16rs<N>((float *)acc, a[q], db + (((q >> 2) * (N * 128) + (q & 3) * 32) >> 4),
+                                kt > 0 || q > 0);
+            wg_commit();
+            const int s_done = s;
+            wg_ring_next(s, ph, ring.nst);
+            if (kt + 1 < nk) {
+                wg_mbar_wait_at(full0 + s * 8, ph);
+                load_w(ring0 + s * ring.sb);
+            }
+            wg_wait0();
+#pragma unroll
+            for (int i = 0; i < NR; i++) wg_reg_fence(acc[i]);
+            __syncwarp();
+            if (lane == 0) wg_release<CL>(empty0 + s_done * 8); /* its tokens are read */
         }
     } else if constexpr (MODE == DFM_QUANT_FP8_ID && PROMOTE == 1) {
         /*
@@ -1041,12 +1112,15 @@ static __device__ __forceinline__ void wg_gemm_run(const CUtensorMap &tm_w, cons
                                                    const wg_gemm_args_t &p, const OUT &out) {
     constexpr bool CL = VER == 4; /* version 3 on clusters of 2 (wg_gemm_kernel_cl) */
     constexpr bool PACK = VER >= 3 && WG_PACK;
+    constexpr bool TOK16 = VER == 5; /* FP8 GEMM1, tokens widened to f16 before the launch */
+    static_assert(!TOK16 || (MODE == DFM_QUANT_FP8_ID && PROMOTE == 1 && PHASE == 1 && WG_PACK),
+                  "version 5: FP8 GEMM1 on f16 tensor cores, packed columns");
     /* columns per pass: WG_PASS_COLS for INT8, BF16 and FP8 QGMMA with
      * promotion every 128 (past 128 columns it promotes 64 columns at a time
      * through one `part`, wg_fp8_stage_group: 80 + 32 accumulators, within
      * the 168 registers a 9-warp CTA may use); 128 for promotion every 32
      * and for the f16 path (its widened token tiles would leave 2 stages) */
-    constexpr int PW = PACK && !CL && (MODE != DFM_QUANT_FP8_ID || PROMOTE == 128) ? WG_PASS_COLS : WG_MAXCOLS;
+    constexpr int PW = PACK && !CL && (MODE != DFM_QUANT_FP8_ID || PROMOTE == 128 || TOK16) ? WG_PASS_COLS : WG_MAXCOLS;
     static_assert(PW == WG_MAXCOLS || PW == 160, "WG_PASS_COLS: 128 or 160 (the wgmma N the dispatch below adds)");
     extern __shared__ unsigned char smem_raw[];
     __shared__ int s_prefix[WG_MAX_G + 1];
@@ -1122,9 +1196,9 @@ static __device__ __forceinline__ void wg_gemm_run(const CUtensorMap &tm_w, cons
     } else {
         const int acols = wg_pad_cols(min(PW, max(s_maxcols, 8)));
         const int xbytes = 128 * (acols / 2) * 4; /* GEMM1: the exchange; GEMM2: the staging */
-        const int bhb = wg_bh_bytes(MODE, PROMOTE, acols);
+        const int bhb = TOK16 ? 0 : wg_bh_bytes(MODE, PROMOTE, acols);
         const int avail = (int)wg_dyn_smem_size() - (int)(smem - smem_raw) - xbytes - bhb;
-        ring.sb = WG_W_BYTES + acols * WG_BK;
+        ring.sb = WG_W_BYTES + acols * WG_BK * (TOK16 ? 2 : 1);
         ring.nst = min(WG_MAX_STAGES, avail / ring.sb);
         ring.bh = bhb ? smem + ring.nst * ring.sb : nullptr;
         ring.bhs = acols * 256;
@@ -1138,7 +1212,9 @@ static __device__ __forceinline__ void wg_gemm_run(const CUtensorMap &tm_w, cons
             int g, tile, pass;
             wg_item(s_prefix, G, sched_tiles, v, g, tile, pass);
             if (CL) tile = 2 * tile + crank;
-            const long long hbase = (long long)half * p.half_rows;
+            const long long hbase = TOK16 ? 0 : (long long)half * p.half_rows; /* the f16 copy has one half */
+            /* TOK16: K-half 1 of the tokens at A + npad * 128 (npad: the consumer's N) */
+            const int npad = TOK16 ? wg_pad_cols(min(PW, wg_expert_cols<PACK>(p.row_count, p.R, g) - pass * PW)) : 0;
             int arow, boff, bsel, nbox, tx_rows; /* this lane's A box; the pass's boxes, rows they write */
             if constexpr (VER == 2) { /* one 8-row box per chunk, lane l chunk l of the pass */
                 int src, j0, valid;
@@ -1159,7 +1235,7 @@ static __device__ __forceinline__ void wg_gemm_run(const CUtensorMap &tm_w, cons
                 const int s = it % ring.nst, r = it / ring.nst;
                 if (lane == 0) {
                     wg_mbar_wait(&s_empty[s], (r & 1) ^ 1);
-                    wg_mbar_expect_tx(&s_full[s], WG_W_BYTES + tx_rows * WG_BK);
+                    wg_mbar_expect_tx(&s_full[s], WG_W_BYTES + tx_rows * WG_BK * (TOK16 ? 2 : 1));
                 }
                 __syncwarp();
                 unsigned char *st = smem + s * ring.sb;
@@ -1170,6 +1246,11 @@ static __device__ __forceinline__ void wg_gemm_run(const CUtensorMap &tm_w, cons
                 /* CL: box `lane` by the CTA of rank lane & 1, into both */
                 if (lane < nbox && (!CL || (lane & 1) == crank)) {
                     if (CL) wg_tma_2d_mc(st + WG_W_BYTES + boff * WG_BK, &tm_a.a[bsel], kt * WG_BK, arow, &s_full[s], 3);
+                    else if (TOK16)
+#pragma unroll
+                        for (int hh = 0; hh < 2; hh++) /* f16: 2 x 128 bytes of K a stage */
+                            wg_tma_2d(st + WG_W_BYTES + (hh * npad + boff) * WG_BK, &tm_a.a[bsel],
+                                      (2 * kt + hh) * WG_BK, arow, &s_full[s]);
                     else wg_tma_2d(st + WG_W_BYTES + boff * WG_BK, &tm_a.a[bsel], kt * WG_BK, arow, &s_full[s]);
                 }
             }
@@ -1190,7 +1271,7 @@ static __device__ __forceinline__ void wg_gemm_run(const CUtensorMap &tm_w, cons
 /* GEMM2 stages its rows, except FP8 on f16 tensor cores (168 registers
  * already); -DWG_STAGE_GEMM2=0 turns staging off (for A/B measurements) */
 #define WG_CONSUME(NN) \
-    wg_consume<MODE, PHASE, NN, OUT, PROMOTE, true, WG_STAGE_GEMM2 && !(MODE == DFM_QUANT_FP8_ID && PROMOTE == 1), PACK, CL, PW>( \
+    wg_consume<MODE, PHASE, NN, OUT, PROMOTE, true, WG_STAGE_GEMM2 && !(MODE == DFM_QUANT_FP8_ID && PROMOTE == 1), PACK, CL, PW, TOK16>( \
         p, out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
             if constexpr (PW > 128) {
                 if (cols > 128) WG_CONSUME(160);
@@ -1216,7 +1297,7 @@ template <int MODE, int PHASE, int VER, class OUT, int PROMOTE = WG_FP8_PROMOTE>
 static __global__ void __launch_bounds__(WG_THREADS, 1)
     wg_gemm_kernel(const __grid_constant__ CUtensorMap tm_w, const __grid_constant__ wg_amaps_t tm_a,
                    const __grid_constant__ wg_gemm_args_t p, const __grid_constant__ OUT out) {
-    static_assert(VER == 2 || VER == 3, "versions 2 and 3 (4: wg_gemm_kernel_cl)");
+    static_assert(VER == 2 || VER == 3 || VER == 5, "versions 2, 3 and 5 (4: wg_gemm_kernel_cl)");
     wg_gemm_run<MODE, PHASE, VER, OUT, PROMOTE>(tm_w, tm_a, p, out);
 }
 
