@@ -25,6 +25,8 @@
 #   SKIP_PROMOTE=1 / SKIP_FUSED=1      leave out the promotion group (both 1000-call
 #                                      runs, gemm_bench -v 3pe) / the fused group (test_moe
 #                                      with DFM_CUDA_FUSED=1)
+#   SKIP_TOK16=1                       leave out test_moe and a 1000-call sequence with
+#                                      FP8 GEMM1's version 5 forced (DFM_CUDA_TOK16_ROWS=0)
 # Only the new steps, in two device calls (each group's timeouts add up to more than
 # 10 minutes only if steps hang):
 #   quick="SKIP_BUILD=1 SKIP_TESTS=1 SKIP_PYTEST=1 SKIP_DEMO=1 SKIP_BENCH=1 SKIP_SANITIZER=1"
@@ -169,12 +171,25 @@ if [ "${SKIP_EXTRA:-0}" != 1 ] && [ -x "$BUILD/tests/test_moe" ]; then
         step test_moe-threads-nograph "$TEST_TIMEOUT" env DFM_CUDA_GRAPH=0 \
             "$BUILD/tests/test_moe" -b cuda -p threads
     fi
+    if [ "${SKIP_TOK16:-0}" != 1 ]; then
+        # FP8 GEMM1's version 5 (tokens widened to f16 once, TMA-fed) runs by
+        # default from 96 expected rows per expert, which no test case reaches:
+        # DFM_CUDA_TOK16_ROWS=0 makes every FP8 call take it (DFM_DEBUG=1 names it)
+        step test_moe-threads-tok16 "$TEST_TIMEOUT" env DFM_CUDA_TOK16_ROWS=0 DFM_DEBUG=1 \
+            "$BUILD/tests/test_moe" -b cuda -p threads
+        step test_moe-1000-calls-tok16 "$TEST_TIMEOUT" env DFM_CUDA_TOK16_ROWS=0 \
+            "$BUILD/tests/test_moe" -b cuda -p threads -o sequence -c 1000
+    fi
     if [ "${SKIP_SANITIZER:-0}" != 1 ] && command -v compute-sanitizer >/dev/null; then
         for tool in memcheck racecheck; do
             step "sanitizer-$tool" "$TEST_TIMEOUT" env DFM_TEST_TIMEOUT_S=120 compute-sanitizer --tool "$tool" \
                 --report-api-errors no --error-exitcode 9 "$BUILD/tests/test_moe" -b cuda \
                 -p threads -o "pair(q=fp8,R=1,"
         done
+        [ "${SKIP_TOK16:-0}" != 1 ] &&
+            step sanitizer-memcheck-tok16 "$TEST_TIMEOUT" env DFM_TEST_TIMEOUT_S=120 DFM_CUDA_TOK16_ROWS=0 \
+                compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 \
+                "$BUILD/tests/test_moe" -b cuda -p threads -o "pair(q=fp8,R=1,"
     fi
 fi
 
