@@ -20,8 +20,12 @@
  *      e4m3 value is an f16) and HGMMA: products exact, sums in fp32
  *      (PROMOTE = 1; DFM_CUDA_FP8_PROMOTE=1)
  *   t  ("v5f16") v3f16 with GEMM1's tokens widened to f16 before the launch
- *      (version 5: widen_rows here, gemm.cu's widen kernel in the library,
- *      DFM_CUDA_TOK16=1); GEMM2 as v3f16's
+ *      (version 5: widen_rows here, gemm.cu's widen kernel in the library);
+ *      GEMM2 as v3f16's (which the library does not run: with promotion 1 its
+ *      GEMM2 is version 3 on FP8 tensor cores, promotion 128)
+ *   l  ("lib") what the library runs by default for FP8: GEMM1 v3f16 below 96
+ *      rows per expert on average, v5f16 from 96 (DFM_CUDA_TOK16_ROWS), GEMM2
+ *      v3 promote 128; for INT8 / BF16 the same kernels as v3
  * (v0, the mma.sync + cp.async kernel of issue 3, lives in gemm.cu's history and
  *  in bench/NOTES.md's numbers: it needs the whole backend world to run.)
  *
@@ -159,7 +163,7 @@ static std::vector<result_t> results;
 static int ver_list[MAX_VERS] = {3, 2, 0, 0}, n_vers = 2;
 static int smem3[3][2], smem3p[2], smem3e[2], smem3c[3][2], smem3ce[2], smem5;
 static const char *ver_name(int v) {
-    return v == 2 ? "v2" : v == 3 ? "v3" : v == 4 ? "v3p32" : v == 5 ? "v3f16" : v == 6 ? "v3cl" : v == 8 ? "v5f16" : "v3clf16";
+    return v == 2 ? "v2" : v == 3 ? "v3" : v == 4 ? "v3p32" : v == 5 ? "v3f16" : v == 6 ? "v3cl" : v == 8 ? "v5f16" : v == 9 ? "lib" : "v3clf16";
 }
 static int cl_grid; /* version 3 on clusters of 2: CTAs (even; every cluster resident) */
 
@@ -192,6 +196,7 @@ static __global__ void widen_rows(const uint8_t *a, uint16_t *o, size_t rows, in
     }
 }
 
+#define WG_TOK16_ROWS_BENCH 96 /* gemm.cu's WG_TOK16_ROWS (version "l") */
 static int num_sms;
 static int w_evict_first = 1; /* -w 0: weights loaded with the normal L2 policy */
 
@@ -279,6 +284,13 @@ static void launch_ver(const problem_t &P, bufs_t &B, int phase, int set, cudaSt
         else if (ver == 7) launch<MODE, 4, 1>(P, B, phase, set, s);
         else if (ver == 8 && phase == 1 && B.a1h) launch<MODE, 5, 1>(P, B, phase, set, s);
         else if (ver == 8) launch<MODE, 3, 1>(P, B, phase, set, s); /* GEMM2 as v3f16's */
+        else if (ver == 9 && phase == 2) launch<MODE, 3, 128>(P, B, phase, set, s);
+        else if (ver == 9) { /* the library's default FP8 GEMM1 (gemm.cu's wg_tok16) */
+            long long rows = 0;
+            for (int c : P.counts) rows += c;
+            if (B.a1h && rows >= (long long)WG_TOK16_ROWS_BENCH * P.G) launch<MODE, 5, 1>(P, B, phase, set, s);
+            else launch<MODE, 3, 1>(P, B, phase, set, s);
+        }
         else launch<MODE, 3, 128>(P, B, phase, set, s);
     } else if (ver == 6 || ver == 7)
         launch<MODE, 4>(P, B, phase, set, s); /* ver 7 for INT8/BF16: the same kernel as 6 */
@@ -625,6 +637,7 @@ int main(int argc, char **argv) {
                 else if (*v == 'c') ver_list[n_vers++] = 6;
                 else if (*v == 'f') ver_list[n_vers++] = 7;
                 else if (*v == 't') ver_list[n_vers++] = 8;
+                else if (*v == 'l') ver_list[n_vers++] = 9;
             if (!n_vers) { ver_list[0] = 3; n_vers = 1; }
         }
     }
