@@ -192,6 +192,12 @@ static void check_tok16(void) {
         for (int o = blk * 128; o < blk * 128 + 128; o++) seen[wg_tok16_k(o) - blk * 128]++;
         for (int k = 0; k < 128; k++) EXPECT(seen[k] == 1, "K %d of block %d taken %d times", k, blk, seen[k]);
     }
+    /* wg_tok16_o inverts it (the fused kernel's widening writes by it) */
+    for (int k = 0; k < 3 * 128; k++)
+        EXPECT(wg_tok16_k(wg_tok16_o(k)) == k, "wg_tok16_k(wg_tok16_o(%d)) = %d", k, wg_tok16_k(wg_tok16_o(k)));
+    for (int k = 0; k < 128; k += 2)
+        EXPECT(wg_tok16_o(k + 1) == wg_tok16_o(k) + 1 && (wg_tok16_o(k) & 1) == 0,
+               "K %d, %d not one f16 pair: %d, %d", k, k + 1, wg_tok16_o(k), wg_tok16_o(k + 1));
 }
 
 int main(int argc, char **argv) {

@@ -156,6 +156,9 @@ int dfm_cuda_env_int(const char *name, int def, int lo, int hi);
  * f16 copy of the tokens (DFM_CUDA_TOK16_ROWS, default 96); -1 with
  * DFM_CUDA_TOK16=0. Read from the environment at each call of this. */
 int dfm_cuda_tok16_rows(void);
+/* Whether a call's FP8 GEMM1 runs on the f16 token copy (version 5): the copy
+ * allocated and T * topk >= dfm_cuda_tok16_rows() * G. */
+int dfm_cuda_tok16_call(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op);
 cudaError_t dfm_cuda_experts(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
                              cudaStream_t stream);
 

@@ -115,6 +115,10 @@ typedef struct {
      * g is done; rq_claim[g], rq_done[g] = (seq << 32) | row chunks claimed /
      * rows requantized in call seq (a stale seq reads as 0: never reset) */
     unsigned long long *g1_ready, *rq_claim, *rq_done;
+    /* version 5's GEMM1 (fused_kernel<FP8, true>): w_ready[g] = seq once
+     * expert g's token rows are widened into world.tok16; w_claim, w_done as
+     * rq_claim, rq_done for the widening */
+    unsigned long long *w_ready, *w_claim, *w_done;
     int parts; /* dispatch work units per token */
     int l2_pf; /* FUSED_L2_PF_STAGES or DFM_CUDA_FUSED_L2_PF */
     int eager_rq; /* FUSED_EAGER_RQ or DFM_CUDA_FUSED_EAGER_RQ: 0, 1, 2 */
@@ -199,9 +203,10 @@ static __device__ __forceinline__ void fused_fence_proxy_global(void) {
  * spin (bounded); else one look. Returns 1 when open (also after a timeout:
  * results are then undefined, the host reports the error, nothing hangs). */
 static __device__ int fused_gate(const dfm_cuda_world_t *w, const fused_args_t *fa, const int *s_cnt,
-                                 int phase, int g, int half, unsigned long long seq, int blocking) {
-    if (phase == 2) {
-        const void *f = fa->q_ready + g;
+                                 int phase, int g, int half, unsigned long long seq, int blocking,
+                                 bool tok16 = false) {
+    if (phase == 2 || tok16) { /* tok16: GEMM1 reads the widened rows, w_ready[g] */
+        const void *f = phase == 2 ? fa->q_ready + g : fa->w_ready + g;
         if (!blocking) return dfm_ld_acquire_sys(f) == seq;
         fused_wait(w, f, seq, ~0ull, w->rank, DFM_CUDA_WAIT_DISPATCH, seq);
         return 1;
@@ -300,6 +305,75 @@ static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused
     }
 }
 
+/* Rows of an expert widened per claim (fused_help_widen): one per consumer warp. */
+#ifndef FUSED_WD_ROWS
+#define FUSED_WD_ROWS 8
+#endif
+
+/*
+ * Version 5's GEMM1: the 256 consumer threads of a CTA about to run a GEMM1
+ * item of expert g help widen g's FP8 token rows to f16 (world.tok16, the
+ * order of wg_tok16_k) unless w_ready[g] is up: wait for the payload of every
+ * source with rows for g, then claim chunks of FUSED_WD_ROWS rows until none
+ * is left; whoever completes the last row raises w_ready[g]. The waits are
+ * those of the GEMM1 gate it replaces (peers' payload flags, raised after
+ * their dispatch, which waits for nothing), and every chunk is claimed by a
+ * running CTA, so w_ready[g] always rises. A warp widens a row: lane l reads
+ * bytes 4 l .. 4 l + 3 of each 128-byte block of K and writes its two f16
+ * pairs where wg_tok16_o puts them.
+ */
+static __device__ void fused_help_widen(const dfm_cuda_world_t *w, const fused_args_t *fa, const int *s_cnt,
+                                        int g, int half, unsigned long long seq, int *s_claim) {
+    const int R = w->num_ranks, H = w->hidden, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
+    int rows = 0;
+    for (int src = 0; src < R; src++) rows += s_cnt[g * R + src];
+    const int nch = (rows + FUSED_WD_ROWS - 1) / FUSED_WD_ROWS;
+    if (tid == 0) {
+        const int ready = dfm_ld_acquire_sys(fa->w_ready + g) == seq;
+        if (!ready) fused_gate(w, fa, s_cnt, 1, g, half, seq, 1); /* the payload of g's sources */
+        *s_claim = ready ? -1 : 0;
+    }
+    wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
+    const int ready = *s_claim < 0;
+    wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS); /* read before tid 0 rewrites it */
+    if (ready) return;
+    const char *local = w->peer[w->rank];
+    const int o0 = wg_tok16_o(4 * lane), o1 = wg_tok16_o(4 * lane + 2);
+    for (;;) {
+        if (tid == 0) *s_claim = fused_claim(fa->w_claim + g, seq, nch);
+        wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
+        const int c = *s_claim;
+        wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
+        if (c < 0) return;
+        const int lo = c * FUSED_WD_ROWS, hi = min(rows, lo + FUSED_WD_ROWS);
+        for (int f = lo + warp; f < hi; f += FUSED_CONSUMERS / 32) {
+            int src = 0, j = f;
+            while (j >= s_cnt[g * R + src]) j -= s_cnt[g * R + src++];
+            const size_t phys = dfm_recv_row(&w->L, g, src, j);
+            const uint32_t *in = (const uint32_t *)(local + dfm_off_recv_rows(&w->L, half, phys));
+            uint32_t *out = (uint32_t *)(w->tok16 + phys * H);
+            for (int b = 0; b < H; b += 4 * 128) {
+                uint32_t v[4];
+#pragma unroll
+                for (int u = 0; u < 4; u++) v[u] = b + u * 128 < H ? in[((b + u * 128) >> 2) + lane] : 0u;
+#pragma unroll
+                for (int u = 0; u < 4; u++) {
+                    if (b + u * 128 >= H) break;
+                    out[(b + u * 128 + o0) >> 1] = wg_e4m3x2_to_f16x2(v[u] & 0xffffu);
+                    out[(b + u * 128 + o1) >> 1] = wg_e4m3x2_to_f16x2(v[u] >> 16);
+                }
+            }
+        }
+        fused_fence_proxy_global(); /* for the GEMM1 TMA reads of tok16 */
+        __threadfence();
+        wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
+        if (tid == 0 && fused_count_add(fa->w_done + g, seq, hi - lo) == rows) {
+            __threadfence();
+            dfm_st_release_sys(fa->w_ready + g, seq);
+        }
+    }
+}
+
 /* ---- the producer's A boxes (the box decomposition of gemm_wgmma.cuh v3) ----- */
 
 #ifndef FUSED_PACK
@@ -313,12 +387,12 @@ static_assert(DFM_MAX_RANKS <= WG_PACK_MAX_R, "packed: one A box per producer la
  * the pass write. Returns the boxes of the pass (lanes >= it issue nothing). */
 static __device__ __forceinline__ int fused_a_box(const wg_gemm_args_t &p, int g, int pass, long long hbase,
                                                   const CUtensorMap *maps, int lane, int &arow, int &boff,
-                                                  const CUtensorMap *&amap, int &tx_rows) {
+                                                  const CUtensorMap *&amap, int &tx_rows, int pw = WG_MAXCOLS) {
     int nbox = 0, bsel = 0;
     arow = 0;
     boff = 0;
     if constexpr (FUSED_PACK) {
-        wg_pack_boxes(p, g, pass, hbase, lane, arow, boff, bsel, nbox, tx_rows);
+        wg_pack_boxes(p, g, pass, hbase, lane, arow, boff, bsel, nbox, tx_rows, pw);
     } else {
         wg_chunk_boxes(p, g, pass, hbase, lane, arow, boff, bsel, nbox, tx_rows);
     }
@@ -414,7 +488,12 @@ static __device__ __forceinline__ int fused_tid() {
     return t;
 }
 
-template <int MODE>
+/* TOK16: version 5's GEMM1 (FP8 on f16 tensor cores, PROMOTE 1): the CTAs
+ * with GEMM1 items of an expert widen its token rows into world.tok16 once
+ * (fused_help_widen), the A maps of GEMM1 are over that copy (one half, 2
+ * bytes a K element), each stage's A comes as two 64-element K-halves, and
+ * the consumers take it as it is (wg_consume's TOK16 path). */
+template <int MODE, bool TOK16 = false>
 static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     fused_kernel(const __grid_constant__ fused_maps_t maps, const __grid_constant__ dfm_cuda_world_t w,
                  const __grid_constant__ dfm_cuda_op_t op, const __grid_constant__ fused_args_t fa) {
@@ -422,7 +501,10 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     __shared__ int s_cnt[DFM_MAX_EXPERTS];
     __shared__ int s_pre1[WG_MAX_G + 1], s_pre2[WG_MAX_G + 1];
     __shared__ __align__(8) uint64_t s_full[WG_MAX_STAGES], s_empty[WG_MAX_STAGES];
-    __shared__ wg_col_t s_tab[2 * WG_MAXCOLS]; /* wg_consume's column tables */
+    /* GEMM1's token columns per pass: version 5 takes 160 (no widened-token
+     * buffer in shared memory), the others 128; GEMM2 128 */
+    constexpr int PW1 = TOK16 ? WG_PASS_COLS : WG_MAXCOLS;
+    __shared__ wg_col_t s_tab[2 * PW1]; /* wg_consume's column tables */
     __shared__ wg_gemm_args_t s_p[2];
     __shared__ float s_red[32];
     __shared__ size_t s_dst[DFM_MAX_TOPK];
@@ -507,9 +589,8 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
         int my_maxcols = 0;
         for (int g = tid; g < G; g += FUSED_THREADS) {
             const int cols = wg_expert_cols<FUSED_PACK>(s_cnt, R, g);
-            const int passes = (cols + WG_MAXCOLS - 1) / WG_MAXCOLS;
-            s_pre1[g + 1] = passes * n_tiles1;
-            s_pre2[g + 1] = passes * n_tiles2;
+            s_pre1[g + 1] = (cols + PW1 - 1) / PW1 * n_tiles1;
+            s_pre2[g + 1] = (cols + WG_MAXCOLS - 1) / WG_MAXCOLS * n_tiles2;
             my_maxcols = max(my_maxcols, cols);
         }
         if (my_maxcols > 0) atomicMax(&s_maxcols, my_maxcols);
@@ -568,9 +649,11 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
 
     unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     wg_ring_t ring;
-    const int acols = wg_pad_cols(min(WG_MAXCOLS, max(s_maxcols, 8)));
-    const int xbytes = 128 * (acols / 2) * 4, bhb = wg_bh_bytes(MODE, WG_FP8_PROMOTE, acols);
-    ring.sb = WG_W_BYTES + acols * WG_BK;
+    const int acols = wg_pad_cols(min(PW1, max(s_maxcols, 8)));
+    static_assert(!TOK16 || (MODE == DFM_QUANT_FP8 && WG_FP8_PROMOTE == 1 && FUSED_PACK),
+                  "version 5: FP8 GEMM1 on f16 tensor cores, packed columns");
+    const int xbytes = 128 * (acols / 2) * 4, bhb = TOK16 ? 0 : wg_bh_bytes(MODE, WG_FP8_PROMOTE, acols);
+    ring.sb = WG_W_BYTES + acols * WG_BK * (TOK16 ? 2 : 1);
     ring.nst = min(WG_MAX_STAGES, ((int)wg_dyn_smem_size() - (int)(smem - smem_raw) - xbytes - bhb) / ring.sb);
     ring.bh = bhb ? smem + ring.nst * ring.sb : nullptr;
     ring.bhs = acols * 256;
@@ -604,13 +687,26 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             wg_item(phase == 1 ? s_pre1 : s_pre2, G, phase == 1 ? n_tiles1 : n_tiles2, v, g, tile, pass);
             int arow, boff, tx_rows;
             const CUtensorMap *amap;
-            const int nbox = fused_a_box(s_p[phase - 1], g, pass, phase == 1 ? (long long)half * G * R * M : 0,
-                                         phase == 1 ? maps.a1 : maps.a2, plane, arow, boff, amap, tx_rows);
+            const int nbox = fused_a_box(s_p[phase - 1], g, pass, phase == 1 && !TOK16 ? (long long)half * G * R * M : 0,
+                                         phase == 1 ? maps.a1 : maps.a2, plane, arow, boff, amap, tx_rows,
+                                         phase == 1 ? PW1 : WG_MAXCOLS);
+            /* version 5's GEMM1: two f16 K-halves a stage, half 1 after the
+             * consumer's npad columns of half 0 */
+            const bool two = TOK16 && phase == 1;
+            const int npad = two ? wg_pad_cols(min(PW1, wg_expert_cols<FUSED_PACK>(s_cnt, R, g) - pass * PW1)) : 0;
+            auto issue_a = [&](unsigned char *st, int kt, uint64_t *bar) {
+                if (two) {
+                    wg_tma_2d(st + WG_W_BYTES + boff * WG_BK, amap, 2 * kt * WG_BK, arow, bar);
+                    wg_tma_2d(st + WG_W_BYTES + (npad + boff) * WG_BK, amap, (2 * kt + 1) * WG_BK, arow, bar);
+                } else {
+                    wg_tma_2d(st + WG_W_BYTES + boff * WG_BK, amap, kt * WG_BK, arow, bar);
+                }
+            };
             const CUtensorMap *wmap = phase == 1 ? &maps.w1 : &maps.w2;
             const int wrow = g * (phase == 1 ? 2 * I : H) + tile * WG_BN;
             const int nk = phase == 1 ? nk1 : nk2;
             const int it0 = it;
-            int open = __all_sync(0xffffffffu, fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 0));
+            int open = __all_sync(0xffffffffu, fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 0, TOK16));
             if (!open && phase == 1 && plane == 0)
                 for (int kt = ring.nst; kt < nk && kt < ring.nst + fa.l2_pf; kt++)
                     wg_prefetch_l2(wmap, kt * WG_BK, wrow);
@@ -620,13 +716,12 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                     /* the slot's previous stage is this item's (A pending):
                      * nothing else can be issued until the gate opens */
                     const int must = kt >= ring.nst;
-                    open = __all_sync(0xffffffffu, fused_gate(&w, &fa, s_cnt, phase, g, half, seq, must));
+                    open = __all_sync(0xffffffffu, fused_gate(&w, &fa, s_cnt, phase, g, half, seq, must, TOK16));
                     if (open) {
                         fused_fence_proxy_global();
                         for (int k2 = pend; k2 < kt; k2++)
                             if (plane < nbox)
-                                wg_tma_2d(smem + ((it0 + k2) % ring.nst) * ring.sb + WG_W_BYTES + boff * WG_BK,
-                                          amap, k2 * WG_BK, arow, &s_full[(it0 + k2) % ring.nst]);
+                                issue_a(smem + ((it0 + k2) % ring.nst) * ring.sb, k2, &s_full[(it0 + k2) % ring.nst]);
                         pend = kt;
                     }
                 } else if (kt == 0) {
@@ -635,7 +730,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                 const int s = it % ring.nst, r = it / ring.nst;
                 if (plane == 0) {
                     wg_mbar_wait(&s_empty[s], (r & 1) ^ 1);
-                    wg_mbar_expect_tx(&s_full[s], WG_W_BYTES + tx_rows * WG_BK);
+                    wg_mbar_expect_tx(&s_full[s], WG_W_BYTES + tx_rows * WG_BK * (two ? 2 : 1));
                 }
                 __syncwarp();
                 unsigned char *st = smem + s * ring.sb;
@@ -644,18 +739,16 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                     else wg_tma_2d(st, wmap, kt * WG_BK, wrow, &s_full[s]);
                 }
                 if (open) {
-                    if (plane < nbox) wg_tma_2d(st + WG_W_BYTES + boff * WG_BK, amap, kt * WG_BK, arow, &s_full[s]);
+                    if (plane < nbox) issue_a(st, kt, &s_full[s]);
                     pend = kt + 1;
                 }
             }
             if (!open) {
-                fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 1);
+                fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 1, TOK16);
                 __syncwarp();
                 fused_fence_proxy_global();
                 for (int k2 = pend; k2 < nk; k2++)
-                    if (plane < nbox)
-                        wg_tma_2d(smem + ((it0 + k2) % ring.nst) * ring.sb + WG_W_BYTES + boff * WG_BK, amap,
-                                  k2 * WG_BK, arow, &s_full[(it0 + k2) % ring.nst]);
+                    if (plane < nbox) issue_a(smem + ((it0 + k2) % ring.nst) * ring.sb, k2, &s_full[(it0 + k2) % ring.nst]);
             }
             /* the next item: the next unclaimed one (dynamic), else + gridDim.x */
             int next = u + (int)gridDim.x;
@@ -688,16 +781,23 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             int g, tile, pass;
             wg_item(phase == 1 ? s_pre1 : s_pre2, G, phase == 1 ? n_tiles1 : n_tiles2, v, g, tile, pass);
             if (phase == 2) fused_help_requant(&w, &fa, s_cnt, g, q, seq, &s_fin);
-            if (clane == 0) fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 1); /* orders the epilogue's reads */
+            if (TOK16 && phase == 1) fused_help_widen(&w, &fa, s_cnt, g, half, seq, &s_fin);
+            if (clane == 0) fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 1, TOK16); /* orders the epilogue's reads */
             __syncwarp();
             if (ct == 0 && (phase == 1 ? first1 : first2)) FUSED_STAMP(fa, phase == 1 ? FT_G1_OPEN : FT_G2_OPEN);
             if (phase == 1) first1 = 0;
             else first2 = 0;
-            const int cols = min(WG_MAXCOLS, wg_expert_cols<FUSED_PACK>(s_cnt, R, g) - pass * WG_MAXCOLS);
+            const int pw = phase == 1 ? PW1 : WG_MAXCOLS;
+            const int cols = min(pw, wg_expert_cols<FUSED_PACK>(s_cnt, R, g) - pass * pw);
             if (phase == 1) {
 #define FUSED_CONSUME(NN) \
-    wg_consume<MODE, 1, NN, fused_out_t, WG_FP8_PROMOTE, true, true, FUSED_PACK>(s_p[0], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
-                WG_BY_COLS(cols, FUSED_CONSUME);
+    wg_consume<MODE, 1, NN, fused_out_t, WG_FP8_PROMOTE, true, true, FUSED_PACK, false, PW1, TOK16>(s_p[0], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
+                if constexpr (PW1 > WG_MAXCOLS) {
+                    if (cols > WG_MAXCOLS) FUSED_CONSUME(160);
+                    else WG_BY_COLS(cols, FUSED_CONSUME);
+                } else {
+                    WG_BY_COLS(cols, FUSED_CONSUME);
+                }
 #undef FUSED_CONSUME
                 /* count the item; the CTA completing expert g says so
                  * (g1_ready) and, with eager_rq, starts requantizing g at
@@ -796,9 +896,15 @@ struct dfm_cuda_fused {
     int have_a[DFM_NUM_QUANT];
     const void *w1_of[DFM_NUM_QUANT], *w2_of[DFM_NUM_QUANT];
     fused_maps_t maps[DFM_NUM_QUANT];
+    /* version 5 (FP8, world.tok16 allocated): its kernel's shared memory, and
+     * the FP8 maps with a1 over the f16 copy (built with the FP8 ones) */
+    int smem16;
+    CUtensorMap a1_16[WG_A_MAPS];
+    fused_maps_t maps16;
 };
 
-static const void *fused_kernel_of(int quant) {
+static const void *fused_kernel_of(int quant, int tok16 = 0) {
+    if (quant == DFM_QUANT_FP8 && tok16) return (const void *)fused_kernel<DFM_QUANT_FP8, true>;
     if (quant == DFM_QUANT_FP8) return (const void *)fused_kernel<DFM_QUANT_FP8>;
     if (quant == DFM_QUANT_INT8) return (const void *)fused_kernel<DFM_QUANT_INT8>;
     return (const void *)fused_kernel<DFM_QUANT_BF16>;
@@ -820,8 +926,9 @@ cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **
     const int G = w->num_local_experts;
     const size_t g1_off = sizeof(fused_state_t);
     const size_t q_off = dfm_align_up(g1_off + (size_t)G * sizeof(unsigned int), 8);
-    const size_t u64s = (size_t)G * sizeof(unsigned long long); /* q_ready, g1_ready, rq_claim, rq_done */
-    const size_t bytes = q_off + 4 * u64s;
+    /* q_ready, g1_ready, rq_claim, rq_done, w_ready, w_claim, w_done */
+    const size_t u64s = (size_t)G * sizeof(unsigned long long);
+    const size_t bytes = q_off + 7 * u64s;
     cudaError_t err = cudaMalloc((void **)&f->state, bytes);
     if (err == cudaSuccess) err = cudaMemset(f->state, 0, bytes);
     f->args.fs = f->state;
@@ -830,6 +937,9 @@ cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **
     f->args.g1_ready = (unsigned long long *)((char *)f->state + q_off + u64s);
     f->args.rq_claim = (unsigned long long *)((char *)f->state + q_off + 2 * u64s);
     f->args.rq_done = (unsigned long long *)((char *)f->state + q_off + 3 * u64s);
+    f->args.w_ready = (unsigned long long *)((char *)f->state + q_off + 4 * u64s);
+    f->args.w_claim = (unsigned long long *)((char *)f->state + q_off + 5 * u64s);
+    f->args.w_done = (unsigned long long *)((char *)f->state + q_off + 6 * u64s);
     f->grid = w->num_sms > 0 ? w->num_sms : 1;
     const char *tr = getenv("DFM_CUDA_FUSED_TRACE");
     if (err == cudaSuccess && tr && !strcmp(tr, "1")) {
@@ -841,22 +951,24 @@ cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **
     f->args.l2_pf = dfm_cuda_env_int("DFM_CUDA_FUSED_L2_PF", FUSED_L2_PF_STAGES, 0, 64);
     f->args.eager_rq = dfm_cuda_env_int("DFM_CUDA_FUSED_EAGER_RQ", FUSED_EAGER_RQ, 0, 2);
     f->args.dynamic = dfm_cuda_env_int("DFM_CUDA_FUSED_DYNAMIC", FUSED_DYNAMIC, 0, 1);
-    for (int q = 0; q < DFM_NUM_QUANT && err == cudaSuccess; q++) {
-        const void *k = fused_kernel_of(q);
-        f->smem[q] = wg_v3_smem(k);
-        if (f->smem[q] <= 0) {
+    for (int v = 0; v <= DFM_NUM_QUANT && err == cudaSuccess; v++) {
+        /* v < DFM_NUM_QUANT: mode v; v == DFM_NUM_QUANT: FP8 version 5 */
+        const void *k = v < DFM_NUM_QUANT ? fused_kernel_of(v) : fused_kernel_of(DFM_QUANT_FP8, 1);
+        int *smem = v < DFM_NUM_QUANT ? &f->smem[v] : &f->smem16;
+        *smem = wg_v3_smem(k);
+        if (*smem <= 0) {
             err = cudaErrorInvalidValue;
             break;
         }
-        err = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, f->smem[q]);
+        err = cudaFuncSetAttribute(k, cudaFuncAttributeMaxDynamicSharedMemorySize, *smem);
         int per_sm = 0;
         if (err == cudaSuccess)
-            err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, FUSED_THREADS, (size_t)f->smem[q]);
+            err = cudaOccupancyMaxActiveBlocksPerMultiprocessor(&per_sm, k, FUSED_THREADS, (size_t)*smem);
         /* every CTA spins on work of others: all must be resident */
         if (err == cudaSuccess && per_sm * w->num_sms < f->grid) err = cudaErrorCooperativeLaunchTooLarge;
         /* the routing bitmap lives in the dynamic shared memory */
         if (err == cudaSuccess &&
-            (size_t)w->num_experts * dfm_bitmap_words(DFM_MAX_TOKENS) * 4 + 1024 > (size_t)f->smem[q])
+            (size_t)w->num_experts * dfm_bitmap_words(DFM_MAX_TOKENS) * 4 + 1024 > (size_t)*smem)
             err = cudaErrorInvalidValue;
     }
     if (err != cudaSuccess) {
@@ -867,7 +979,7 @@ cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **
     return cudaSuccess;
 }
 
-static int fused_maps(dfm_cuda_fused_t *f, const dfm_cuda_world_t *w, const dfm_cuda_op_t *op) {
+static int fused_maps(dfm_cuda_fused_t *f, const dfm_cuda_world_t *w, const dfm_cuda_op_t *op, int tok16) {
     const int q = op->quant, cb = q == DFM_QUANT_BF16 ? 2 : 1;
     const int G = w->num_local_experts, R = w->num_ranks, M = w->num_max;
     const int H = w->hidden, I = w->inter;
@@ -878,7 +990,9 @@ static int fused_maps(dfm_cuda_fused_t *f, const dfm_cuda_world_t *w, const dfm_
         for (int i = 0; i < WG_A_MAPS; i++) {
             if (wg_make_map(&m->a1[i], local + dfm_off_recv_rows(&w->L, 0, 0), 2 * rows, H * cb,
                             w->L.row_bytes, 1 << i) ||
-                wg_make_map(&m->a2[i], w->act_q, rows, I * cb, (size_t)I * cb, 1 << i))
+                wg_make_map(&m->a2[i], w->act_q, rows, I * cb, (size_t)I * cb, 1 << i) ||
+                (q == DFM_QUANT_FP8 && w->tok16 &&
+                 wg_make_map(&f->a1_16[i], w->tok16, rows, H * 2, (size_t)H * 2, 1 << i)))
                 return -1;
         }
         f->have_a[q] = 1;
@@ -892,13 +1006,19 @@ static int fused_maps(dfm_cuda_fused_t *f, const dfm_cuda_world_t *w, const dfm_
         f->w1_of[q] = op->w1;
         f->w2_of[q] = op->w2;
     }
+    if (tok16) {
+        f->maps16 = *m;
+        memcpy(f->maps16.a1, f->a1_16, sizeof f->a1_16);
+    }
     return 0;
 }
 
 cudaError_t dfm_cuda_fused(dfm_cuda_fused_t *f, const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
                            cudaStream_t stream, const cudaEvent_t *ev) {
+    /* version 5's GEMM1 where the pipeline's would run it (gemm.cu) */
+    const int tok16 = dfm_cuda_tok16_call(w, op);
     if (((uintptr_t)op->w1 & 15) != 0 || ((uintptr_t)op->w2 & 15) != 0 ||
-        w->num_local_experts > WG_MAX_G || fused_maps(f, w, op))
+        w->num_local_experts > WG_MAX_G || fused_maps(f, w, op, tok16))
         return cudaErrorNotSupported;
     const int T = op->num_tokens, sms = w->num_sms > 0 ? w->num_sms : 1;
     const int chunks = (int)((size_t)w->hidden * dfm_code_bytes((dfm_quant_t)op->quant) / 16);
@@ -909,11 +1029,11 @@ cudaError_t dfm_cuda_fused(dfm_cuda_fused_t *f, const dfm_cuda_world_t *w, const
     fused_args_t a = f->args;
     a.parts = parts;
 
-    void *args[] = {(void *)&f->maps[op->quant], (void *)w, (void *)op, (void *)&a};
+    void *args[] = {tok16 ? (void *)&f->maps16 : (void *)&f->maps[op->quant], (void *)w, (void *)op, (void *)&a};
     cudaError_t err = ev ? cudaEventRecord(ev[0], stream) : cudaSuccess;
     if (err == cudaSuccess)
-        err = dfm_launch(fused_kernel_of(op->quant), dim3((unsigned)f->grid), dim3(FUSED_THREADS), args,
-                         (size_t)f->smem[op->quant], stream, 1);
+        err = dfm_launch(fused_kernel_of(op->quant, tok16), dim3((unsigned)f->grid), dim3(FUSED_THREADS), args,
+                         (size_t)(tok16 ? f->smem16 : f->smem[op->quant]), stream, 1);
     for (int i = 1; i < 4 && err == cudaSuccess && ev; i++) err = cudaEventRecord(ev[i], stream);
     return err;
 }

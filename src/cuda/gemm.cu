@@ -522,13 +522,17 @@ int dfm_cuda_tok16_rows(void) {
                                                        : -1;
 }
 
-/* Version 5 for this call's GEMM1: FP8 on f16 tensor cores, the f16 copy
- * allocated, and this rank's tokens expected to give each local expert at
- * least wg_tok16_rows rows (every rank sends about as many). */
-static int wg_tok16(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op) {
-    return w->tok16 != NULL && op->quant == DFM_QUANT_FP8 && wg_phase_promote(1) == 1 && wg_version == 3 &&
-           wg_tok16_rows >= 0 &&
+/* Whether this call's FP8 GEMM1 takes its tokens widened once (version 5):
+ * the f16 copy allocated, and this rank's tokens expected to give each local
+ * expert at least wg_tok16_rows rows (every rank sends about as many). The
+ * fused kernel asks too (its GEMM1 is always on f16 tensor cores). */
+int dfm_cuda_tok16_call(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op) {
+    return w->tok16 != NULL && op->quant == DFM_QUANT_FP8 && wg_tok16_rows >= 0 &&
            (long long)op->num_tokens * op->num_topk >= (long long)wg_tok16_rows * w->num_local_experts;
+}
+/* Version 5 for the pipeline's GEMM1: also FP8 on f16 tensor cores (PROMOTE 1), version 3. */
+static int wg_tok16(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op) {
+    return dfm_cuda_tok16_call(w, op) && wg_phase_promote(1) == 1 && wg_version == 3;
 }
 
 /* Tensor maps, cached per host thread (each rank of -p threads is a thread):

@@ -381,6 +381,13 @@ static __host__ __device__ __forceinline__ int wg_tok16_k(int o) {
     const int hh = (o >> 6) & 1, p = o & 63, l = p >> 3;
     return (o & ~127) + 16 * (2 * ((p & 7) >> 1) + hh) + 4 * (l >> 1) + 2 * (l & 1) + (p & 1);
 }
+/* Its inverse: the f16 position of K element k (K = 16 c + r: half c & 1,
+ * position 8 l + 2 (c >> 1) + (r & 1) with l = 2 (r >> 2) + ((r >> 1) & 1)).
+ * Even k and k + 1 land on one 32-bit word. Checked by tests/test_layout.cu. */
+static __host__ __device__ __forceinline__ int wg_tok16_o(int k) {
+    const int c = (k >> 4) & 7, r = k & 15, l = 2 * (r >> 2) + ((r >> 1) & 1);
+    return (k & ~127) + 64 * (c & 1) + 8 * l + 2 * (c >> 1) + (r & 1);
+}
 
 template <int N>
 static __device__ __forceinline__ void wg_fp8_widen_tokens(uint32_t src, uint32_t bh, int t256) {
