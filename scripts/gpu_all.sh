@@ -179,6 +179,9 @@ if [ "${SKIP_EXTRA:-0}" != 1 ] && [ -x "$BUILD/tests/test_moe" ]; then
             "$BUILD/tests/test_moe" -b cuda -p threads
         step test_moe-1000-calls-tok16 "$TEST_TIMEOUT" env DFM_CUDA_TOK16_ROWS=0 \
             "$BUILD/tests/test_moe" -b cuda -p threads -o sequence -c 1000
+        # the fused kernel's version 5 (its CTAs widen the rows themselves)
+        step test_moe-threads-fused-tok16 "$TEST_TIMEOUT" env DFM_CUDA_FUSED=1 DFM_CUDA_TOK16_ROWS=0 \
+            "$BUILD/tests/test_moe" -b cuda -p threads
     fi
     if [ "${SKIP_SANITIZER:-0}" != 1 ] && command -v compute-sanitizer >/dev/null; then
         for tool in memcheck racecheck; do
@@ -190,6 +193,10 @@ if [ "${SKIP_EXTRA:-0}" != 1 ] && [ -x "$BUILD/tests/test_moe" ]; then
             step sanitizer-memcheck-tok16 "$TEST_TIMEOUT" env DFM_TEST_TIMEOUT_S=120 DFM_CUDA_TOK16_ROWS=0 \
                 compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 \
                 "$BUILD/tests/test_moe" -b cuda -p threads -o "pair(q=fp8,R=1,"
+        [ "${SKIP_TOK16:-0}" != 1 ] &&
+            step sanitizer-memcheck-fused-tok16 "$TEST_TIMEOUT" env DFM_TEST_TIMEOUT_S=120 DFM_CUDA_FUSED=1 \
+                DFM_CUDA_TOK16_ROWS=0 compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 \
+                "$BUILD/tests/test_moe" -b cuda -p threads -o "fused(q=fp8,R=1,"
     fi
 fi
 
