@@ -356,6 +356,46 @@ static __device__ __forceinline__ void wg_mma_f16rs(float *d, const uint32_t *a,
     WG_BY_N(wgmma_f16rs, N, d, a, db, scale_d);
 }
 
+/* FP8 on f16 tensor cores: this thread's weight codes of the stage at st
+ * (rows r0w and r0w + 8, K-halves h at h * 1024; wlo: its first 16 bytes of
+ * row r0w, swizzled, the next 16 at wlo ^ 16) into raw[h][0..7]. */
+static __device__ __forceinline__ void wg_f16_load_w(uint32_t (&raw)[2][8], uint32_t st, uint32_t wlo) {
+#pragma unroll
+    for (int h = 0; h < 2; h++) {
+        const uint4 lo = wg_ld_shared_v4(st + h * 1024 + wlo);
+        const uint4 hi = wg_ld_shared_v4(st + h * 1024 + (wlo ^ 16));
+        raw[h][0] = lo.x; raw[h][1] = lo.y; raw[h][2] = lo.z; raw[h][3] = lo.w;
+        raw[h][4] = hi.x; raw[h][5] = hi.y; raw[h][6] = hi.z; raw[h][7] = hi.w;
+    }
+}
+
+/* FP8 on f16 tensor cores, one stage of K (128 values): this thread's weight
+ * codes (raw[h][q]: K-half h, word q, as loaded from the stage) widened to the
+ * f16 A fragments, then the stage's 8 k16 wgmmas against the f16 token tile of
+ * descriptor desc() (K-half q >> 2 at N * 128 bytes; taken after the
+ * widening, as the code this replaced did), committed as one group.
+ * after: the accumulators hold earlier stages (else the first wgmma overwrites). */
+template <int N, int NR, class DESC>
+static __device__ __forceinline__ void wg_f16_stage_mma(float (&acc)[NR], const uint32_t (&raw)[2][8], DESC desc,
+                                                        bool after) {
+    uint32_t a[8][4];
+#pragma unroll
+    for (int q = 0; q < 8; q++) {
+        a[q][0] = wg_e4m3x2_to_f16x2(raw[0][q]);
+        a[q][1] = wg_e4m3x2_to_f16x2(raw[1][q]);
+        a[q][2] = wg_e4m3x2_to_f16x2(raw[0][q] >> 16);
+        a[q][3] = wg_e4m3x2_to_f16x2(raw[1][q] >> 16);
+    }
+    const uint64_t db = desc();
+#pragma unroll
+    for (int i = 0; i < NR; i++) wg_reg_fence(acc[i]);
+    wg_fence();
+#pragma unroll
+    for (int q = 0; q < 8; q++)
+        wg_mma_f16rs<N>(acc, a[q], db + (((q >> 2) * (N * 128) + (q & 3) * 32) >> 4), after || q > 0);
+    wg_commit();
+}
+
 /*
  * FP8 PROMOTE 1 ("exact"): the stage's 128 values of K are taken in a
  * permuted order that lets every thread read its weight codes with two
@@ -752,35 +792,13 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
         const uint32_t wlo = r0w * 128 + (((2 * tg) ^ sw) << 4);
         uint32_t raw[2][8];
         auto load_w = [&](uint32_t st) {
-#pragma unroll
-            for (int h = 0; h < 2; h++) {
-                const uint4 lo = wg_ld_shared_v4(st + h * 1024 + wlo);
-                const uint4 hi = wg_ld_shared_v4(st + h * 1024 + (wlo ^ 16));
-                raw[h][0] = lo.x; raw[h][1] = lo.y; raw[h][2] = lo.z; raw[h][3] = lo.w;
-                raw[h][4] = hi.x; raw[h][5] = hi.y; raw[h][6] = hi.z; raw[h][7] = hi.w;
-            }
+            wg_f16_load_w(raw, st, wlo);
         };
         wg_mbar_wait_at(full0 + s * 8, ph);
         load_w(ring0 + s * ring.sb);
         for (int kt = 0; kt < nk; kt++, it++) {
             const uint32_t st = ring0 + s * ring.sb;
-            uint32_t a[8][4];
-#pragma unroll
-            for (int q = 0; q < 8; q++) {
-                a[q][0] = wg_e4m3x2_to_f16x2(raw[0][q]);
-                a[q][1] = wg_e4m3x2_to_f16x2(raw[1][q]);
-                a[q][2] = wg_e4m3x2_to_f16x2(raw[0][q] >> 16);
-                a[q][3] = wg_e4m3x2_to_f16x2(raw[1][q] >> 16);
-            }
-            const uint64_t db = wg_desc(st + WG_W_BYTES);
-#pragma unroll
-            for (int i = 0; i < NR; i++) wg_reg_fence(acc[i]);
-            wg_fence();
-#pragma unroll
-            for (int q = 0; q < 8; q++)
-                wg_mma_f16rs<N>((float *)acc, a[q], db + (((q >> 2) * (N * 128) + (q & 3) * 32) >> 4),
-                                kt > 0 || q > 0);
-            wg_commit();
+            wg_f16_stage_mma<N>(acc, raw, [&] { return wg_desc(st + WG_W_BYTES); }, kt > 0);
             const int s_done = s;
             wg_ring_next(s, ph, ring.nst);
             if (kt + 1 < nk) {
@@ -819,13 +837,7 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
             const uint32_t wlo = LOOKAHEAD ? wlo_keep
                                            : (wg * 64 + w4 * 16 + (lane >> 2)) * 128 + ((((lane & 3) * 2) ^ ((lane >> 2) & 7)) << 4);
             wg_fp8_widen_tokens<N>(st + WG_W_BYTES, bh0 + par * ring.bhs, tid);
-#pragma unroll
-            for (int h = 0; h < 2; h++) {
-                const uint4 lo = wg_ld_shared_v4(st + h * 1024 + wlo);
-                const uint4 hi = wg_ld_shared_v4(st + h * 1024 + (wlo ^ 16));
-                raw[h][0] = lo.x; raw[h][1] = lo.y; raw[h][2] = lo.z; raw[h][3] = lo.w;
-                raw[h][4] = hi.x; raw[h][5] = hi.y; raw[h][6] = hi.z; raw[h][7] = hi.w;
-            }
+            wg_f16_load_w(raw, st, wlo);
             asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
             __syncwarp();
             if (lane == 0) wg_release<CL>(empty0 + s * 8); /* this warp is done with the stage */
@@ -840,23 +852,7 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
                 take_in(bpar);
                 wg_bar_sync(3, 256);
             }
-            uint32_t a[8][4];
-#pragma unroll
-            for (int q = 0; q < 8; q++) {
-                a[q][0] = wg_e4m3x2_to_f16x2(raw[0][q]);
-                a[q][1] = wg_e4m3x2_to_f16x2(raw[1][q]);
-                a[q][2] = wg_e4m3x2_to_f16x2(raw[0][q] >> 16);
-                a[q][3] = wg_e4m3x2_to_f16x2(raw[1][q] >> 16);
-            }
-            const uint64_t db = wg_desc(bh0 + (bpar ? ring.bhs : 0));
-#pragma unroll
-            for (int i = 0; i < NR; i++) wg_reg_fence(acc[i]);
-            wg_fence();
-#pragma unroll
-            for (int q = 0; q < 8; q++)
-                wg_mma_f16rs<N>((float *)acc, a[q], db + (((q >> 2) * (N * 128) + (q & 3) * 32) >> 4),
-                                kt > 0 || q > 0);
-            wg_commit();
+            wg_f16_stage_mma<N>(acc, raw, [&] { return wg_desc(bh0 + (bpar ? ring.bhs : 0)); }, kt > 0);
             if (LOOKAHEAD && kt + 1 < nk) take_in(bpar ^ 1);
             wg_wait0();
 #pragma unroll
