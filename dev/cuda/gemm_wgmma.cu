@@ -33,9 +33,10 @@
  *   nvcc -std=c++17 -O3 -Isrc -Iinclude -gencode=arch=compute_90a,code=sm_90a \
  *        -Xptxas -v dev/cuda/gemm_wgmma.cu build-cuda/libdfm.a -o build/dev/gemm_wgmma
  *   (or `make CUDA=1` -> $(BUILD)/bench/gemm_bench, which includes this file)
- * Run: gemm_wgmma [-i iters] [-q] [-m modemask] [-s shape] [-v 32] [-w 0|1] [-o csv]
- *   -v: versions to validate and time, in order, up to 4 of 2, 3, p, e (default
- *       32: v3 then v2; "3pe -m 1": FP8 promote 128, 32 and 1 (f16) side by side)
+ * Run: gemm_wgmma [-i iters] [-q] [-m modemask] [-s shape] [-v 3l] [-w 0|1] [-o csv]
+ *   -v: versions to validate and time, in order, up to 4 of 2, 3, p, e, c, f, t, l
+ *       (default 3l: v3, then what the library runs by default; "3pe -m 1": FP8
+ *       promote 128, 32 and 1 (f16) side by side)
  *   -q: one reference sample per big shape; -m: bit 0 fp8, 1 int8, 2 bf16;
  *   -s: only big shape number s (0..4), no small checks (for ncu)
  *   -t T: tokens per source rank for the big shapes instead of their own T
@@ -160,7 +161,7 @@ static std::vector<result_t> results;
 /* versions: 2, 3, 4 = "v3p32" (v3 with FP8 promotion every 32 values of K) and
  * 5 = "v3f16" (v3 with FP8 widened to f16: fp32 accumulation, PROMOTE 1) */
 #define MAX_VERS 4
-static int ver_list[MAX_VERS] = {3, 2, 0, 0}, n_vers = 2;
+static int ver_list[MAX_VERS] = {3, 9, 0, 0}, n_vers = 2; /* -v 3l */
 static int smem3[3][2], smem3p[2], smem3e[2], smem3c[3][2], smem3ce[2], smem5;
 static const char *ver_name(int v) {
     return v == 2 ? "v2" : v == 3 ? "v3" : v == 4 ? "v3p32" : v == 5 ? "v3f16" : v == 6 ? "v3cl" : v == 8 ? "v5f16" : v == 9 ? "lib" : "v3clf16";
