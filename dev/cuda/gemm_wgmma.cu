@@ -197,7 +197,6 @@ static __global__ void widen_rows(const uint8_t *a, uint16_t *o, size_t rows, in
     }
 }
 
-#define WG_TOK16_ROWS_BENCH 96 /* gemm.cu's WG_TOK16_ROWS (version "l") */
 static int num_sms;
 static int w_evict_first = 1; /* -w 0: weights loaded with the normal L2 policy */
 
@@ -289,7 +288,7 @@ static void launch_ver(const problem_t &P, bufs_t &B, int phase, int set, cudaSt
         else if (ver == 9) { /* the library's default FP8 GEMM1 (gemm.cu's wg_tok16) */
             long long rows = 0;
             for (int c : P.counts) rows += c;
-            if (B.a1h && rows >= (long long)WG_TOK16_ROWS_BENCH * P.G) launch<MODE, 5, 1>(P, B, phase, set, s);
+            if (B.a1h && rows >= (long long)WG_TOK16_ROWS * P.G) launch<MODE, 5, 1>(P, B, phase, set, s);
             else launch<MODE, 3, 1>(P, B, phase, set, s);
         }
         else launch<MODE, 3, 128>(P, B, phase, set, s);

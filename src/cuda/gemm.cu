@@ -438,11 +438,8 @@ static int wg_smem3[DFM_NUM_QUANT][2][3]; /* version 3's dynamic shared memory [
 static int wg_smem5;                      /* version 5's (FP8 GEMM1, f16 tokens) */
 /* W loads with the L2 evict_first policy (DFM_CUDA_W_EVICT_FIRST=0: normal) */
 static int wg_evict_first;
-/* Version 5 (FP8 GEMM1 on f16 tokens widened once) from this many expected
- * rows per local expert (T * topk / G); -1: never (DFM_CUDA_TOK16=0). At ~64
- * rows version 3 is ~4% faster, at ~32 ~25%; at ~116 version 5 is ~10%
- * faster (gemm_bench, docs/PERF_NOTES.md eleventh session). */
-#define WG_TOK16_ROWS 96
+/* Version 5 from wg_tok16_rows expected rows per local expert (gemm_wgmma.cuh's
+ * WG_TOK16_ROWS or DFM_CUDA_TOK16_ROWS); -1: never (DFM_CUDA_TOK16=0). */
 static int wg_tok16_rows = WG_TOK16_ROWS;
 
 int dfm_cuda_env_int(const char *name, int def, int lo, int hi) {

@@ -76,6 +76,11 @@
 #define WG_BN 128        /* output channels per item: two m64 halves (GEMM1: gate | up) */
 #define WG_BK 128        /* bytes of K per pipeline stage (128 fp8/int8 or 64 bf16) */
 #define WG_MAXCOLS 128   /* token columns per pass (16 chunks of 8 rows) */
+/* FP8 GEMM1 runs version 5 (tokens widened to f16 once) from this many expected
+ * rows per local expert (T * topk / G; gemm.cu, DFM_CUDA_TOK16_ROWS overrides):
+ * at ~64 rows version 3 is ~4% faster, at ~32 ~25%; at ~116 version 5 ~10%
+ * (gemm_bench, docs/PERF_NOTES.md eleventh session). gemm_bench's version l too. */
+#define WG_TOK16_ROWS 96
 #ifndef WG_PASS_COLS
 #define WG_PASS_COLS 160 /* version 3, packed, INT8 / BF16 / FP8 QGMMA (promote 128): columns per pass */
 #endif
