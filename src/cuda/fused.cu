@@ -259,24 +259,27 @@ static __device__ int fused_count_add(unsigned long long *p, unsigned long long 
 }
 
 /*
- * The 256 consumer threads of a CTA about to run a GEMM2 item of expert g
- * help requantize g's rows unless q_ready[g] is up: wait until every GEMM1
- * item of g is done (g1_ready), then claim chunks of FUSED_RQ_ROWS rows
- * (flat over sources) until none is left; whoever completes the last row
- * raises q_ready[g]. Every CTA with a GEMM2 item of g helps, so the work is
- * spread over the CTAs that would otherwise wait for it (version 1 gave all
- * of g's rows to the one CTA that finished g's last GEMM1 item: its time grew
- * with T and held every GEMM2 item of g).
+ * The claim loop of the CTAs that help with an expert's rows before running
+ * one of its items (the requantization before GEMM2, version 5's widening
+ * before GEMM1), run by the 256 consumer threads: unless *ready_flag == seq,
+ * thread 0 waits for the work's inputs (wait_inputs()); then they claim
+ * chunks of CHUNK rows (flat over sources) from *claim until none is left, a
+ * warp a row (row(src, j)); whoever completes the last row raises
+ * *ready_flag = seq. Every chunk is claimed by a running CTA, so the flag
+ * always rises. What the rows write is read by TMA (proxy fence).
  */
-static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused_args_t *fa, const int *s_cnt,
-                                          int g, dfm_quant_t q, unsigned long long seq, int *s_claim) {
+template <int CHUNK, class WAIT, class ROW>
+static __device__ __forceinline__ void fused_help_rows(const dfm_cuda_world_t *w, const int *s_cnt, int g,
+                                                       unsigned long long seq, unsigned long long *ready_flag,
+                                                       unsigned long long *claim, unsigned long long *done,
+                                                       int *s_claim, WAIT wait_inputs, ROW row) {
     const int R = w->num_ranks, tid = threadIdx.x, warp = tid >> 5;
     int rows = 0;
     for (int src = 0; src < R; src++) rows += s_cnt[g * R + src];
-    const int nch = (rows + FUSED_RQ_ROWS - 1) / FUSED_RQ_ROWS;
+    const int nch = (rows + CHUNK - 1) / CHUNK;
     if (tid == 0) {
-        const int ready = dfm_ld_acquire_sys(fa->q_ready + g) == seq;
-        if (!ready) fused_wait(w, fa->g1_ready + g, seq, ~0ull, w->rank, DFM_CUDA_WAIT_DISPATCH, seq);
+        const int ready = dfm_ld_acquire_sys(ready_flag) == seq;
+        if (!ready) wait_inputs();
         *s_claim = ready ? -1 : 0;
     }
     wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
@@ -284,25 +287,41 @@ static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused
     wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS); /* read before tid 0 rewrites it */
     if (ready) return;
     for (;;) {
-        if (tid == 0) *s_claim = fused_claim(fa->rq_claim + g, seq, nch);
+        if (tid == 0) *s_claim = fused_claim(claim, seq, nch);
         wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
         const int c = *s_claim;
         wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
         if (c < 0) return;
-        const int lo = c * FUSED_RQ_ROWS, hi = min(rows, lo + FUSED_RQ_ROWS);
+        const int lo = c * CHUNK, hi = min(rows, lo + CHUNK);
         for (int f = lo + warp; f < hi; f += FUSED_CONSUMERS / 32) {
             int src = 0, j = f;
             while (j >= s_cnt[g * R + src]) j -= s_cnt[g * R + src++];
-            dfm_requant_row<FUSED_RQ_V4>(w, dfm_recv_row(&w->L, g, src, j), q);
+            row(src, j);
         }
-        fused_fence_proxy_global(); /* for the GEMM2 TMA reads of act_q */
+        fused_fence_proxy_global(); /* for the TMA reads of what the rows wrote */
         __threadfence();
         wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
-        if (tid == 0 && fused_count_add(fa->rq_done + g, seq, hi - lo) == rows) {
+        if (tid == 0 && fused_count_add(done, seq, hi - lo) == rows) {
             __threadfence();
-            dfm_st_release_sys(fa->q_ready + g, seq);
+            dfm_st_release_sys(ready_flag, seq);
         }
     }
+}
+
+/*
+ * Before a GEMM2 item of expert g: help requantize g's rows (act -> act_q,
+ * act_s) unless q_ready[g] is up, once every GEMM1 item of g is done
+ * (g1_ready). Every CTA with a GEMM2 item of g helps, so the work is spread
+ * over the CTAs that would otherwise wait for it (version 1 gave all of g's
+ * rows to the one CTA that finished g's last GEMM1 item: its time grew with T
+ * and held every GEMM2 item of g).
+ */
+static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused_args_t *fa, const int *s_cnt,
+                                          int g, dfm_quant_t q, unsigned long long seq, int *s_claim) {
+    fused_help_rows<FUSED_RQ_ROWS>(
+        w, s_cnt, g, seq, fa->q_ready + g, fa->rq_claim + g, fa->rq_done + g, s_claim,
+        [&] { fused_wait(w, fa->g1_ready + g, seq, ~0ull, w->rank, DFM_CUDA_WAIT_DISPATCH, seq); },
+        [&](int src, int j) { dfm_requant_row<FUSED_RQ_V4>(w, dfm_recv_row(&w->L, g, src, j), q); });
 }
 
 /* Rows of an expert widened per claim (fused_help_widen): one per consumer warp. */
@@ -311,44 +330,23 @@ static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused
 #endif
 
 /*
- * Version 5's GEMM1: the 256 consumer threads of a CTA about to run a GEMM1
- * item of expert g help widen g's FP8 token rows to f16 (world.tok16, the
- * order of wg_tok16_k) unless w_ready[g] is up: wait for the payload of every
- * source with rows for g, then claim chunks of FUSED_WD_ROWS rows until none
- * is left; whoever completes the last row raises w_ready[g]. The waits are
- * those of the GEMM1 gate it replaces (peers' payload flags, raised after
- * their dispatch, which waits for nothing), and every chunk is claimed by a
- * running CTA, so w_ready[g] always rises. A warp widens a row: lane l reads
- * bytes 4 l .. 4 l + 3 of each 128-byte block of K and writes its two f16
- * pairs where wg_tok16_o puts them.
+ * Version 5's GEMM1, before a GEMM1 item of expert g: help widen g's FP8
+ * token rows to f16 (world.tok16, the order of wg_tok16_k) unless w_ready[g]
+ * is up, once the payload of every source with rows for g is in (the waits of
+ * the GEMM1 gate it replaces: peers' payload flags, raised after their
+ * dispatch, which waits for nothing). A warp widens a row: lane l reads bytes
+ * 4 l .. 4 l + 3 of each 128-byte block of K and writes its two f16 pairs
+ * where wg_tok16_o puts them.
  */
 static __device__ void fused_help_widen(const dfm_cuda_world_t *w, const fused_args_t *fa, const int *s_cnt,
                                         int g, int half, unsigned long long seq, int *s_claim) {
-    const int R = w->num_ranks, H = w->hidden, tid = threadIdx.x, warp = tid >> 5, lane = tid & 31;
-    int rows = 0;
-    for (int src = 0; src < R; src++) rows += s_cnt[g * R + src];
-    const int nch = (rows + FUSED_WD_ROWS - 1) / FUSED_WD_ROWS;
-    if (tid == 0) {
-        const int ready = dfm_ld_acquire_sys(fa->w_ready + g) == seq;
-        if (!ready) fused_gate(w, fa, s_cnt, 1, g, half, seq, 1); /* the payload of g's sources */
-        *s_claim = ready ? -1 : 0;
-    }
-    wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
-    const int ready = *s_claim < 0;
-    wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS); /* read before tid 0 rewrites it */
-    if (ready) return;
+    const int H = w->hidden, lane = threadIdx.x & 31;
     const char *local = w->peer[w->rank];
     const int o0 = wg_tok16_o(4 * lane), o1 = wg_tok16_o(4 * lane + 2);
-    for (;;) {
-        if (tid == 0) *s_claim = fused_claim(fa->w_claim + g, seq, nch);
-        wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
-        const int c = *s_claim;
-        wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
-        if (c < 0) return;
-        const int lo = c * FUSED_WD_ROWS, hi = min(rows, lo + FUSED_WD_ROWS);
-        for (int f = lo + warp; f < hi; f += FUSED_CONSUMERS / 32) {
-            int src = 0, j = f;
-            while (j >= s_cnt[g * R + src]) j -= s_cnt[g * R + src++];
+    fused_help_rows<FUSED_WD_ROWS>(
+        w, s_cnt, g, seq, fa->w_ready + g, fa->w_claim + g, fa->w_done + g, s_claim,
+        [&] { fused_gate(w, fa, s_cnt, 1, g, half, seq, 1); }, /* the payload of g's sources */
+        [&](int src, int j) {
             const size_t phys = dfm_recv_row(&w->L, g, src, j);
             const uint32_t *in = (const uint32_t *)(local + dfm_off_recv_rows(&w->L, half, phys));
             uint32_t *out = (uint32_t *)(w->tok16 + phys * H);
@@ -363,15 +361,7 @@ static __device__ void fused_help_widen(const dfm_cuda_world_t *w, const fused_a
                     out[(b + u * 128 + o1) >> 1] = wg_e4m3x2_to_f16x2(v[u] >> 16);
                 }
             }
-        }
-        fused_fence_proxy_global(); /* for the GEMM1 TMA reads of tok16 */
-        __threadfence();
-        wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
-        if (tid == 0 && fused_count_add(fa->w_done + g, seq, hi - lo) == rows) {
-            __threadfence();
-            dfm_st_release_sys(fa->w_ready + g, seq);
-        }
-    }
+        });
 }
 
 /* ---- the producer's A boxes (the box decomposition of gemm_wgmma.cuh v3) ----- */
