@@ -285,9 +285,10 @@ static void print_trace(dfm_ctx_t *ctx, int rank, const char *name, int T, int r
                                                      "g2-open", "g2-done", "combine-in", "end"};
     /* per-CTA durations between consecutive phases (a CTA counts where it
      * has both ends: the GEMM1 ones only with GEMM1 items) */
-    static const int seg[][2] = {{FT_ENTRY, FT_G1_OPEN}, {FT_G1_OPEN, FT_G1_DONE}, {FT_G1_DONE, FT_G2_OPEN},
-                                 {FT_G2_OPEN, FT_G2_DONE}, {FT_G2_DONE, FT_COMBINE_IN}, {FT_COMBINE_IN, FT_END}};
-    static const char *segn[] = {"to-g1", "g1", "g1->g2", "g2", "wait-peers", "reduce"};
+    static const int seg[][2] = {{FT_ENTRY, FT_SENT},         {FT_SENT, FT_COUNTS},     {FT_ENTRY, FT_G1_OPEN},
+                                 {FT_G1_OPEN, FT_G1_DONE},    {FT_G1_DONE, FT_G2_OPEN}, {FT_G2_OPEN, FT_G2_DONE},
+                                 {FT_G2_DONE, FT_COMBINE_IN}, {FT_COMBINE_IN, FT_END}};
+    static const char *segn[] = {"send", "sent->counts", "to-g1", "g1", "g1->g2", "g2", "wait-peers", "reduce"};
     const char *e = getenv("DFM_CUDA_FUSED_TRACE");
     if (e == NULL || strcmp(e, "1") != 0) return;
     enum { CAP = 1024 * DFM_CUDA_TRACE_POINTS, P = DFM_CUDA_TRACE_POINTS };
@@ -300,7 +301,7 @@ static void print_trace(dfm_ctx_t *ctx, int rank, const char *name, int T, int r
     float v[1024];
     int len = snprintf(line, sizeof line, "trace %s T=%d %s%s rank %d (us from the first entry, median/max over CTAs):",
                        name, T, route_names[route], local ? " -L" : "", rank);
-    for (int p = 1; p < P; p++) {
+    for (int p = 0; p < P; p++) { /* p = 0: the CTAs' entries (launch skew) */
         int n = 0;
         for (int b = 0; b < grid; b++)
             if (buf[(size_t)b * P + p] >= t0) v[n++] = (float)((double)(buf[(size_t)b * P + p] - t0) * 1e-3);
