@@ -23,8 +23,10 @@
  * (dfm_launch adds a node per launch, chained in launch order) and
  * instantiates it; every later call passes each launch's parameters to its
  * node (cudaGraphExecKernelNodeSetParams: kernel, grid, block, shared memory
- * and arguments may all change; launches already made are unaffected) and
- * launches the graph on the caller's stream. A call whose launches do not
+ * and arguments may all change; launches already made are unaffected), or
+ * skips the ~0.7 us update where the launch's key bytes, kernel and shape
+ * equal those the node was last set from, and launches the graph on the
+ * caller's stream. A call whose launches do not
  * match the graph (count, cooperative or not) drops it and launches plainly;
  * the next call builds a new one. Not used while the caller's stream is being
  * captured (the caller's graph must hold the kernels themselves), with the
@@ -36,7 +38,14 @@ typedef struct {
     cudaGraphExec_t exec;
     cudaGraphNode_t node[DFM_GRAPH_NODES];
     int coop[DFM_GRAPH_NODES];
-    unsigned long long same[DFM_GRAPH_NODES]; /* the node's `same` (dfm_launch); 0: none */
+    /* what the node's parameters were last set from (dfm_launch's key): the
+     * kernel, shape, and the caller's key bytes; key_ok 0: unknown, update */
+    const void *func[DFM_GRAPH_NODES];
+    dim3 grid[DFM_GRAPH_NODES], block[DFM_GRAPH_NODES];
+    size_t smem[DFM_GRAPH_NODES];
+    unsigned char key[DFM_GRAPH_NODES][DFM_LAUNCH_KEY_MAX];
+    size_t key_len[DFM_GRAPH_NODES];
+    int key_ok[DFM_GRAPH_NODES];
     int n;        /* nodes of the graph */
     int seen;     /* launches of the current call */
     int building; /* this call adds the nodes */
@@ -53,8 +62,31 @@ static void graph_drop(launch_graph_t *g) {
     memset(g, 0, sizeof *g);
 }
 
+/* Remember what node i's parameters were set from (key NULL or too long:
+ * nothing, so the next call updates it). */
+static void graph_note_key(launch_graph_t *g, int i, const void *func, dim3 grid, dim3 block, size_t smem,
+                           const void *key, size_t key_len) {
+    g->key_ok[i] = key != NULL && key_len <= DFM_LAUNCH_KEY_MAX;
+    if (!g->key_ok[i]) return;
+    g->func[i] = func;
+    g->grid[i] = grid;
+    g->block[i] = block;
+    g->smem[i] = smem;
+    if (key_len) memcpy(g->key[i], key, key_len);
+    g->key_len[i] = key_len;
+}
+
+/* Node i was last set from exactly these: its parameters stand. */
+static int graph_same(const launch_graph_t *g, int i, const void *func, dim3 grid, dim3 block, size_t smem,
+                      const void *key, size_t key_len) {
+    return key != NULL && g->key_ok[i] && g->func[i] == func && g->grid[i].x == grid.x &&
+           g->grid[i].y == grid.y && g->grid[i].z == grid.z && g->block[i].x == block.x &&
+           g->block[i].y == block.y && g->block[i].z == block.z && g->smem[i] == smem &&
+           g->key_len[i] == key_len && (key_len == 0 || memcmp(g->key[i], key, key_len) == 0);
+}
+
 cudaError_t dfm_launch(const void *func, dim3 grid, dim3 block, void **args, size_t smem,
-                       cudaStream_t stream, int cooperative, unsigned long long same) {
+                       cudaStream_t stream, int cooperative, const void *key, size_t key_len) {
     launch_graph_t *g = cur_graph;
     if (g == NULL) {
         cudaLaunchConfig_t cfg;
@@ -92,15 +124,15 @@ cudaError_t dfm_launch(const void *func, dim3 grid, dim3 block, void **args, siz
             err = cudaGraphKernelNodeSetAttribute(g->node[i], cudaLaunchAttributeCooperative, &v);
         }
         g->coop[i] = cooperative;
-        g->same[i] = same;
+        graph_note_key(g, i, func, grid, block, smem, key, key_len);
         g->n = i + 1;
         if (err != cudaSuccess) g->bad = 1;
     } else if (i >= g->n || g->coop[i] != cooperative) {
         g->bad = 1;
-    } else if (same == 0 || same != g->same[i]) {
-        g->same[i] = 0; /* until the update is known to have taken */
+    } else if (!graph_same(g, i, func, grid, block, smem, key, key_len)) {
+        g->key_ok[i] = 0; /* until the update is known to have taken */
         if (cudaGraphExecKernelNodeSetParams(g->exec, g->node[i], &kp) != cudaSuccess) g->bad = 1;
-        else g->same[i] = same;
+        else graph_note_key(g, i, func, grid, block, smem, key, key_len);
     }
     if (g->bad) (void)cudaGetLastError(); /* the call launches plainly instead */
     return cudaSuccess;

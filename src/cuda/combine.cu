@@ -163,5 +163,5 @@ cudaError_t dfm_cuda_combine(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
                             : 0;
     void *args[] = {(void *)w, (void *)op};
     return dfm_launch((const void *)combine_kernel, dim3((unsigned)grid), dim3(COMBINE_THREADS), args, smem, stream,
-                      op->kind == DFM_CUDA_OP_COMBINE);
+                      op->kind == DFM_CUDA_OP_COMBINE, op, sizeof *op); /* key: the world aside, the op */
 }

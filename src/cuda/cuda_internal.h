@@ -189,12 +189,15 @@ cudaError_t dfm_cuda_combine(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
  * so a CTA that spins on a flag another CTA of the same grid raises can never
  * wait for a CTA that is not scheduled (the dispatch/combine kernels called
  * alone, the fused kernel). Capturable in a CUDA graph.
- * `same`, when not 0, promises that two launches of one site with the same
- * value have the same kernel, shape and argument bytes: the graph's node then
- * keeps its parameters (each update costs ~0.7 us of host time).
+ * `key` (key_len bytes, at most DFM_LAUNCH_KEY_MAX; NULL: none) promises
+ * that the argument bytes of a launch from this site are a function of the
+ * context's world and of these bytes: when the key, kernel and shape equal
+ * those its graph node was last set from, the node keeps its parameters
+ * (each update costs ~0.7 us of host time). The comparison is exact.
  */
+#define DFM_LAUNCH_KEY_MAX 320
 cudaError_t dfm_launch(const void *func, dim3 grid, dim3 block, void **args, size_t smem,
-                       cudaStream_t stream, int cooperative, unsigned long long same = 0);
+                       cudaStream_t stream, int cooperative, const void *key = NULL, size_t key_len = 0);
 
 extern "C" dfm_status_t dfm_cuda_time_phases(dfm_ctx_t *ctx, const cudaEvent_t events[4]);
 

@@ -25,6 +25,21 @@ static __device__ __forceinline__ void dfm_st_release_sys(void *p, unsigned long
     asm volatile("st.release.sys.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
 }
 
+/* A release-acquire fence at system scope. After a bar.sync it orders what
+ * every thread of the CTA stored before the barrier (the PTX memory model's
+ * cumulativity) before this thread's later strong writes, so one thread can
+ * fence for its CTA. */
+static __device__ __forceinline__ void dfm_fence_acq_rel_sys(void) {
+    asm volatile("fence.acq_rel.sys;" ::: "memory");
+}
+
+/* atomicAdd with acquire-release semantics at GPU scope; returns the old value. */
+static __device__ __forceinline__ unsigned int dfm_atom_add_acq_rel_gpu(unsigned int *p, unsigned int v) {
+    unsigned int old;
+    asm volatile("atom.acq_rel.gpu.global.add.u32 %0, [%1], %2;" : "=r"(old) : "l"(p), "r"(v) : "memory");
+    return old;
+}
+
 static __device__ __forceinline__ unsigned long long dfm_ld_acquire_sys(const void *p) {
     unsigned long long v;
     asm volatile("ld.acquire.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");

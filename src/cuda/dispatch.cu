@@ -221,6 +221,13 @@ cudaError_t dfm_cuda_dispatch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op
     if (smem < (size_t)(w->num_local_experts * w->num_ranks + 1) * 4)
         smem = (size_t)(w->num_local_experts * w->num_ranks + 1) * 4;
     void *args[] = {(void *)w, (void *)op, (void *)&parts};
+    struct { /* the argument bytes besides the world (dfm_launch's key) */
+        dfm_cuda_op_t op;
+        int parts;
+    } key;
+    memset(&key, 0, sizeof key);
+    key.op = *op;
+    key.parts = parts;
     return dfm_launch((const void *)dispatch_kernel, dim3((unsigned)grid), dim3(DISPATCH_THREADS), args, smem, stream,
-                      op->kind == DFM_CUDA_OP_DISPATCH);
+                      op->kind == DFM_CUDA_OP_DISPATCH, &key, sizeof key);
 }

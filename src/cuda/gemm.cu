@@ -577,29 +577,30 @@ static int wg_build_maps(CUtensorMap *tw, wg_amaps_t *ta, const void *w, long lo
     return 0;
 }
 
-/* dfm_launch's `same` for a wgmma GEMM launch: its argument bytes (tensor
+/* dfm_launch's key for a wgmma GEMM launch: its argument bytes (tensor
  * maps, wg_gemm_args_t, the output's world) are a function of the world,
- * fixed for the context and so for its graph, and of what is mixed here:
- * the op's weight and scale pointers, mode, phase, version, promotion and
- * the W load policy. A 64-bit mix (splitmix64 steps), never 0: two launches
- * of different arguments share it with probability 2^-64, and the graph's
- * node then keeps its parameters, saving the ~0.7 us update per GEMM of
- * every call. */
-static unsigned long long wg_same(const dfm_cuda_op_t *op, int phase, int ver, int promote) {
-    const unsigned long long v[5] = {(unsigned long long)(uintptr_t)op->w1, (unsigned long long)(uintptr_t)op->w2,
-                                     (unsigned long long)(uintptr_t)op->w1_scale,
-                                     (unsigned long long)(uintptr_t)op->w2_scale,
-                                     (unsigned long long)op->quant | (unsigned long long)phase << 8 |
-                                         (unsigned long long)ver << 16 | (unsigned long long)promote << 24 |
-                                         (unsigned long long)wg_evict_first << 40};
-    unsigned long long h = 0x243F6A8885A308D3ull;
-    for (int i = 0; i < 5; i++) {
-        h += v[i] + 0x9E3779B97F4A7C15ull;
-        h = (h ^ (h >> 30)) * 0xBF58476D1CE4E5B9ull;
-        h = (h ^ (h >> 27)) * 0x94D049BB133111EBull;
-        h ^= h >> 31;
-    }
-    return h ? h : 1;
+ * fixed for the context and so for its graph, and of these: the op's weight
+ * and scale pointers, mode, phase, version, promotion and the W load
+ * policy. A call with the same weights then skips the node's ~0.7 us
+ * update. */
+typedef struct {
+    const void *w1, *w2, *w1_scale, *w2_scale;
+    int quant, phase, ver, promote, evict_first;
+} wg_key_t;
+
+static wg_key_t wg_key(const dfm_cuda_op_t *op, int phase, int ver, int promote) {
+    wg_key_t k;
+    memset(&k, 0, sizeof k); /* padding compared too */
+    k.w1 = op->w1;
+    k.w2 = op->w2;
+    k.w1_scale = op->w1_scale;
+    k.w2_scale = op->w2_scale;
+    k.quant = op->quant;
+    k.phase = phase;
+    k.ver = ver;
+    k.promote = promote;
+    k.evict_first = wg_evict_first;
+    return k;
 }
 
 /* Launch one wgmma GEMM; returns cudaErrorNotSupported (nothing launched)
@@ -651,8 +652,9 @@ static cudaError_t wg_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
     void *args[] = {(void *)&tw, (void *)&ta, (void *)&a, (void *)&out};
     const int pi = wg_promote_index(promote);
     const size_t smem = ver == 2 ? WG_SMEM_BYTES : ver == 5 ? (size_t)wg_smem5 : (size_t)wg_smem3[op->quant][phase - 1][pi];
+    const wg_key_t key = wg_key(op, phase, ver, promote);
     return dfm_launch((const void *)wg_kernel(op->quant, phase, ver, promote), dim3((unsigned)wg_num_sms),
-                      dim3(WG_THREADS), args, smem, stream, 0, wg_same(op, phase, ver, promote));
+                      dim3(WG_THREADS), args, smem, stream, 0, &key, sizeof key);
 }
 
 static int wg_usable(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op) {
@@ -698,18 +700,18 @@ static cudaError_t requant_launch(const dfm_cuda_world_t *w, const dfm_cuda_op_t
                                   cudaStream_t stream) {
     const dim3 grid((unsigned)(w->num_local_experts * w->num_ranks), REQUANT_SPLIT);
     /* its only argument is the world: the same bytes every call of a mode,
-     * so a cached graph's node keeps its parameters (`same`) */
+     * so a cached graph's node keeps its parameters (an empty key) */
     void *args[] = {(void *)w};
     const void *k = op->quant == DFM_QUANT_FP8    ? (const void *)requant_kernel<DFM_QUANT_FP8>
                     : op->quant == DFM_QUANT_INT8 ? (const void *)requant_kernel<DFM_QUANT_INT8>
                                                   : (const void *)requant_kernel<DFM_QUANT_BF16>;
-    return dfm_launch(k, grid, dim3(REQUANT_THREADS), args, 0, stream, 0, 1ull + (unsigned)op->quant);
+    return dfm_launch(k, grid, dim3(REQUANT_THREADS), args, 0, stream, 0, "", 0);
 }
 
 static cudaError_t widen_launch(const dfm_cuda_world_t *w, cudaStream_t stream) {
     const dim3 grid((unsigned)(w->num_local_experts * w->num_ranks), WIDEN_SPLIT);
     void *args[] = {(void *)w};
-    return dfm_launch((const void *)widen_kernel, grid, dim3(WIDEN_THREADS), args, 0, stream, 0, 7);
+    return dfm_launch((const void *)widen_kernel, grid, dim3(WIDEN_THREADS), args, 0, stream, 0, "", 0);
 }
 
 cudaError_t dfm_cuda_experts(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
