@@ -88,20 +88,13 @@ static __global__ void __launch_bounds__(COMBINE_THREADS)
             for (int c = sg * CSEND_SEG + lane; c < c1; c += DFM_WARP) d[c] = s[c];
         }
         /* Arrive; the last CTA pops the dispatch and raises the flags. */
-        __threadfence_system();
-        __syncthreads();
-        if (tid == 0) s_last = atomicAdd(&w.st->send_done, 1u) == gridDim.x - 1;
-        __syncthreads();
-        if (s_last) {
-            __threadfence();
+        if (dfm_cta_arrive(&w.st->send_done, &s_last)) {
             const int quiet = dfm_block_failed(&w); /* local bookkeeping only */
             if (tid == 0) {
                 w.st->cur_seq = seq;
                 w.st->pend_head++;
                 w.st->send_done = 0;
             }
-            __threadfence_system();
-            __syncthreads();
             if (tid < R && !quiet)
                 dfm_st_release_sys(w.peer[tid] + dfm_off_combine_flag(&w.L, half, w.rank), seq);
         }

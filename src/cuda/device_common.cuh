@@ -40,6 +40,24 @@ static __device__ __forceinline__ unsigned int dfm_atom_add_acq_rel_gpu(unsigned
     return old;
 }
 
+/*
+ * A CTA that has stored to peers arrives on *done (every CTA of the grid
+ * once, the last resets it): one thread fences for the whole CTA after the
+ * barrier and counts it with an acquire-release atomic. Returns, in every
+ * thread, whether this CTA came last; the last one's later release stores
+ * (st.release.sys after a barrier) then order every CTA's stores before
+ * them. s_last is the caller's shared scratch. Contains two __syncthreads.
+ */
+static __device__ __forceinline__ int dfm_cta_arrive(unsigned int *done, int *s_last) {
+    __syncthreads();
+    if (threadIdx.x == 0) {
+        dfm_fence_acq_rel_sys();
+        *s_last = dfm_atom_add_acq_rel_gpu(done, 1u) == gridDim.x - 1;
+    }
+    __syncthreads();
+    return *s_last;
+}
+
 static __device__ __forceinline__ unsigned long long dfm_ld_acquire_sys(const void *p) {
     unsigned long long v;
     asm volatile("ld.acquire.sys.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");

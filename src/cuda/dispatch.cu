@@ -85,15 +85,9 @@ static __global__ void __launch_bounds__(DISPATCH_THREADS)
     if (!stop)
         dfm_dispatch_send<DISPATCH_THREADS>(w, op, s_bits, W, parts, half, s_red, s_dst, s_rank);
 
-    /* Arrive; the last CTA publishes the counts and raises the flags. Every
-     * thread fences its own stores to peers before the CTA counts as done. */
-    __threadfence_system();
-    __syncthreads();
-    if (tid == 0) s_last = atomicAdd(&w.st->send_done, 1u) == gridDim.x - 1;
-    __syncthreads();
-    const int last = s_last;
+    /* Arrive; the last CTA publishes the counts and raises the flags. */
+    const int last = dfm_cta_arrive(&w.st->send_done, &s_last);
     if (last) {
-        __threadfence();
         /* Failed by now (here or a waiting CTA of this grid): keep the local
          * bookkeeping, publish nothing to peers. */
         const int quiet = dfm_block_failed(&w);
@@ -121,8 +115,7 @@ static __global__ void __launch_bounds__(DISPATCH_THREADS)
             }
             st->send_done = 0;
         }
-        __threadfence_system();
-        __syncthreads();
+        __syncthreads(); /* every thread's counts before the flags (release) */
         if (tid < R && !quiet)
             dfm_st_release_sys(w.peer[tid] + dfm_off_dispatch_flag(&w.L, half, w.rank), seq);
     }

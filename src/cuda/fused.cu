@@ -85,12 +85,6 @@ static_assert(2 * FUSED_REGS_CONSUMER + FUSED_REGS_PRODUCER <= 3 * FUSED_REGS,
 #ifndef FUSED_DYNAMIC
 #define FUSED_DYNAMIC 1
 #endif
-/* After its sends a CTA fences with one thread (1: fence.acq_rel.sys after a
- * barrier, arrival by an acquire-release atomic) or with every thread (0:
- * __threadfence_system each). DFM_CUDA_FUSED_ONE_FENCE=0|1 overrides it. */
-#ifndef FUSED_ONE_FENCE
-#define FUSED_ONE_FENCE 0
-#endif
 #define FUSED_ITEMQ 32 /* s_items slots: > items the producer can be ahead (<= WG_MAX_STAGES) */
 static_assert(FUSED_ITEMQ > WG_MAX_STAGES + 1, "the producer is at most WG_MAX_STAGES stages (items) ahead");
 #define FUSED_BAR_DONE 2 /* named barrier of the 256 consumer threads (wg_consume uses 1, 3, 4, 5) */
@@ -130,8 +124,6 @@ typedef struct {
     int eager_rq; /* FUSED_EAGER_RQ or DFM_CUDA_FUSED_EAGER_RQ: 0, 1, 2 */
     int dynamic;  /* FUSED_DYNAMIC or DFM_CUDA_FUSED_DYNAMIC */
     int w_evict_first; /* W loads with the L2 evict_first policy (dfm_cuda_w_evict_first) */
-    int one_fence;     /* FUSED_ONE_FENCE or DFM_CUDA_FUSED_ONE_FENCE: after sending, one
-                          thread per CTA fences (1) rather than every thread (0) */
     /* NULL, or [grid][FUSED_TRACE_N] %globaltimer stamps of the last call
      * (DFM_CUDA_FUSED_TRACE=1; read by dfm_cuda_fused_trace) */
     unsigned long long *trace;
@@ -549,41 +541,17 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             dfm_st_release_sys(w.peer[tid] + dfm_off_dispatch_flag(&w.L, half, w.rank), seq | FUSED_COUNTS_TAG);
     }
     dfm_dispatch_send<FUSED_THREADS>(w, op, s_bits, W, fa.parts, half, s_red, s_dst, s_rank);
-    if (fa.one_fence) {
-        /* One thread fences for the CTA (dfm_fence_acq_rel_sys after the
-         * barrier); the arrivals are acquire-release, so the last CTA's flag
-         * release follows every CTA's stores. st is read by later kernels. */
-        __syncthreads();
+    /* the last CTA to arrive raises the payload flags; CTA 0 has arrived, so
+     * its counts flag precedes them. st is read by later kernels. */
+    if (dfm_cta_arrive(&w.st->send_done, &s_last)) {
         if (tid == 0) {
-            dfm_fence_acq_rel_sys();
-            FUSED_STAMP(fa, FT_SENT);
-            s_last = dfm_atom_add_acq_rel_gpu(&w.st->send_done, 1u) == gridDim.x - 1;
-            if (s_last) {
-                w.st->seq = seq;
-                w.st->cur_seq = seq;
-                w.st->send_done = 0;
-            }
+            w.st->seq = seq;
+            w.st->cur_seq = seq;
+            w.st->send_done = 0;
         }
-        __syncthreads();
-        if (s_last && tid < R) dfm_st_release_sys(w.peer[tid] + dfm_off_dispatch_flag(&w.L, half, w.rank), seq);
-    } else {
-        __threadfence_system();
-        __syncthreads();
-        if (tid == 0) FUSED_STAMP(fa, FT_SENT);
-        if (tid == 0) s_last = atomicAdd(&w.st->send_done, 1u) == gridDim.x - 1;
-        __syncthreads();
-        if (s_last) { /* CTA 0 has arrived, so its counts flag precedes this */
-            __threadfence();
-            if (tid == 0) {
-                w.st->seq = seq;
-                w.st->cur_seq = seq;
-                w.st->send_done = 0;
-            }
-            __threadfence_system();
-            __syncthreads();
-            if (tid < R) dfm_st_release_sys(w.peer[tid] + dfm_off_dispatch_flag(&w.L, half, w.rank), seq);
-        }
+        if (tid < R) dfm_st_release_sys(w.peer[tid] + dfm_off_dispatch_flag(&w.L, half, w.rank), seq);
     }
+    if (tid == 0) FUSED_STAMP(fa, FT_SENT);
 
     /* ---- 2. counts of every source, the schedule ---- */
     if (tid < R)
@@ -968,7 +936,6 @@ cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **
     f->args.l2_pf = dfm_cuda_env_int("DFM_CUDA_FUSED_L2_PF", FUSED_L2_PF_STAGES, 0, 64);
     f->args.eager_rq = dfm_cuda_env_int("DFM_CUDA_FUSED_EAGER_RQ", FUSED_EAGER_RQ, 0, 2);
     f->args.dynamic = dfm_cuda_env_int("DFM_CUDA_FUSED_DYNAMIC", FUSED_DYNAMIC, 0, 1);
-    f->args.one_fence = dfm_cuda_env_int("DFM_CUDA_FUSED_ONE_FENCE", FUSED_ONE_FENCE, 0, 1);
     for (int v = 0; v <= DFM_NUM_QUANT && err == cudaSuccess; v++) {
         /* v < DFM_NUM_QUANT: mode v; v == DFM_NUM_QUANT: FP8 version 5 */
         const void *k = v < DFM_NUM_QUANT ? fused_kernel_of(v) : fused_kernel_of(DFM_QUANT_FP8, 1);
