@@ -535,8 +535,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             info[DFM_INFO_TOKENS] = T;
             info[DFM_INFO_DROPPED] = s_dropped;
         }
-        __threadfence_system();
-        __syncthreads();
+        __syncthreads(); /* every thread's counts before the flags (release: cumulative) */
         if (tid < R)
             dfm_st_release_sys(w.peer[tid] + dfm_off_dispatch_flag(&w.L, half, w.rank), seq | FUSED_COUNTS_TAG);
     }
@@ -816,21 +815,20 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     }
 
     /* ---- 4. combine (the 256 consumer threads) ---- */
-    __threadfence_system(); /* this thread's GEMM2 stores to home ranks */
+    /* Arrive as dfm_cta_arrive, over the consumers' barrier: one thread
+     * fences for every consumer's GEMM2 stores to home ranks. */
     wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
-    if (ct == 0) FUSED_STAMP(fa, FT_G2_DONE);
-    if (ct == 0) s_last = atomicAdd(&fa.fs->g2_arrived, 1u) == gridDim.x - 1;
-    wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
-    if (s_last) {
-        __threadfence();
-        if (ct == 0) {
+    if (ct == 0) {
+        FUSED_STAMP(fa, FT_G2_DONE);
+        dfm_fence_acq_rel_sys();
+        s_last = dfm_atom_add_acq_rel_gpu(&fa.fs->g2_arrived, 1u) == gridDim.x - 1;
+        if (s_last) {
             fa.fs->g2_arrived = 0;
             fa.fs->item_next[half] = 0; /* every producer has claimed its last (past the end) */
         }
-        __threadfence_system();
-        wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
-        if (ct < R) dfm_st_release_sys(w.peer[ct] + dfm_off_combine_flag(&w.L, half, w.rank), seq);
     }
+    wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
+    if (s_last && ct < R) dfm_st_release_sys(w.peer[ct] + dfm_off_combine_flag(&w.L, half, w.rank), seq);
     if (ct < R)
         dfm_wait_flag(&w, local + dfm_off_combine_flag(&w.L, half, ct), seq, ct, DFM_CUDA_WAIT_COMBINE);
     wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
