@@ -59,15 +59,7 @@ extern "C" {
 }
 #include "cuda/cuda_internal.h" /* dfm_cuda_time_phases */
 
-#define CK(call)                                                                            \
-    do {                                                                                    \
-        cudaError_t e_ = (call);                                                            \
-        if (e_ != cudaSuccess) {                                                            \
-            fprintf(stderr, "CUDA error %s at %s:%d\n", cudaGetErrorString(e_), __FILE__,   \
-                    __LINE__);                                                              \
-            exit(2);                                                                        \
-        }                                                                                   \
-    } while (0)
+#include "cuda_check.h" /* CK */
 
 #define MAX_T 8
 #define MAX_CASES 16

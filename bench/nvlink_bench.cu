@@ -34,14 +34,7 @@
 #include <algorithm>
 #include <vector>
 
-#define CK(x)                                                                                 \
-    do {                                                                                      \
-        cudaError_t e_ = (x);                                                                 \
-        if (e_ != cudaSuccess) {                                                              \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-            exit(1);                                                                          \
-        }                                                                                     \
-    } while (0)
+#include "cuda_check.h" /* CK */
 
 enum { MAX_GPUS = 8, THREADS = 256, TILE = 16384, NB = 4 };
 

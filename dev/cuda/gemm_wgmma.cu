@@ -69,14 +69,7 @@ extern "C" {
 }
 #include "cuda/gemm_wgmma.cuh"
 
-#define CK(x)                                                                                   \
-    do {                                                                                        \
-        cudaError_t e_ = (x);                                                                   \
-        if (e_ != cudaSuccess) {                                                                \
-            fprintf(stderr, "%s:%d %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-            exit(1);                                                                            \
-        }                                                                                       \
-    } while (0)
+#include "../../bench/cuda_check.h" /* CK */
 
 /* ---- CPU reference (float64 over the codes) ---------------------------------- */
 

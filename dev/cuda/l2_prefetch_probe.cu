@@ -38,14 +38,7 @@
 
 #include "cuda/gemm_wgmma.cuh"
 
-#define CK(x)                                                                                  \
-    do {                                                                                       \
-        cudaError_t e_ = (x);                                                                  \
-        if (e_ != cudaSuccess) {                                                               \
-            fprintf(stderr, "%s:%d: %s: %s\n", __FILE__, __LINE__, #x, cudaGetErrorString(e_)); \
-            exit(1);                                                                           \
-        }                                                                                      \
-    } while (0)
+#include "../../bench/cuda_check.h" /* CK */
 
 static const int ROW_BYTES = 8192; /* the buffer as [rows][8192] bytes: 64 boxes of 128 bytes per row */
 
