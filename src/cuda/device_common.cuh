@@ -199,46 +199,50 @@ static __device__ void dfm_recv_scan(const dfm_cuda_world_t *w, int half, int *s
 }
 
 /*
- * One warp: act row phys (fp32) -> act_q row phys (codes) and act_s[phys]
- * (its scale): SPEC 3.1 step 5, the CPU backend's arithmetic (amax over the
- * row, dfm_quant_scale, dfm_code_store). Used by the pipeline's requant
- * kernel and by the fused kernel.
- * The row is read in blocks of V4 float4 per lane (V4 = 16: 2048 values per
- * warp), every load of a block issued before any is used; a row of one block
- * (I <= 2048 with V4 = 16: DeepSeek-V3, Qwen3) is quantized from registers,
- * so a row costs one memory round trip per block and pass instead of one per
- * 128 values (the fused kernel's GEMM2 items wait for these rows). The fused
- * kernel takes FUSED_RQ_V4 = 2 (more spills there).
+ * NT threads (idx = 0 .. NT-1 among them): act row phys (fp32) -> act_q row
+ * phys (codes) and act_s[phys] (its scale): SPEC 3.1 step 5, the CPU
+ * backend's arithmetic (amax over the row, dfm_quant_scale, dfm_code_store).
+ * group_max(m) returns the max of m over the NT threads (every one of them
+ * calls it once). dfm_requant_row is the warp's case, used by the pipeline's
+ * requant kernel; the fused kernel spreads a row over its 256 consumer
+ * threads (fused_requant_row).
+ * The row is read in blocks of V4 float4 per thread (NT x 4 x V4 values),
+ * every load of a block issued before any is used; a row of one block
+ * (I <= 2048 with a warp and V4 = 16, or 256 threads and V4 = 2: DeepSeek-V3,
+ * Qwen3) is quantized from registers, so a row costs one memory round trip
+ * per block and pass instead of one per 128 values (the fused kernel's GEMM2
+ * items wait for these rows).
  */
-template <int V4>
-static __device__ __forceinline__ void dfm_requant_load(const float *a, int b, int I, int lane, float4 (&v)[V4]) {
+template <int V4, int NT>
+static __device__ __forceinline__ void dfm_requant_load(const float *a, int b, int I, int idx, float4 (&v)[V4]) {
 #pragma unroll
     for (int k = 0; k < V4; k++) {
-        const int i = b + (k * DFM_WARP + lane) * 4;
+        const int i = b + (k * NT + idx) * 4;
         v[k] = i < I ? *(const float4 *)(a + i) : make_float4(0.0f, 0.0f, 0.0f, 0.0f);
     }
 }
 
-template <int V4 = 16>
-static __device__ void dfm_requant_row(const dfm_cuda_world_t *w, size_t phys, dfm_quant_t q) {
-    const int I = w->inter, lane = threadIdx.x & (DFM_WARP - 1);
-    const int blk = DFM_WARP * 4 * V4;
+template <int V4, int NT, class GROUP_MAX>
+static __device__ __forceinline__ void dfm_requant_row_by(const dfm_cuda_world_t *w, size_t phys, dfm_quant_t q,
+                                                          int idx, GROUP_MAX group_max) {
+    const int I = w->inter;
+    const int blk = NT * 4 * V4;
     const float *a = w->act + phys * I;
     float4 v[V4];
     float amax = 0.0f;
     for (int b = 0; b < I; b += blk) {
-        dfm_requant_load(a, b, I, lane, v);
+        dfm_requant_load<V4, NT>(a, b, I, idx, v);
 #pragma unroll
         for (int k = 0; k < V4; k++) /* padding reads 0: no effect on the max */
             amax = fmaxf(amax, fmaxf(fmaxf(fabsf(v[k].x), fabsf(v[k].y)), fmaxf(fabsf(v[k].z), fabsf(v[k].w))));
     }
-    amax = dfm_warp_max(amax);
+    amax = group_max(amax);
     const float s = dfm_quant_scale(amax, q);
     for (int b = 0; b < I; b += blk) {
-        if (I > blk) dfm_requant_load(a, b, I, lane, v); /* else the row is still in v */
+        if (I > blk) dfm_requant_load<V4, NT>(a, b, I, idx, v); /* else the row is still in v */
 #pragma unroll
         for (int k = 0; k < V4; k++) {
-            const int i = b + (k * DFM_WARP + lane) * 4;
+            const int i = b + (k * NT + idx) * 4;
             if (i >= I) continue;
             if (q == DFM_QUANT_BF16) {
                 const uint32_t c0 = dfm_dev_f32_to_bf16(v[k].x), c1 = dfm_dev_f32_to_bf16(v[k].y);
@@ -255,7 +259,14 @@ static __device__ void dfm_requant_row(const dfm_cuda_world_t *w, size_t phys, d
             }
         }
     }
-    if (lane == 0) w->act_s[phys] = s;
+    if (idx == 0) w->act_s[phys] = s;
+}
+
+/* One warp a row (V4 = 16: 2048 values a round trip). */
+template <int V4 = 16>
+static __device__ void dfm_requant_row(const dfm_cuda_world_t *w, size_t phys, dfm_quant_t q) {
+    dfm_requant_row_by<V4, DFM_WARP>(w, phys, q, threadIdx.x & (DFM_WARP - 1),
+                                     [](float m) { return dfm_warp_max(m); });
 }
 
 #endif /* DFM_DEVICE_COMMON_CUH */

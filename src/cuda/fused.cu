@@ -70,7 +70,7 @@ static_assert(2 * FUSED_REGS_CONSUMER + FUSED_REGS_PRODUCER <= 3 * FUSED_REGS,
 /* Whether the CTA that completes an expert's GEMM1 items requantizes the
  * expert's rows right away (claims shared with the CTAs that reach its GEMM2
  * items) instead of leaving it all to them: 0 never, 1 when the expert has at
- * most FUSED_RQ_ROWS rows (decode at T ~ 1: 3 us less per call), 2 always.
+ * most FUSED_EAGER_ROWS rows (decode at T ~ 1: 3 us less per call), 2 always.
  * Measured (docs/PERF_NOTES.md, seventh session): 2, and 1 extended to every
  * CTA without a GEMM1 item left, cost 12-22 us at T = 32.
  * DFM_CUDA_FUSED_EAGER_RQ=0|1|2 overrides it. */
@@ -142,18 +142,23 @@ static_assert(FUSED_TRACE_N == DFM_CUDA_TRACE_POINTS, "cuda_internal.h's trace s
         if ((fa).trace) (fa).trace[(size_t)blockIdx.x * FUSED_TRACE_N + (i)] = dfm_globaltimer(); \
     } while (0)
 
-/* Rows of an expert requantized per claim: one per consumer warp, so that a
- * small expert's rows spread over as many CTAs as possible (16, two per
- * warp, left 2 claims for the ~32 rows of dsv3-e32 at T = 32 and every other
- * CTA with a GEMM2 item of that expert waiting: 246 -> 218 us with 8 on
- * 4 x H100). Overridable at build time for A/B builds. */
-#ifndef FUSED_RQ_ROWS
-#define FUSED_RQ_ROWS 8
+/* Experts of at most this many rows are requantized at once by the CTA that
+ * completes their GEMM1 items (FUSED_EAGER_RQ 1: decode at T ~ 1). */
+#ifndef FUSED_EAGER_ROWS
+#define FUSED_EAGER_ROWS 8
 #endif
-/* float4 loads per lane in flight in the requantization of a row
- * (dfm_requant_row): 2 instead of 1 took 355 -> 346 us off dsv3-e32 T = 32
- * on 2 x H100 (docs/PERF_NOTES.md); 4 and more spill in the FP8 kernel, as
- * does splitting a row over two warps. */
+/* Requantization claims an expert's rows are cut into (about; 1 to 8 rows a
+ * claim): a row takes the CTA's 256 consumer threads, one memory round trip,
+ * so an expert's rows spread over as many waiting CTAs as there are. Until
+ * the fourteenth session a warp took a row (8 rows a claim, 2 float4 a lane
+ * in flight: 16 dependent round trips a row of 2048, ~15 us between GEMM1's
+ * end and GEMM2's first gate at dsv3-e32 T = 32). */
+#ifndef FUSED_RQ_CLAIMS
+#define FUSED_RQ_CLAIMS 64
+#endif
+/* float4 loads per thread in flight in the requantization of a row
+ * (dfm_requant_row_by over the 256 consumer threads): 2 = 2048 values a
+ * round trip. */
 #ifndef FUSED_RQ_V4
 #define FUSED_RQ_V4 2
 #endif
@@ -232,30 +237,41 @@ static __device__ __forceinline__ unsigned int fused_count_of(unsigned long long
     return (v & 0xffffffff00000000ull) == tag ? (unsigned int)v : 0u;
 }
 
-/* Claim the next of n chunks of call seq: its index, or -1 when all are
- * claimed (the word never passes n, so a late claimer changes nothing). */
-static __device__ int fused_claim(unsigned long long *p, unsigned long long seq, int n) {
+/* Add k to the count of call seq; returns the count before. The first
+ * adder of a call finds the word with an older call's tag and installs
+ * (tag | k) with a compare-and-swap; every later add is one atomicAdd, so
+ * n CTAs adding at once cost one round trip each (a CAS loop pays one retry
+ * a competitor: ~10 us with ~60 CTAs at dsv3-e32 T = 32). The count stays
+ * far below 2^32 (chunks + grid a call). */
+static __device__ unsigned int fused_tagged_add(unsigned long long *p, unsigned long long seq, unsigned int k) {
     const unsigned long long tag = seq << 32;
     unsigned long long cur = *(volatile unsigned long long *)p;
-    for (;;) {
-        const unsigned int c = fused_count_of(cur, tag);
-        if ((int)c >= n) return -1;
-        const unsigned long long prev = atomicCAS(p, cur, tag | (c + 1u));
-        if (prev == cur) return (int)c;
+    while ((cur & 0xffffffff00000000ull) != tag) {
+        const unsigned long long prev = atomicCAS(p, cur, tag | k);
+        if (prev == cur) return 0u;
         cur = prev;
     }
+    return (unsigned int)atomicAdd(p, (unsigned long long)k);
+}
+
+/* Claim the next of n chunks of call seq: its index, or -1 when all are
+ * claimed (a look first: once all are claimed, no atomic). */
+static __device__ int fused_claim(unsigned long long *p, unsigned long long seq, int n) {
+    if ((int)fused_count_of(*(volatile unsigned long long *)p, seq << 32) >= n) return -1;
+    const unsigned int c = fused_tagged_add(p, seq, 1u);
+    return (int)c < n ? (int)c : -1;
 }
 
 /* Add k to the count of call seq; returns the new count. */
 static __device__ int fused_count_add(unsigned long long *p, unsigned long long seq, int k) {
-    const unsigned long long tag = seq << 32;
-    unsigned long long cur = *(volatile unsigned long long *)p;
-    for (;;) {
-        const unsigned int c = fused_count_of(cur, tag) + (unsigned int)k;
-        const unsigned long long prev = atomicCAS(p, cur, tag | c);
-        if (prev == cur) return (int)c;
-        cur = prev;
-    }
+    return (int)(fused_tagged_add(p, seq, (unsigned int)k) + (unsigned int)k);
+}
+
+/* Token rows of local expert g, over every source. */
+static __device__ __forceinline__ int fused_rows_of(const int *s_cnt, int R, int g) {
+    int rows = 0;
+    for (int src = 0; src < R; src++) rows += s_cnt[g * R + src];
+    return rows;
 }
 
 /*
@@ -263,20 +279,21 @@ static __device__ int fused_count_add(unsigned long long *p, unsigned long long 
  * one of its items (the requantization before GEMM2, version 5's widening
  * before GEMM1), run by the 256 consumer threads: unless *ready_flag == seq,
  * thread 0 waits for the work's inputs (wait_inputs()); then they claim
- * chunks of CHUNK rows (flat over sources) from *claim until none is left, a
- * warp a row (row(src, j)); whoever completes the last row raises
- * *ready_flag = seq. Every chunk is claimed by a running CTA, so the flag
- * always rises. What the rows write is read by TMA (proxy fence).
+ * chunks of `chunk` rows (flat over sources) from *claim until none is left;
+ * a row is row(src, j, f) (f: its index over the expert), called by one warp
+ * or, with CTA_ROWS, by all 256 threads one row after the other; whoever
+ * completes the last row raises *ready_flag = seq. Every chunk is claimed by
+ * a running CTA, so the flag always rises. What the rows write is read by
+ * TMA (proxy fence).
  */
-template <int CHUNK, class WAIT, class ROW>
-static __device__ __forceinline__ void fused_help_rows(const dfm_cuda_world_t *w, const int *s_cnt, int g,
+template <bool CTA_ROWS, class WAIT, class ROW>
+static __device__ __forceinline__ void fused_help_rows(const dfm_cuda_world_t *w, const int *s_cnt, int g, int chunk,
                                                        unsigned long long seq, unsigned long long *ready_flag,
                                                        unsigned long long *claim, unsigned long long *done,
                                                        int *s_claim, WAIT wait_inputs, ROW row) {
     const int R = w->num_ranks, tid = threadIdx.x, warp = tid >> 5;
-    int rows = 0;
-    for (int src = 0; src < R; src++) rows += s_cnt[g * R + src];
-    const int nch = (rows + CHUNK - 1) / CHUNK;
+    const int rows = fused_rows_of(s_cnt, R, g);
+    const int nch = (rows + chunk - 1) / chunk;
     if (tid == 0) {
         const int ready = dfm_ld_acquire_sys(ready_flag) == seq;
         if (!ready) wait_inputs();
@@ -292,11 +309,11 @@ static __device__ __forceinline__ void fused_help_rows(const dfm_cuda_world_t *w
         const int c = *s_claim;
         wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
         if (c < 0) return;
-        const int lo = c * CHUNK, hi = min(rows, lo + CHUNK);
-        for (int f = lo + warp; f < hi; f += FUSED_CONSUMERS / 32) {
+        const int lo = c * chunk, hi = min(rows, lo + chunk);
+        for (int f = CTA_ROWS ? lo : lo + warp; f < hi; f += CTA_ROWS ? 1 : FUSED_CONSUMERS / 32) {
             int src = 0, j = f;
             while (j >= s_cnt[g * R + src]) j -= s_cnt[g * R + src++];
-            row(src, j);
+            row(src, j, f);
         }
         fused_fence_proxy_global(); /* for the TMA reads of what the rows wrote */
         __threadfence();
@@ -314,14 +331,29 @@ static __device__ __forceinline__ void fused_help_rows(const dfm_cuda_world_t *w
  * (g1_ready). Every CTA with a GEMM2 item of g helps, so the work is spread
  * over the CTAs that would otherwise wait for it (version 1 gave all of g's
  * rows to the one CTA that finished g's last GEMM1 item: its time grew with T
- * and held every GEMM2 item of g).
+ * and held every GEMM2 item of g). A row takes the 256 consumer threads; its
+ * amax meets in s_red (8 floats a row, two rows' sets alternating, so one
+ * barrier a row separates a set's writes from the reads of two rows before).
  */
 static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused_args_t *fa, const int *s_cnt,
-                                          int g, dfm_quant_t q, unsigned long long seq, int *s_claim) {
-    fused_help_rows<FUSED_RQ_ROWS>(
-        w, s_cnt, g, seq, fa->q_ready + g, fa->rq_claim + g, fa->rq_done + g, s_claim,
+                                          int g, dfm_quant_t q, unsigned long long seq, int *s_claim, float *s_red) {
+    const int rows = fused_rows_of(s_cnt, w->num_ranks, g);
+    const int chunk = min(8, max(1, (rows + FUSED_RQ_CLAIMS - 1) / FUSED_RQ_CLAIMS));
+    const int ct = threadIdx.x;
+    fused_help_rows<true>(
+        w, s_cnt, g, chunk, seq, fa->q_ready + g, fa->rq_claim + g, fa->rq_done + g, s_claim,
         [&] { fused_wait(w, fa->g1_ready + g, seq, ~0ull, w->rank, DFM_CUDA_WAIT_DISPATCH, seq); },
-        [&](int src, int j) { dfm_requant_row<FUSED_RQ_V4>(w, dfm_recv_row(&w->L, g, src, j), q); });
+        [&](int src, int j, int f) {
+            float *red = s_red + (f & 1) * (FUSED_CONSUMERS / 32);
+            dfm_requant_row_by<FUSED_RQ_V4, FUSED_CONSUMERS>(w, dfm_recv_row(&w->L, g, src, j), q, ct, [&](float m) {
+                m = dfm_warp_max(m);
+                if ((ct & 31) == 0) red[ct >> 5] = m;
+                wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
+#pragma unroll
+                for (int x = 0; x < FUSED_CONSUMERS / 32; x++) m = fmaxf(m, red[x]);
+                return m;
+            });
+        });
 }
 
 /* Rows of an expert widened per claim (fused_help_widen): one per consumer warp. */
@@ -343,10 +375,10 @@ static __device__ void fused_help_widen(const dfm_cuda_world_t *w, const fused_a
     const int H = w->hidden, lane = threadIdx.x & 31;
     const char *local = w->peer[w->rank];
     const int o0 = wg_tok16_o(4 * lane), o1 = wg_tok16_o(4 * lane + 2);
-    fused_help_rows<FUSED_WD_ROWS>(
-        w, s_cnt, g, seq, fa->w_ready + g, fa->w_claim + g, fa->w_done + g, s_claim,
+    fused_help_rows<false>(
+        w, s_cnt, g, FUSED_WD_ROWS, seq, fa->w_ready + g, fa->w_claim + g, fa->w_done + g, s_claim,
         [&] { fused_gate(w, fa, s_cnt, 1, g, half, seq, 1); }, /* the payload of g's sources */
-        [&](int src, int j) {
+        [&](int src, int j, int) {
             const size_t phys = dfm_recv_row(&w->L, g, src, j);
             const uint32_t *in = (const uint32_t *)(local + dfm_off_recv_rows(&w->L, half, phys));
             uint32_t *out = (uint32_t *)(w->tok16 + phys * H);
@@ -764,7 +796,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             const int v = phase == 1 ? u : u - total1;
             int g, tile, pass;
             wg_item(phase == 1 ? s_pre1 : s_pre2, G, phase == 1 ? n_tiles1 : n_tiles2, v, g, tile, pass);
-            if (phase == 2) fused_help_requant(&w, &fa, s_cnt, g, q, seq, &s_fin);
+            if (phase == 2) fused_help_requant(&w, &fa, s_cnt, g, q, seq, &s_fin, s_red);
             if (TOK16 && phase == 1) fused_help_widen(&w, &fa, s_cnt, g, half, seq, &s_fin);
             if (clane == 0) fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 1, TOK16); /* orders the epilogue's reads */
             __syncwarp();
@@ -786,25 +818,25 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                 /* count the item; the CTA completing expert g says so
                  * (g1_ready) and, with eager_rq, starts requantizing g at
                  * once; the CTAs with GEMM2 items of g help (or do it all) */
-                __threadfence();
+                /* as dfm_cta_arrive: the barrier orders every consumer's act
+                 * stores before thread 0's acquire-release count (GPU scope:
+                 * the requantization reads act with generic loads) */
                 wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
                 if (ct == 0) {
                     const unsigned int items = (unsigned int)(s_pre1[g + 1] - s_pre1[g]);
                     s_eager = 0;
-                    if (atomicAdd(&fa.g1_done[g], 1u) == items - 1) {
+                    if (dfm_atom_add_acq_rel_gpu(&fa.g1_done[g], 1u) == items - 1) {
                         fa.g1_done[g] = 0; /* every item of g is counted: reset for the next call */
-                        __threadfence();
                         dfm_st_release_sys(fa.g1_ready + g, seq);
-                        /* 1: only an expert of one claim of rows (a few us of
-                         * this CTA's time; more delays its next GEMM1 item) */
-                        int rows = 0;
-                        for (int src = 0; src < R; src++) rows += s_cnt[g * R + src];
-                        s_eager = fa.eager_rq == 2 || (fa.eager_rq == 1 && rows <= FUSED_RQ_ROWS);
+                        /* 1: only an expert of a few rows (a few us of this
+                         * CTA's time; more delays its next GEMM1 item) */
+                        const int rows = fused_rows_of(s_cnt, R, g);
+                        s_eager = fa.eager_rq == 2 || (fa.eager_rq == 1 && rows <= FUSED_EAGER_ROWS);
                     }
                     FUSED_STAMP(fa, FT_G1_DONE);
                 }
                 wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
-                if (s_eager) fused_help_requant(&w, &fa, s_cnt, g, q, seq, &s_fin);
+                if (s_eager) fused_help_requant(&w, &fa, s_cnt, g, q, seq, &s_fin, s_red);
             } else {
 #define FUSED_CONSUME(NN) \
     wg_consume<MODE, 2, NN, fused_out_t, WG_FP8_PROMOTE2, true, true, FUSED_PACK>(s_p[1], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
