@@ -523,10 +523,14 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     __shared__ int s_cnt[DFM_MAX_EXPERTS];
     __shared__ int s_pre1[WG_MAX_G + 1], s_pre2[WG_MAX_G + 1];
     __shared__ __align__(8) uint64_t s_full[WG_MAX_STAGES], s_empty[WG_MAX_STAGES];
-    /* GEMM1's token columns per pass: version 5 takes 160 (no widened-token
-     * buffer in shared memory), the others 128; GEMM2 128 */
-    constexpr int PW1 = TOK16 ? WG_PASS_COLS : WG_MAXCOLS;
-    __shared__ wg_col_t s_tab[2 * PW1]; /* wg_consume's column tables */
+    /* token columns per pass, both GEMMs (as gemm.cu's launches): 160 for
+     * version 5, INT8 and BF16 (no widened-token buffer in shared memory);
+     * 128 for FP8 widened in the consumers. Until the fourteenth session
+     * GEMM2 took 128: an expert of 129-160 rows (dsv3-e32 at T = 128, R = 4)
+     * streamed its GEMM2 weights twice. */
+    constexpr int PW = FUSED_PACK && (TOK16 || MODE != DFM_QUANT_FP8) ? WG_PASS_COLS : WG_MAXCOLS;
+    constexpr int PW1 = PW, PW2 = PW;
+    __shared__ wg_col_t s_tab[2 * PW]; /* wg_consume's column tables */
     __shared__ wg_gemm_args_t s_p[2];
     __shared__ float s_red[32];
     __shared__ size_t s_dst[DFM_MAX_TOPK];
@@ -606,7 +610,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
         for (int g = tid; g < G; g += FUSED_THREADS) {
             const int cols = wg_expert_cols<FUSED_PACK>(s_cnt, R, g);
             s_pre1[g + 1] = (cols + PW1 - 1) / PW1 * n_tiles1;
-            s_pre2[g + 1] = (cols + WG_MAXCOLS - 1) / WG_MAXCOLS * n_tiles2;
+            s_pre2[g + 1] = (cols + PW2 - 1) / PW2 * n_tiles2;
             my_maxcols = max(my_maxcols, cols);
         }
         if (my_maxcols > 0) atomicMax(&s_maxcols, my_maxcols);
@@ -665,7 +669,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
 
     unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     wg_ring_t ring;
-    const int acols = wg_pad_cols(min(PW1, max(s_maxcols, 8)));
+    const int acols = wg_pad_cols(min(PW, max(s_maxcols, 8)));
     static_assert(!TOK16 || (MODE == DFM_QUANT_FP8 && WG_FP8_PROMOTE == 1 && FUSED_PACK),
                   "version 5: FP8 GEMM1 on f16 tensor cores, packed columns");
     const int xbytes = 128 * (acols / 2) * 4, bhb = TOK16 ? 0 : wg_bh_bytes(MODE, WG_FP8_PROMOTE, acols);
@@ -705,7 +709,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             const CUtensorMap *amap;
             const int nbox = fused_a_box(s_p[phase - 1], g, pass, phase == 1 && !TOK16 ? (long long)half * G * R * M : 0,
                                          phase == 1 ? maps.a1 : maps.a2, plane, arow, boff, amap, tx_rows,
-                                         phase == 1 ? PW1 : WG_MAXCOLS);
+                                         phase == 1 ? PW1 : PW2);
             /* version 5's GEMM1: two f16 K-halves a stage, half 1 after the
              * consumer's npad columns of half 0 */
             const bool two = TOK16 && phase == 1;
@@ -803,7 +807,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             if (ct == 0 && (phase == 1 ? first1 : first2)) FUSED_STAMP(fa, phase == 1 ? FT_G1_OPEN : FT_G2_OPEN);
             if (phase == 1) first1 = 0;
             else first2 = 0;
-            const int pw = phase == 1 ? PW1 : WG_MAXCOLS;
+            const int pw = phase == 1 ? PW1 : PW2;
             const int cols = min(pw, wg_expert_cols<FUSED_PACK>(s_cnt, R, g) - pass * pw);
             if (phase == 1) {
 #define FUSED_CONSUME(NN) \
@@ -839,8 +843,13 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                 if (s_eager) fused_help_requant(&w, &fa, s_cnt, g, q, seq, &s_fin, s_red);
             } else {
 #define FUSED_CONSUME(NN) \
-    wg_consume<MODE, 2, NN, fused_out_t, WG_FP8_PROMOTE2, true, true, FUSED_PACK>(s_p[1], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
-                WG_BY_COLS(cols, FUSED_CONSUME);
+    wg_consume<MODE, 2, NN, fused_out_t, WG_FP8_PROMOTE2, true, true, FUSED_PACK, false, PW2>(s_p[1], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
+                if constexpr (PW2 > WG_MAXCOLS) {
+                    if (cols > WG_MAXCOLS) FUSED_CONSUME(160);
+                    else WG_BY_COLS(cols, FUSED_CONSUME);
+                } else {
+                    WG_BY_COLS(cols, FUSED_CONSUME);
+                }
 #undef FUSED_CONSUME
             }
         }
