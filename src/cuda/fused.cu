@@ -133,10 +133,13 @@ typedef struct {
  * entry, own sends done, every rank's counts in, first GEMM1 gate open,
  * last GEMM1 item done, first GEMM2 item's rows requantized and gate open,
  * every GEMM2 item done, every rank's combine flag in, own reduction done.
- * Points 3-6 stay 0 in a CTA without items of that GEMM. */
+ * Points 3-6 stay 0 in a CTA without items of that GEMM. Then, not stamps:
+ * ns before the gates of GEMM1 items (but the first) and of GEMM2 items
+ * opened, and the CTA's items of each GEMM. */
 enum { FT_START, FT_SENT, FT_COUNTS, FT_G1_OPEN, FT_G1_DONE, FT_G2_OPEN, FT_G2_DONE, FT_COMBINE_IN, FT_END,
-       FUSED_TRACE_N };
-static_assert(FUSED_TRACE_N == DFM_CUDA_TRACE_POINTS, "cuda_internal.h's trace size");
+       FT_WAIT1, FT_WAIT2, FT_ITEMS1, FT_ITEMS2, FUSED_TRACE_N };
+static_assert(FT_WAIT1 == DFM_CUDA_TRACE_STAMPS && FUSED_TRACE_N == DFM_CUDA_TRACE_POINTS,
+              "cuda_internal.h's trace layout");
 #define FUSED_STAMP(fa, i) \
     do { \
         if ((fa).trace) (fa).trace[(size_t)blockIdx.x * FUSED_TRACE_N + (i)] = dfm_globaltimer(); \
@@ -785,6 +788,8 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     const int ct = fused_tid(), clane = ct & 31; /* re-read, not kept from the dispatch phase (see fused_tid) */
     { /* consumers */
         int it = 0, first1 = 1, first2 = 1;
+        unsigned long long tw1 = 0, tw2 = 0; /* trace: ns before items' gates opened */
+        unsigned int tn1 = 0, tn2 = 0;       /* trace: items */
         for (int n = 0;; n++) {
             /* item n as the producer published it (it claims the next only
              * when it has issued every stage of this one) */
@@ -800,10 +805,21 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             const int v = phase == 1 ? u : u - total1;
             int g, tile, pass;
             wg_item(phase == 1 ? s_pre1 : s_pre2, G, phase == 1 ? n_tiles1 : n_tiles2, v, g, tile, pass);
+            const unsigned long long t_in = ct == 0 && fa.trace ? dfm_globaltimer() : 0;
             if (phase == 2) fused_help_requant(&w, &fa, s_cnt, g, q, seq, &s_fin, s_red);
             if (TOK16 && phase == 1) fused_help_widen(&w, &fa, s_cnt, g, half, seq, &s_fin);
             if (clane == 0) fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 1, TOK16); /* orders the epilogue's reads */
             __syncwarp();
+            if (ct == 0 && fa.trace) {
+                const unsigned long long dt = dfm_globaltimer() - t_in;
+                if (phase == 1) {
+                    tw1 += first1 ? 0 : dt;
+                    tn1++;
+                } else {
+                    tw2 += dt;
+                    tn2++;
+                }
+            }
             if (ct == 0 && (phase == 1 ? first1 : first2)) FUSED_STAMP(fa, phase == 1 ? FT_G1_OPEN : FT_G2_OPEN);
             if (phase == 1) first1 = 0;
             else first2 = 0;
@@ -852,6 +868,13 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                 }
 #undef FUSED_CONSUME
             }
+        }
+        if (ct == 0 && fa.trace) {
+            unsigned long long *tr = fa.trace + (size_t)blockIdx.x * FUSED_TRACE_N;
+            tr[FT_WAIT1] = tw1;
+            tr[FT_WAIT2] = tw2;
+            tr[FT_ITEMS1] = tn1;
+            tr[FT_ITEMS2] = tn2;
         }
     }
 
