@@ -85,14 +85,6 @@ static_assert(2 * FUSED_REGS_CONSUMER + FUSED_REGS_PRODUCER <= 3 * FUSED_REGS,
 #ifndef FUSED_DYNAMIC
 #define FUSED_DYNAMIC 1
 #endif
-/* The order of the items u: expert g's GEMM2 items come right after expert
- * g + LAG's GEMM1 items (fused_item), so GEMM2 items of early experts fill
- * the GEMM1 phase instead of all of them waiting for its end; LAG >= G (the
- * default) is GEMM1 of every expert, then GEMM2 of every expert.
- * DFM_CUDA_FUSED_LAG overrides it. */
-#ifndef FUSED_LAG
-#define FUSED_LAG 1024
-#endif
 #define FUSED_ITEMQ 32 /* s_items slots: > items the producer can be ahead (<= WG_MAX_STAGES) */
 static_assert(FUSED_ITEMQ > WG_MAX_STAGES + 1, "the producer is at most WG_MAX_STAGES stages (items) ahead");
 #define FUSED_BAR_DONE 2 /* named barrier of the 256 consumer threads (wg_consume uses 1, 3, 4, 5) */
@@ -131,7 +123,6 @@ typedef struct {
     int l2_pf; /* FUSED_L2_PF_STAGES or DFM_CUDA_FUSED_L2_PF */
     int eager_rq; /* FUSED_EAGER_RQ or DFM_CUDA_FUSED_EAGER_RQ: 0, 1, 2 */
     int dynamic;  /* FUSED_DYNAMIC or DFM_CUDA_FUSED_DYNAMIC */
-    int lag;      /* FUSED_LAG or DFM_CUDA_FUSED_LAG: the item order (fused_item) */
     int w_evict_first; /* W loads with the L2 evict_first policy (dfm_cuda_w_evict_first) */
     /* NULL, or [grid][FUSED_TRACE_N] %globaltimer stamps of the last call
      * (DFM_CUDA_FUSED_TRACE=1; read by dfm_cuda_fused_trace) */
@@ -434,53 +425,6 @@ static __device__ __forceinline__ int fused_a_box(const wg_gemm_args_t &p, int g
     return nbox;
 }
 
-/* ---- the item order ----------------------------------------------------------------
- *
- * Items are segments of whole experts: G1[g] (GEMM1 items of expert g,
- * s_pre1[g + 1] - s_pre1[g] of them) and G2[g], in the order
- *   G1[0] .. G1[L-1], G1[L], G2[0], G1[L+1], G2[1], .., G1[G-1], G2[G-1-L],
- *   G2[G-L] .. G2[G-1]          (L = min(lag, G); L = G: all G1, then all G2)
- * so every expert's GEMM1 items precede its GEMM2 items (the deadlock
- * argument below needs no more). fused_seg(k): segment k's phase and expert;
- * fused_seg_start(k): its first u.
- */
-static __device__ __forceinline__ void fused_seg(int k, int L, int G, int &phase, int &g) {
-    if (k < L) {
-        phase = 1, g = k;
-    } else if (k < 2 * G - L) {
-        const int j = k - L;
-        phase = (j & 1) ? 2 : 1;
-        g = (j & 1) ? j >> 1 : L + (j >> 1);
-    } else {
-        phase = 2, g = k - G;
-    }
-}
-
-static __device__ __forceinline__ int fused_seg_start(int k, int L, int G, const int *s_pre1, const int *s_pre2) {
-    int phase, g;
-    fused_seg(k, L, G, phase, g);
-    return phase == 1 ? s_pre1[g] + s_pre2[max(0, g - L)] : s_pre2[g] + s_pre1[min(G, g + L + 1)];
-}
-
-/* Item u (< s_pre1[G] + s_pre2[G]): its GEMM, expert, channel tile and pass.
- * The last segment starting at or below u is not empty. */
-static __device__ __forceinline__ void fused_item(int u, int L, int G, const int *s_pre1, const int *s_pre2,
-                                                  int n_tiles1, int n_tiles2, int &phase, int &g, int &tile,
-                                                  int &pass) {
-    int lo = 0, hi = 2 * G - 1;
-    while (lo < hi) {
-        const int mid = (lo + hi + 1) >> 1;
-        if (fused_seg_start(mid, L, G, s_pre1, s_pre2) <= u) lo = mid;
-        else hi = mid - 1;
-    }
-    fused_seg(lo, L, G, phase, g);
-    const int *pre = phase == 1 ? s_pre1 : s_pre2;
-    const int local = u - fused_seg_start(lo, L, G, s_pre1, s_pre2);
-    const int npass = (pre[g + 1] - pre[g]) / (phase == 1 ? n_tiles1 : n_tiles2);
-    tile = local / npass;
-    pass = local % npass;
-}
-
 /* ---- the kernel ------------------------------------------------------------------
  *
  * Reads  x [T][H] bf16, topk_idx/topk_weights [T][K] (caller); w1 [G][2I][H]
@@ -508,9 +452,8 @@ static __device__ __forceinline__ void fused_item(int u, int L, int G, const int
  *      (token, part) quantize and store to every destination; arrive on
  *      st->send_done, the last CTA raises the payload flags.
  *   2. wait for every rank's counts (thread src < R), build the schedule:
- *      items u over the GEMM1 and GEMM2 items in fused_item's order (by
- *      default all GEMM1, then all GEMM2), each (expert g, 128-channel
- *      tile, pass of <= 160 token rows); a CTA's first item is blockIdx.x,
+ *      items u over [GEMM1 items | GEMM2 items], each (expert g, 128-channel
+ *      tile, pass of <= 128 token rows); a CTA's first item is blockIdx.x,
  *      each later one the next unclaimed u (one atomicAdd by the producer,
  *      published to the consumers in s_items; FUSED_DYNAMIC 0: + gridDim.x).
  *   3. warp 8 (producer): per item, W stages stream into the ring at once;
@@ -535,15 +478,13 @@ static __device__ __forceinline__ void fused_item(int u, int L, int G, const int
  * A GEMM1 item waits only on peers' payload flags, raised after step 1, which
  * has no waits, so every GEMM1 item completes. Every CTA walks its items in
  * increasing u (claims hand out u in increasing order, so every item below a
- * claimed one is already some running CTA's), and expert g's GEMM1 items
- * precede its GEMM2 items (fused_item). Take the unfinished item of least u:
- * its CTA has finished every earlier item of its own, so it is working on
- * it; a GEMM1 item completes; a GEMM2 item of g waits for the requantization
- * of g, which waits only for g's GEMM1 items, all of lower u, hence finished
- * (g1_ready[g] is up), and every chunk of it is claimed by a running CTA (at
- * least this one), so q_ready[g] rises and the item completes. So every item
- * completes, every CTA arrives, and the combine flags rise on every rank.
- * Inside a CTA the
+ * claimed one is already some running CTA's) and all GEMM1 items precede all
+ * GEMM2 items, so no CTA waits in a GEMM2 item while owning an unfinished
+ * GEMM1 item, nor while one is unowned; hence every g1_done[g]
+ * completes and g1_ready[g] rises; the requantization of g waits for nothing
+ * else, and every chunk of it is claimed by a running CTA (at least the one
+ * whose GEMM2 item waits), so every q_ready[g] is raised, every GEMM2 item completes, every
+ * CTA arrives, and the combine flags rise on every rank. Inside a CTA the
  * producer finishes issuing all of an item's stages (W and A) before it
  * starts the next item, and waits on a gate only when every stage it could
  * still issue belongs to the gated item, so consumers never wait on a stage
@@ -726,7 +667,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
         }
     }
     __syncthreads();
-    const int total1 = s_pre1[G], total2 = s_pre2[G], lag = min(fa.lag, G);
+    const int total1 = s_pre1[G], total2 = s_pre2[G];
     const int nk1 = (H * cb + WG_BK - 1) / WG_BK, nk2 = (I * cb + WG_BK - 1) / WG_BK;
 
     unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
@@ -763,8 +704,10 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                 *(volatile int *)&s_nitems = n + 1;
             }
             if (u >= total1 + total2) break;
-            int phase, g, tile, pass;
-            fused_item(u, lag, G, s_pre1, s_pre2, n_tiles1, n_tiles2, phase, g, tile, pass);
+            const int phase = u < total1 ? 1 : 2;
+            const int v = phase == 1 ? u : u - total1;
+            int g, tile, pass;
+            wg_item(phase == 1 ? s_pre1 : s_pre2, G, phase == 1 ? n_tiles1 : n_tiles2, v, g, tile, pass);
             int arow, boff, tx_rows;
             const CUtensorMap *amap;
             const int nbox = fused_a_box(s_p[phase - 1], g, pass, phase == 1 && !TOK16 ? (long long)half * G * R * M : 0,
@@ -858,8 +801,10 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
             const int u = *(volatile int *)&s_items[n % FUSED_ITEMQ];
             if (u < 0) break;
-            int phase, g, tile, pass;
-            fused_item(u, lag, G, s_pre1, s_pre2, n_tiles1, n_tiles2, phase, g, tile, pass);
+            const int phase = u < total1 ? 1 : 2;
+            const int v = phase == 1 ? u : u - total1;
+            int g, tile, pass;
+            wg_item(phase == 1 ? s_pre1 : s_pre2, G, phase == 1 ? n_tiles1 : n_tiles2, v, g, tile, pass);
             const unsigned long long t_in = ct == 0 && fa.trace ? dfm_globaltimer() : 0;
             if (phase == 2) fused_help_requant(&w, &fa, s_cnt, g, q, seq, &s_fin, s_red);
             if (TOK16 && phase == 1) fused_help_widen(&w, &fa, s_cnt, g, half, seq, &s_fin);
@@ -1053,7 +998,6 @@ cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **
     f->args.l2_pf = dfm_cuda_env_int("DFM_CUDA_FUSED_L2_PF", FUSED_L2_PF_STAGES, 0, 64);
     f->args.eager_rq = dfm_cuda_env_int("DFM_CUDA_FUSED_EAGER_RQ", FUSED_EAGER_RQ, 0, 2);
     f->args.dynamic = dfm_cuda_env_int("DFM_CUDA_FUSED_DYNAMIC", FUSED_DYNAMIC, 0, 1);
-    f->args.lag = dfm_cuda_env_int("DFM_CUDA_FUSED_LAG", FUSED_LAG, 0, FUSED_LAG);
     for (int v = 0; v <= DFM_NUM_QUANT && err == cudaSuccess; v++) {
         /* v < DFM_NUM_QUANT: mode v; v == DFM_NUM_QUANT: FP8 version 5 */
         const void *k = v < DFM_NUM_QUANT ? fused_kernel_of(v) : fused_kernel_of(DFM_QUANT_FP8, 1);
