@@ -150,14 +150,20 @@ static_assert(FT_WAIT1 == DFM_CUDA_TRACE_STAMPS && FUSED_TRACE_N == DFM_CUDA_TRA
 #ifndef FUSED_EAGER_ROWS
 #define FUSED_EAGER_ROWS 8
 #endif
-/* Requantization claims an expert's rows are cut into (about; 1 to 8 rows a
- * claim): a row takes the CTA's 256 consumer threads, one memory round trip,
- * so an expert's rows spread over as many waiting CTAs as there are. Until
+/* Requantization claims: a row takes the CTA's 256 consumer threads, one
+ * memory round trip, so an expert's rows spread over as many waiting CTAs as
+ * there are: the CTAs before a GEMM2 item claim 1 row at a time (more past
+ * FUSED_RQ_CLAIMS rows: rows / FUSED_RQ_CLAIMS, at most 16); the CTA that
+ * completes an expert's GEMM1 and starts at once (FUSED_EAGER_RQ) claims
+ * FUSED_RQ_EAGER_CLAIM rows at a time (alone at first: fewer claims). Until
  * the fourteenth session a warp took a row (8 rows a claim, 2 float4 a lane
  * in flight: 16 dependent round trips a row of 2048, ~15 us between GEMM1's
  * end and GEMM2's first gate at dsv3-e32 T = 32). */
 #ifndef FUSED_RQ_CLAIMS
 #define FUSED_RQ_CLAIMS 64
+#endif
+#ifndef FUSED_RQ_EAGER_CLAIM
+#define FUSED_RQ_EAGER_CLAIM 4
 #endif
 /* float4 loads per thread in flight in the requantization of a row
  * (dfm_requant_row_by over the 256 consumer threads): 2 = 2048 values a
@@ -257,11 +263,12 @@ static __device__ unsigned int fused_tagged_add(unsigned long long *p, unsigned 
     return (unsigned int)atomicAdd(p, (unsigned long long)k);
 }
 
-/* Claim the next of n chunks of call seq: its index, or -1 when all are
- * claimed (a look first: once all are claimed, no atomic). */
-static __device__ int fused_claim(unsigned long long *p, unsigned long long seq, int n) {
+/* Claim the next k of n rows of call seq: the first one, or -1 when all are
+ * claimed (a look first: once all are claimed, no atomic). Claimers may
+ * take different k. */
+static __device__ int fused_claim(unsigned long long *p, unsigned long long seq, int n, int k) {
     if ((int)fused_count_of(*(volatile unsigned long long *)p, seq << 32) >= n) return -1;
-    const unsigned int c = fused_tagged_add(p, seq, 1u);
+    const unsigned int c = fused_tagged_add(p, seq, (unsigned int)k);
     return (int)c < n ? (int)c : -1;
 }
 
@@ -282,37 +289,32 @@ static __device__ __forceinline__ int fused_rows_of(const int *s_cnt, int R, int
  * one of its items (the requantization before GEMM2, version 5's widening
  * before GEMM1), run by the 256 consumer threads: unless *ready_flag == seq,
  * thread 0 waits for the work's inputs (wait_inputs()); then they claim
- * chunks of `chunk` rows (flat over sources) from *claim until none is left;
- * a row is row(src, j, f) (f: its index over the expert), called by one warp
- * or, with CTA_ROWS, by all 256 threads one row after the other; whoever
- * completes the last row raises *ready_flag = seq. Every chunk is claimed by
- * a running CTA, so the flag always rises. What the rows write is read by
- * TMA (proxy fence).
+ * `k` rows at a time (flat over sources; others may claim other amounts) from
+ * *claim until none is left, a row row(src, j, f) (f: its index over the
+ * expert) by one warp or, with CTA_ROWS, by all 256 threads one row after
+ * the other; whoever completes the last row raises *ready_flag = seq. Every
+ * claimed row is a running CTA's, so the flag always rises. What the rows
+ * write is read by TMA (proxy fence). Thread 0 counts the rows done while
+ * thread 32 claims the next ones (two round trips at once).
  */
 template <bool CTA_ROWS, class WAIT, class ROW>
-static __device__ __forceinline__ void fused_help_rows(const dfm_cuda_world_t *w, const int *s_cnt, int g, int chunk,
+static __device__ __forceinline__ void fused_help_rows(const dfm_cuda_world_t *w, const int *s_cnt, int g, int k,
                                                        unsigned long long seq, unsigned long long *ready_flag,
                                                        unsigned long long *claim, unsigned long long *done,
                                                        int *s_claim, WAIT wait_inputs, ROW row) {
     const int R = w->num_ranks, tid = threadIdx.x, warp = tid >> 5;
     const int rows = fused_rows_of(s_cnt, R, g);
-    const int nch = (rows + chunk - 1) / chunk;
     if (tid == 0) {
         const int ready = dfm_ld_acquire_sys(ready_flag) == seq;
         if (!ready) wait_inputs();
-        *s_claim = ready ? -1 : 0;
+        *s_claim = ready ? -1 : fused_claim(claim, seq, rows, k);
     }
     wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
-    const int ready = *s_claim < 0;
-    wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS); /* read before tid 0 rewrites it */
-    if (ready) return;
     for (;;) {
-        if (tid == 0) *s_claim = fused_claim(claim, seq, nch);
-        wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
-        const int c = *s_claim;
-        wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
-        if (c < 0) return;
-        const int lo = c * chunk, hi = min(rows, lo + chunk);
+        const int lo = *s_claim;
+        wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS); /* read before thread 32 rewrites it */
+        if (lo < 0) return;
+        const int hi = min(rows, lo + k);
         for (int f = CTA_ROWS ? lo : lo + warp; f < hi; f += CTA_ROWS ? 1 : FUSED_CONSUMERS / 32) {
             int src = 0, j = f;
             while (j >= s_cnt[g * R + src]) j -= s_cnt[g * R + src++];
@@ -325,6 +327,8 @@ static __device__ __forceinline__ void fused_help_rows(const dfm_cuda_world_t *w
             __threadfence();
             dfm_st_release_sys(ready_flag, seq);
         }
+        if (tid == 32) *s_claim = fused_claim(claim, seq, rows, k);
+        wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
     }
 }
 
@@ -339,12 +343,13 @@ static __device__ __forceinline__ void fused_help_rows(const dfm_cuda_world_t *w
  * barrier a row separates a set's writes from the reads of two rows before).
  */
 static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused_args_t *fa, const int *s_cnt,
-                                          int g, dfm_quant_t q, unsigned long long seq, int *s_claim, float *s_red) {
+                                          int g, dfm_quant_t q, unsigned long long seq, int *s_claim, float *s_red,
+                                          bool eager = false) {
     const int rows = fused_rows_of(s_cnt, w->num_ranks, g);
-    const int chunk = min(8, max(1, (rows + FUSED_RQ_CLAIMS - 1) / FUSED_RQ_CLAIMS));
+    const int k = eager ? FUSED_RQ_EAGER_CLAIM : min(16, max(1, rows / FUSED_RQ_CLAIMS));
     const int ct = threadIdx.x;
     fused_help_rows<true>(
-        w, s_cnt, g, chunk, seq, fa->q_ready + g, fa->rq_claim + g, fa->rq_done + g, s_claim,
+        w, s_cnt, g, k, seq, fa->q_ready + g, fa->rq_claim + g, fa->rq_done + g, s_claim,
         [&] { fused_wait(w, fa->g1_ready + g, seq, ~0ull, w->rank, DFM_CUDA_WAIT_DISPATCH, seq); },
         [&](int src, int j, int f) {
             float *red = s_red + (f & 1) * (FUSED_CONSUMERS / 32);
@@ -856,7 +861,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                     FUSED_STAMP(fa, FT_G1_DONE);
                 }
                 wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
-                if (s_eager) fused_help_requant(&w, &fa, s_cnt, g, q, seq, &s_fin, s_red);
+                if (s_eager) fused_help_requant(&w, &fa, s_cnt, g, q, seq, &s_fin, s_red, true);
             } else {
 #define FUSED_CONSUME(NN) \
     wg_consume<MODE, 2, NN, fused_out_t, WG_FP8_PROMOTE2, true, true, FUSED_PACK, false, PW2>(s_p[1], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
