@@ -273,7 +273,7 @@ static int append_stat(char *line, int len, size_t cap, const char *name, float 
  * over CTAs of (stamp - earliest CTA entry), us; then per-CTA phase durations. */
 static void print_trace(dfm_ctx_t *ctx, int rank, const char *name, int T, int route, int local) {
     enum { FT_ENTRY, FT_SENT, FT_COUNTS, FT_G1_OPEN, FT_G1_DONE, FT_G2_OPEN, FT_G2_DONE, FT_COMBINE_IN, FT_END };
-    static const char *pts[DFM_CUDA_TRACE_POINTS] = {"entry",   "sent",    "counts",     "g1-open", "g1-done",
+    static const char *pts[DFM_CUDA_TRACE_STAMPS] = {"entry",   "sent",    "counts",     "g1-open", "g1-done",
                                                      "g2-open", "g2-done", "combine-in", "end"};
     /* per-CTA durations between consecutive phases (a CTA counts where it
      * has both ends: the GEMM1 ones only with GEMM1 items) */
@@ -283,7 +283,7 @@ static void print_trace(dfm_ctx_t *ctx, int rank, const char *name, int T, int r
     static const char *segn[] = {"send", "sent->counts", "to-g1", "g1", "g1->g2", "g2", "wait-peers", "reduce"};
     const char *e = getenv("DFM_CUDA_FUSED_TRACE");
     if (e == NULL || strcmp(e, "1") != 0) return;
-    enum { CAP = 1024 * DFM_CUDA_TRACE_POINTS, P = DFM_CUDA_TRACE_POINTS };
+    enum { CAP = 1024 * DFM_CUDA_TRACE_POINTS, P = DFM_CUDA_TRACE_POINTS, S = DFM_CUDA_TRACE_STAMPS };
     static thread_local unsigned long long buf[CAP];
     const int grid = dfm_cuda_fused_trace_get(ctx, buf, CAP);
     if (grid <= 0) return;
@@ -293,7 +293,7 @@ static void print_trace(dfm_ctx_t *ctx, int rank, const char *name, int T, int r
     float v[1024];
     int len = snprintf(line, sizeof line, "trace %s T=%d %s%s rank %d (us from the first entry, median/max over CTAs):",
                        name, T, route_names[route], local ? " -L" : "", rank);
-    for (int p = 0; p < P; p++) { /* p = 0: the CTAs' entries (launch skew) */
+    for (int p = 0; p < S; p++) { /* p = 0: the CTAs' entries (launch skew) */
         int n = 0;
         for (int b = 0; b < grid; b++)
             if (buf[(size_t)b * P + p] >= t0) v[n++] = (float)((double)(buf[(size_t)b * P + p] - t0) * 1e-3);
@@ -309,6 +309,20 @@ static void print_trace(dfm_ctx_t *ctx, int rank, const char *name, int T, int r
             if (s0 >= t0 && s1 >= s0) v[n++] = (float)((double)(s1 - s0) * 1e-3);
         }
         len = append_stat(line, len, sizeof line, segn[q], v, n);
+    }
+    fprintf(stderr, "%s\n", line);
+    /* the waits before items' gates (us) and the items, over the CTAs with
+     * items of that GEMM */
+    static const char *wn[] = {"g1-wait", "g2-wait", "g1-items", "g2-items"};
+    len = snprintf(line, sizeof line, "trace %s T=%d %s%s rank %d per-CTA waits (median/max over CTAs):", name, T,
+                   route_names[route], local ? " -L" : "", rank);
+    for (int q = 0; q < 4; q++) {
+        int n = 0;
+        for (int b = 0; b < grid; b++) {
+            const unsigned long long items = buf[(size_t)b * P + S + 2 + (q & 1)];
+            if (items > 0) v[n++] = q < 2 ? (float)((double)buf[(size_t)b * P + S + q] * 1e-3) : (float)items;
+        }
+        len = append_stat(line, len, sizeof line, wn[q], v, n);
     }
     fprintf(stderr, "%s\n", line);
 }

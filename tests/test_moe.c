@@ -121,6 +121,11 @@ static void build_cases(void) {
     add(OP_FUSED, DFM_QUANT_FP8, 2, 4, 2048, 256, 2, 8, ROUTE_TOPK, TOK_RANDOM, 1, 0);
     add(OP_FUSED, DFM_QUANT_BF16, 1, 4, 256, 64, 2, 1024, ROUTE_TOPK, TOK_MAX, 0, 0);
     add(OP_FUSED, DFM_QUANT_FP8, 4, 8, 256, 64, 4, 16, ROUTE_SKEW, TOK_SOME_ZERO, 0, 1);
+    /* ~150 rows per expert (129-160: one token pass of 160 columns on GPUs,
+     * FP8 through version 5) and 1024 (passes of 160 and a partial one) */
+    add(OP_FUSED, DFM_QUANT_FP8, 2, 4, 256, 64, 2, 150, ROUTE_TOPK, TOK_MAX, 0, 0);
+    add(OP_FUSED, DFM_QUANT_INT8, 2, 4, 256, 64, 2, 150, ROUTE_TOPK, TOK_MAX, 0, 0);
+    add(OP_FUSED, DFM_QUANT_FP8, 1, 4, 256, 64, 2, 1024, ROUTE_TOPK, TOK_MAX, 0, 0);
 
     for (int qi = 0; qi < DFM_NUM_QUANT; qi++) {
         dfm_quant_t q = (dfm_quant_t)qi;

@@ -10,6 +10,10 @@
 
 #include "device_common.cuh"
 
+#ifndef DFM_SEND_X4
+#define DFM_SEND_X4 4 /* x loads a thread in flight for a token's amax (dfm_dispatch_send) */
+#endif
+
 /* u32 words per expert of the first-slot bitmap of T tokens. */
 static __host__ __device__ __forceinline__ int dfm_bitmap_words(int T) {
     return T > 0 ? (T + 31) / 32 : 1;
@@ -90,13 +94,23 @@ static __device__ __forceinline__ void dfm_dispatch_send(const dfm_cuda_world_t 
     for (int u = blockIdx.x; u < T * parts; u += gridDim.x) {
         const int t = u / parts, p = u % parts;
         const uint16_t *xr = op.x + (size_t)t * H;
+        /* the row's amax: DFM_SEND_X4 16-byte loads a thread in flight at
+         * once (7168 values of 384 threads: one round trip, not three) */
         float amax = 0.0f;
-        for (int i = tid * 8; i < H; i += NT * 8) {
-            const uint4 v = *(const uint4 *)(xr + i);
-            const uint32_t uu[4] = {v.x, v.y, v.z, v.w};
+        for (int i0 = tid * 8; i0 < H; i0 += DFM_SEND_X4 * NT * 8) {
+            uint4 v[DFM_SEND_X4];
 #pragma unroll
-            for (int c = 0; c < 4; c++)
-                amax = fmaxf(amax, fmaxf(fabsf(dfm_bf16_lo(uu[c])), fabsf(dfm_bf16_hi(uu[c]))));
+            for (int b = 0; b < DFM_SEND_X4; b++) {
+                const int i = i0 + b * NT * 8;
+                v[b] = i < H ? *(const uint4 *)(xr + i) : make_uint4(0u, 0u, 0u, 0u);
+            }
+#pragma unroll
+            for (int b = 0; b < DFM_SEND_X4; b++) {
+                const uint32_t uu[4] = {v[b].x, v[b].y, v[b].z, v[b].w};
+#pragma unroll
+                for (int c = 0; c < 4; c++)
+                    amax = fmaxf(amax, fmaxf(fabsf(dfm_bf16_lo(uu[c])), fabsf(dfm_bf16_hi(uu[c]))));
+            }
         }
         if (tid < K) {
             const int64_t *ir = op.topk_idx + (size_t)t * K;

@@ -133,10 +133,13 @@ typedef struct {
  * entry, own sends done, every rank's counts in, first GEMM1 gate open,
  * last GEMM1 item done, first GEMM2 item's rows requantized and gate open,
  * every GEMM2 item done, every rank's combine flag in, own reduction done.
- * Points 3-6 stay 0 in a CTA without items of that GEMM. */
+ * Points 3-6 stay 0 in a CTA without items of that GEMM. Then, not stamps:
+ * ns before the gates of GEMM1 items (but the first) and of GEMM2 items
+ * opened, and the CTA's items of each GEMM. */
 enum { FT_START, FT_SENT, FT_COUNTS, FT_G1_OPEN, FT_G1_DONE, FT_G2_OPEN, FT_G2_DONE, FT_COMBINE_IN, FT_END,
-       FUSED_TRACE_N };
-static_assert(FUSED_TRACE_N == DFM_CUDA_TRACE_POINTS, "cuda_internal.h's trace size");
+       FT_WAIT1, FT_WAIT2, FT_ITEMS1, FT_ITEMS2, FUSED_TRACE_N };
+static_assert(FT_WAIT1 == DFM_CUDA_TRACE_STAMPS && FUSED_TRACE_N == DFM_CUDA_TRACE_POINTS,
+              "cuda_internal.h's trace layout");
 #define FUSED_STAMP(fa, i) \
     do { \
         if ((fa).trace) (fa).trace[(size_t)blockIdx.x * FUSED_TRACE_N + (i)] = dfm_globaltimer(); \
@@ -147,14 +150,20 @@ static_assert(FUSED_TRACE_N == DFM_CUDA_TRACE_POINTS, "cuda_internal.h's trace s
 #ifndef FUSED_EAGER_ROWS
 #define FUSED_EAGER_ROWS 8
 #endif
-/* Requantization claims an expert's rows are cut into (about; 1 to 8 rows a
- * claim): a row takes the CTA's 256 consumer threads, one memory round trip,
- * so an expert's rows spread over as many waiting CTAs as there are. Until
+/* Requantization claims: a row takes the CTA's 256 consumer threads, one
+ * memory round trip, so an expert's rows spread over as many waiting CTAs as
+ * there are: the CTAs before a GEMM2 item claim 1 row at a time (more past
+ * FUSED_RQ_CLAIMS rows: rows / FUSED_RQ_CLAIMS, at most 16); the CTA that
+ * completes an expert's GEMM1 and starts at once (FUSED_EAGER_RQ) claims
+ * FUSED_RQ_EAGER_CLAIM rows at a time (alone at first: fewer claims). Until
  * the fourteenth session a warp took a row (8 rows a claim, 2 float4 a lane
  * in flight: 16 dependent round trips a row of 2048, ~15 us between GEMM1's
  * end and GEMM2's first gate at dsv3-e32 T = 32). */
 #ifndef FUSED_RQ_CLAIMS
 #define FUSED_RQ_CLAIMS 64
+#endif
+#ifndef FUSED_RQ_EAGER_CLAIM
+#define FUSED_RQ_EAGER_CLAIM 4
 #endif
 /* float4 loads per thread in flight in the requantization of a row
  * (dfm_requant_row_by over the 256 consumer threads): 2 = 2048 values a
@@ -254,11 +263,12 @@ static __device__ unsigned int fused_tagged_add(unsigned long long *p, unsigned 
     return (unsigned int)atomicAdd(p, (unsigned long long)k);
 }
 
-/* Claim the next of n chunks of call seq: its index, or -1 when all are
- * claimed (a look first: once all are claimed, no atomic). */
-static __device__ int fused_claim(unsigned long long *p, unsigned long long seq, int n) {
+/* Claim the next k of n rows of call seq: the first one, or -1 when all are
+ * claimed (a look first: once all are claimed, no atomic). Claimers may
+ * take different k. */
+static __device__ int fused_claim(unsigned long long *p, unsigned long long seq, int n, int k) {
     if ((int)fused_count_of(*(volatile unsigned long long *)p, seq << 32) >= n) return -1;
-    const unsigned int c = fused_tagged_add(p, seq, 1u);
+    const unsigned int c = fused_tagged_add(p, seq, (unsigned int)k);
     return (int)c < n ? (int)c : -1;
 }
 
@@ -279,37 +289,32 @@ static __device__ __forceinline__ int fused_rows_of(const int *s_cnt, int R, int
  * one of its items (the requantization before GEMM2, version 5's widening
  * before GEMM1), run by the 256 consumer threads: unless *ready_flag == seq,
  * thread 0 waits for the work's inputs (wait_inputs()); then they claim
- * chunks of `chunk` rows (flat over sources) from *claim until none is left;
- * a row is row(src, j, f) (f: its index over the expert), called by one warp
- * or, with CTA_ROWS, by all 256 threads one row after the other; whoever
- * completes the last row raises *ready_flag = seq. Every chunk is claimed by
- * a running CTA, so the flag always rises. What the rows write is read by
- * TMA (proxy fence).
+ * `k` rows at a time (flat over sources; others may claim other amounts) from
+ * *claim until none is left, a row row(src, j, f) (f: its index over the
+ * expert) by one warp or, with CTA_ROWS, by all 256 threads one row after
+ * the other; whoever completes the last row raises *ready_flag = seq. Every
+ * claimed row is a running CTA's, so the flag always rises. What the rows
+ * write is read by TMA (proxy fence). Thread 0 counts the rows done while
+ * thread 32 claims the next ones (two round trips at once).
  */
 template <bool CTA_ROWS, class WAIT, class ROW>
-static __device__ __forceinline__ void fused_help_rows(const dfm_cuda_world_t *w, const int *s_cnt, int g, int chunk,
+static __device__ __forceinline__ void fused_help_rows(const dfm_cuda_world_t *w, const int *s_cnt, int g, int k,
                                                        unsigned long long seq, unsigned long long *ready_flag,
                                                        unsigned long long *claim, unsigned long long *done,
                                                        int *s_claim, WAIT wait_inputs, ROW row) {
     const int R = w->num_ranks, tid = threadIdx.x, warp = tid >> 5;
     const int rows = fused_rows_of(s_cnt, R, g);
-    const int nch = (rows + chunk - 1) / chunk;
     if (tid == 0) {
         const int ready = dfm_ld_acquire_sys(ready_flag) == seq;
         if (!ready) wait_inputs();
-        *s_claim = ready ? -1 : 0;
+        *s_claim = ready ? -1 : fused_claim(claim, seq, rows, k);
     }
     wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
-    const int ready = *s_claim < 0;
-    wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS); /* read before tid 0 rewrites it */
-    if (ready) return;
     for (;;) {
-        if (tid == 0) *s_claim = fused_claim(claim, seq, nch);
-        wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
-        const int c = *s_claim;
-        wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
-        if (c < 0) return;
-        const int lo = c * chunk, hi = min(rows, lo + chunk);
+        const int lo = *s_claim;
+        wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS); /* read before thread 32 rewrites it */
+        if (lo < 0) return;
+        const int hi = min(rows, lo + k);
         for (int f = CTA_ROWS ? lo : lo + warp; f < hi; f += CTA_ROWS ? 1 : FUSED_CONSUMERS / 32) {
             int src = 0, j = f;
             while (j >= s_cnt[g * R + src]) j -= s_cnt[g * R + src++];
@@ -322,6 +327,8 @@ static __device__ __forceinline__ void fused_help_rows(const dfm_cuda_world_t *w
             __threadfence();
             dfm_st_release_sys(ready_flag, seq);
         }
+        if (tid == 32) *s_claim = fused_claim(claim, seq, rows, k);
+        wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
     }
 }
 
@@ -336,12 +343,13 @@ static __device__ __forceinline__ void fused_help_rows(const dfm_cuda_world_t *w
  * barrier a row separates a set's writes from the reads of two rows before).
  */
 static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused_args_t *fa, const int *s_cnt,
-                                          int g, dfm_quant_t q, unsigned long long seq, int *s_claim, float *s_red) {
+                                          int g, dfm_quant_t q, unsigned long long seq, int *s_claim, float *s_red,
+                                          bool eager = false) {
     const int rows = fused_rows_of(s_cnt, w->num_ranks, g);
-    const int chunk = min(8, max(1, (rows + FUSED_RQ_CLAIMS - 1) / FUSED_RQ_CLAIMS));
+    const int k = eager ? FUSED_RQ_EAGER_CLAIM : min(16, max(1, rows / FUSED_RQ_CLAIMS));
     const int ct = threadIdx.x;
     fused_help_rows<true>(
-        w, s_cnt, g, chunk, seq, fa->q_ready + g, fa->rq_claim + g, fa->rq_done + g, s_claim,
+        w, s_cnt, g, k, seq, fa->q_ready + g, fa->rq_claim + g, fa->rq_done + g, s_claim,
         [&] { fused_wait(w, fa->g1_ready + g, seq, ~0ull, w->rank, DFM_CUDA_WAIT_DISPATCH, seq); },
         [&](int src, int j, int f) {
             float *red = s_red + (f & 1) * (FUSED_CONSUMERS / 32);
@@ -523,10 +531,14 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     __shared__ int s_cnt[DFM_MAX_EXPERTS];
     __shared__ int s_pre1[WG_MAX_G + 1], s_pre2[WG_MAX_G + 1];
     __shared__ __align__(8) uint64_t s_full[WG_MAX_STAGES], s_empty[WG_MAX_STAGES];
-    /* GEMM1's token columns per pass: version 5 takes 160 (no widened-token
-     * buffer in shared memory), the others 128; GEMM2 128 */
-    constexpr int PW1 = TOK16 ? WG_PASS_COLS : WG_MAXCOLS;
-    __shared__ wg_col_t s_tab[2 * PW1]; /* wg_consume's column tables */
+    /* token columns per pass, both GEMMs (as gemm.cu's launches): 160 for
+     * version 5, INT8 and BF16 (no widened-token buffer in shared memory);
+     * 128 for FP8 widened in the consumers. Until the fourteenth session
+     * GEMM2 took 128: an expert of 129-160 rows (dsv3-e32 at T = 128, R = 4)
+     * streamed its GEMM2 weights twice. */
+    constexpr int PW = FUSED_PACK && (TOK16 || MODE != DFM_QUANT_FP8) ? WG_PASS_COLS : WG_MAXCOLS;
+    constexpr int PW1 = PW, PW2 = PW;
+    __shared__ wg_col_t s_tab[2 * PW]; /* wg_consume's column tables */
     __shared__ wg_gemm_args_t s_p[2];
     __shared__ float s_red[32];
     __shared__ size_t s_dst[DFM_MAX_TOPK];
@@ -606,7 +618,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
         for (int g = tid; g < G; g += FUSED_THREADS) {
             const int cols = wg_expert_cols<FUSED_PACK>(s_cnt, R, g);
             s_pre1[g + 1] = (cols + PW1 - 1) / PW1 * n_tiles1;
-            s_pre2[g + 1] = (cols + WG_MAXCOLS - 1) / WG_MAXCOLS * n_tiles2;
+            s_pre2[g + 1] = (cols + PW2 - 1) / PW2 * n_tiles2;
             my_maxcols = max(my_maxcols, cols);
         }
         if (my_maxcols > 0) atomicMax(&s_maxcols, my_maxcols);
@@ -665,7 +677,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
 
     unsigned char *smem = (unsigned char *)(((uintptr_t)smem_raw + 1023) & ~(uintptr_t)1023);
     wg_ring_t ring;
-    const int acols = wg_pad_cols(min(PW1, max(s_maxcols, 8)));
+    const int acols = wg_pad_cols(min(PW, max(s_maxcols, 8)));
     static_assert(!TOK16 || (MODE == DFM_QUANT_FP8 && WG_FP8_PROMOTE == 1 && FUSED_PACK),
                   "version 5: FP8 GEMM1 on f16 tensor cores, packed columns");
     const int xbytes = 128 * (acols / 2) * 4, bhb = TOK16 ? 0 : wg_bh_bytes(MODE, WG_FP8_PROMOTE, acols);
@@ -705,7 +717,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             const CUtensorMap *amap;
             const int nbox = fused_a_box(s_p[phase - 1], g, pass, phase == 1 && !TOK16 ? (long long)half * G * R * M : 0,
                                          phase == 1 ? maps.a1 : maps.a2, plane, arow, boff, amap, tx_rows,
-                                         phase == 1 ? PW1 : WG_MAXCOLS);
+                                         phase == 1 ? PW1 : PW2);
             /* version 5's GEMM1: two f16 K-halves a stage, half 1 after the
              * consumer's npad columns of half 0 */
             const bool two = TOK16 && phase == 1;
@@ -781,6 +793,8 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     const int ct = fused_tid(), clane = ct & 31; /* re-read, not kept from the dispatch phase (see fused_tid) */
     { /* consumers */
         int it = 0, first1 = 1, first2 = 1;
+        unsigned long long tw1 = 0, tw2 = 0; /* trace: ns before items' gates opened */
+        unsigned int tn1 = 0, tn2 = 0;       /* trace: items */
         for (int n = 0;; n++) {
             /* item n as the producer published it (it claims the next only
              * when it has issued every stage of this one) */
@@ -796,14 +810,25 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             const int v = phase == 1 ? u : u - total1;
             int g, tile, pass;
             wg_item(phase == 1 ? s_pre1 : s_pre2, G, phase == 1 ? n_tiles1 : n_tiles2, v, g, tile, pass);
+            const unsigned long long t_in = ct == 0 && fa.trace ? dfm_globaltimer() : 0;
             if (phase == 2) fused_help_requant(&w, &fa, s_cnt, g, q, seq, &s_fin, s_red);
             if (TOK16 && phase == 1) fused_help_widen(&w, &fa, s_cnt, g, half, seq, &s_fin);
             if (clane == 0) fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 1, TOK16); /* orders the epilogue's reads */
             __syncwarp();
+            if (ct == 0 && fa.trace) {
+                const unsigned long long dt = dfm_globaltimer() - t_in;
+                if (phase == 1) {
+                    tw1 += first1 ? 0 : dt;
+                    tn1++;
+                } else {
+                    tw2 += dt;
+                    tn2++;
+                }
+            }
             if (ct == 0 && (phase == 1 ? first1 : first2)) FUSED_STAMP(fa, phase == 1 ? FT_G1_OPEN : FT_G2_OPEN);
             if (phase == 1) first1 = 0;
             else first2 = 0;
-            const int pw = phase == 1 ? PW1 : WG_MAXCOLS;
+            const int pw = phase == 1 ? PW1 : PW2;
             const int cols = min(pw, wg_expert_cols<FUSED_PACK>(s_cnt, R, g) - pass * pw);
             if (phase == 1) {
 #define FUSED_CONSUME(NN) \
@@ -836,13 +861,25 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                     FUSED_STAMP(fa, FT_G1_DONE);
                 }
                 wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
-                if (s_eager) fused_help_requant(&w, &fa, s_cnt, g, q, seq, &s_fin, s_red);
+                if (s_eager) fused_help_requant(&w, &fa, s_cnt, g, q, seq, &s_fin, s_red, true);
             } else {
 #define FUSED_CONSUME(NN) \
-    wg_consume<MODE, 2, NN, fused_out_t, WG_FP8_PROMOTE2, true, true, FUSED_PACK>(s_p[1], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
-                WG_BY_COLS(cols, FUSED_CONSUME);
+    wg_consume<MODE, 2, NN, fused_out_t, WG_FP8_PROMOTE2, true, true, FUSED_PACK, false, PW2>(s_p[1], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
+                if constexpr (PW2 > WG_MAXCOLS) {
+                    if (cols > WG_MAXCOLS) FUSED_CONSUME(160);
+                    else WG_BY_COLS(cols, FUSED_CONSUME);
+                } else {
+                    WG_BY_COLS(cols, FUSED_CONSUME);
+                }
 #undef FUSED_CONSUME
             }
+        }
+        if (ct == 0 && fa.trace) {
+            unsigned long long *tr = fa.trace + (size_t)blockIdx.x * FUSED_TRACE_N;
+            tr[FT_WAIT1] = tw1;
+            tr[FT_WAIT2] = tw2;
+            tr[FT_ITEMS1] = tn1;
+            tr[FT_ITEMS2] = tn2;
         }
     }
 
