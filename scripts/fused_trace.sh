@@ -2,8 +2,9 @@
 # fused_trace.sh - where the fused kernel spends its time, on the GPU machine:
 # dfm_bench with DFM_CUDA_FUSED=1 DFM_CUDA_FUSED_TRACE=1 (per-CTA %globaltimer
 # stamps of the last call: sends done, counts in, first GEMM1 gate open, GEMM1
-# done, first GEMM2 item open, GEMM2 done, combine flags in, end; medians and
-# maxima over CTAs, per rank, on stderr) for each depth of the L2 weight
+# done, first GEMM2 item open, GEMM2 done, combine flags in, end; then each CTA's
+# time before its items' gates opened and its items; medians and maxima over
+# CTAs, per rank, on stderr) for each depth of the L2 weight
 # prefetch while a GEMM1 gate is closed (DFM_CUDA_FUSED_L2_PF), and once with
 # communication disabled (-L). Output: $OUT/trace.log, $OUT/csv.tar.gz
 # (pf<N>-<config>.csv, local-<config>.csv).
