@@ -14,12 +14,11 @@
  * (scripts/fused_trace.sh; findings in docs/PERF_NOTES.md).
  *
  * Reuses the swap-AB wgmma consumer (wg_consume: QGMMA/IGMMA/HGMMA + both
- * epilogues) and the tensor-map helpers of gemm_wgmma.cuh unchanged. What is
- * a copy, until the owners of those files share it (noted in PERF_NOTES): the
- * routing/quantize/send steps of dispatch.cu, the v3 producer's box
- * decomposition of gemm_wgmma.cuh, the requantization row of gemm.cu and the
- * reduction of combine.cu, each with the same arithmetic (bit-identical
- * results are the point).
+ * epilogues), the tensor-map helpers and the A-box decomposition
+ * (wg_pack_boxes) of gemm_wgmma.cuh, the routing/quantize/send steps of
+ * dispatch_steps.cuh and the requantization row of device_common.cuh
+ * (dfm_requant_row_by, here over the CTA). What is a copy: the reduction of
+ * combine.cu, with the same arithmetic (bit-identical results are the point).
  *
  * Left out: per-token combine counts (one flag per rank once all of its GEMM2
  * work is done), A-operand quantize-on-load for GEMM2 (a requant step per
@@ -250,7 +249,7 @@ static __device__ __forceinline__ unsigned int fused_count_of(unsigned long long
  * adder of a call finds the word with an older call's tag and installs
  * (tag | k) with a compare-and-swap; every later add is one atomicAdd, so
  * n CTAs adding at once cost one round trip each (a CAS loop pays one retry
- * a competitor: ~10 us with ~60 CTAs at dsv3-e32 T = 32). The count stays
+ * a competitor: ~15 us of dsv3-e32's layer at T = 32). The count stays
  * far below 2^32 (chunks + grid a call). */
 static __device__ unsigned int fused_tagged_add(unsigned long long *p, unsigned long long seq, unsigned int k) {
     const unsigned long long tag = seq << 32;
@@ -537,7 +536,6 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
      * GEMM2 took 128: an expert of 129-160 rows (dsv3-e32 at T = 128, R = 4)
      * streamed its GEMM2 weights twice. */
     constexpr int PW = FUSED_PACK && (TOK16 || MODE != DFM_QUANT_FP8) ? WG_PASS_COLS : WG_MAXCOLS;
-    constexpr int PW1 = PW, PW2 = PW;
     __shared__ wg_col_t s_tab[2 * PW]; /* wg_consume's column tables */
     __shared__ wg_gemm_args_t s_p[2];
     __shared__ float s_red[32];
@@ -617,8 +615,8 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
         int my_maxcols = 0;
         for (int g = tid; g < G; g += FUSED_THREADS) {
             const int cols = wg_expert_cols<FUSED_PACK>(s_cnt, R, g);
-            s_pre1[g + 1] = (cols + PW1 - 1) / PW1 * n_tiles1;
-            s_pre2[g + 1] = (cols + PW2 - 1) / PW2 * n_tiles2;
+            s_pre1[g + 1] = (cols + PW - 1) / PW * n_tiles1;
+            s_pre2[g + 1] = (cols + PW - 1) / PW * n_tiles2;
             my_maxcols = max(my_maxcols, cols);
         }
         if (my_maxcols > 0) atomicMax(&s_maxcols, my_maxcols);
@@ -717,11 +715,11 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             const CUtensorMap *amap;
             const int nbox = fused_a_box(s_p[phase - 1], g, pass, phase == 1 && !TOK16 ? (long long)half * G * R * M : 0,
                                          phase == 1 ? maps.a1 : maps.a2, plane, arow, boff, amap, tx_rows,
-                                         phase == 1 ? PW1 : PW2);
+                                         PW);
             /* version 5's GEMM1: two f16 K-halves a stage, half 1 after the
              * consumer's npad columns of half 0 */
             const bool two = TOK16 && phase == 1;
-            const int npad = two ? wg_pad_cols(min(PW1, wg_expert_cols<FUSED_PACK>(s_cnt, R, g) - pass * PW1)) : 0;
+            const int npad = two ? wg_pad_cols(min(PW, wg_expert_cols<FUSED_PACK>(s_cnt, R, g) - pass * PW)) : 0;
             auto issue_a = [&](unsigned char *st, int kt, uint64_t *bar) {
                 if (two) {
                     wg_tma_2d(st + WG_W_BYTES + boff * WG_BK, amap, 2 * kt * WG_BK, arow, bar);
@@ -828,17 +826,21 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             if (ct == 0 && (phase == 1 ? first1 : first2)) FUSED_STAMP(fa, phase == 1 ? FT_G1_OPEN : FT_G2_OPEN);
             if (phase == 1) first1 = 0;
             else first2 = 0;
-            const int pw = phase == 1 ? PW1 : PW2;
-            const int cols = min(pw, wg_expert_cols<FUSED_PACK>(s_cnt, R, g) - pass * pw);
+            const int cols = min(PW, wg_expert_cols<FUSED_PACK>(s_cnt, R, g) - pass * PW);
+            /* wg_consume's N for `cols`: WG_BY_COLS's widths, and 160 past 128 */
+#define FUSED_BY_COLS(X) \
+    do { \
+        if constexpr (PW > WG_MAXCOLS) { \
+            if (cols > WG_MAXCOLS) X(WG_PASS_COLS); \
+            else WG_BY_COLS(cols, X); \
+        } else { \
+            WG_BY_COLS(cols, X); \
+        } \
+    } while (0)
             if (phase == 1) {
 #define FUSED_CONSUME(NN) \
-    wg_consume<MODE, 1, NN, fused_out_t, WG_FP8_PROMOTE, true, true, FUSED_PACK, false, PW1, TOK16>(s_p[0], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
-                if constexpr (PW1 > WG_MAXCOLS) {
-                    if (cols > WG_MAXCOLS) FUSED_CONSUME(160);
-                    else WG_BY_COLS(cols, FUSED_CONSUME);
-                } else {
-                    WG_BY_COLS(cols, FUSED_CONSUME);
-                }
+    wg_consume<MODE, 1, NN, fused_out_t, WG_FP8_PROMOTE, true, true, FUSED_PACK, false, PW, TOK16>(s_p[0], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
+                FUSED_BY_COLS(FUSED_CONSUME);
 #undef FUSED_CONSUME
                 /* count the item; the CTA completing expert g says so
                  * (g1_ready) and, with eager_rq, starts requantizing g at
@@ -864,15 +866,11 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                 if (s_eager) fused_help_requant(&w, &fa, s_cnt, g, q, seq, &s_fin, s_red, true);
             } else {
 #define FUSED_CONSUME(NN) \
-    wg_consume<MODE, 2, NN, fused_out_t, WG_FP8_PROMOTE2, true, true, FUSED_PACK, false, PW2>(s_p[1], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
-                if constexpr (PW2 > WG_MAXCOLS) {
-                    if (cols > WG_MAXCOLS) FUSED_CONSUME(160);
-                    else WG_BY_COLS(cols, FUSED_CONSUME);
-                } else {
-                    WG_BY_COLS(cols, FUSED_CONSUME);
-                }
+    wg_consume<MODE, 2, NN, fused_out_t, WG_FP8_PROMOTE2, true, true, FUSED_PACK, false, PW>(s_p[1], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
+                FUSED_BY_COLS(FUSED_CONSUME);
 #undef FUSED_CONSUME
             }
+#undef FUSED_BY_COLS
         }
         if (ct == 0 && fa.trace) {
             unsigned long long *tr = fa.trace + (size_t)blockIdx.x * FUSED_TRACE_N;
