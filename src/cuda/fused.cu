@@ -71,8 +71,11 @@ static_assert(2 * FUSED_REGS_CONSUMER + FUSED_REGS_PRODUCER <= 3 * FUSED_REGS,
  * items) instead of leaving it all to them: 0 never, 1 when the expert has at
  * most FUSED_EAGER_ROWS rows (decode at T ~ 1: 3 us less per call), 2 always.
  * Measured (docs/PERF_NOTES.md, seventh session): 2, and 1 extended to every
- * CTA without a GEMM1 item left, cost 12-22 us at T = 32.
- * DFM_CUDA_FUSED_EAGER_RQ=0|1|2 overrides it. */
+ * CTA without a GEMM1 item left, cost 12-22 us at T = 32. 3: as 1, and also
+ * while at least a grid's worth of GEMM1 items is still unclaimed (the
+ * dynamic schedule then absorbs this CTA's delay; fourteenth session: 2 gave
+ * qwen3-235b T = 32 269 -> 250 us but cost dsv3-e32 20-27 us).
+ * DFM_CUDA_FUSED_EAGER_RQ=0|1|2|3 overrides it. */
 #ifndef FUSED_EAGER_RQ
 #define FUSED_EAGER_RQ 1
 #endif
@@ -83,6 +86,14 @@ static_assert(2 * FUSED_REGS_CONSUMER + FUSED_REGS_PRODUCER <= 3 * FUSED_REGS,
  * DFM_CUDA_FUSED_DYNAMIC=0|1 overrides it. */
 #ifndef FUSED_DYNAMIC
 #define FUSED_DYNAMIC 1
+#endif
+/* Once a thread has seen every source's payload flag at seq, it skips the R
+ * flag loads of later GEMM1 gates in the call (~1.5 us an item at R = 4,
+ * fourteenth session's trace); its later reads stay ordered after that
+ * acquire. Not for version 5 (its gate is w_ready[g]).
+ * DFM_CUDA_FUSED_GATE_CACHE=0|1 overrides it. */
+#ifndef FUSED_GATE_CACHE
+#define FUSED_GATE_CACHE 1
 #endif
 #define FUSED_ITEMQ 32 /* s_items slots: > items the producer can be ahead (<= WG_MAX_STAGES) */
 static_assert(FUSED_ITEMQ > WG_MAX_STAGES + 1, "the producer is at most WG_MAX_STAGES stages (items) ahead");
@@ -120,7 +131,8 @@ typedef struct {
     unsigned long long *w_ready, *w_claim, *w_done;
     int parts; /* dispatch work units per token */
     int l2_pf; /* FUSED_L2_PF_STAGES or DFM_CUDA_FUSED_L2_PF */
-    int eager_rq; /* FUSED_EAGER_RQ or DFM_CUDA_FUSED_EAGER_RQ: 0, 1, 2 */
+    int eager_rq; /* FUSED_EAGER_RQ or DFM_CUDA_FUSED_EAGER_RQ: 0, 1, 2, 3 */
+    int gate_cache; /* FUSED_GATE_CACHE or DFM_CUDA_FUSED_GATE_CACHE */
     int dynamic;  /* FUSED_DYNAMIC or DFM_CUDA_FUSED_DYNAMIC */
     int w_evict_first; /* W loads with the L2 evict_first policy (dfm_cuda_w_evict_first) */
     /* NULL, or [grid][FUSED_TRACE_N] %globaltimer stamps of the last call
@@ -235,6 +247,15 @@ static __device__ int fused_gate(const dfm_cuda_world_t *w, const fused_args_t *
             fused_wait(w, f, seq, ~0ull, src, DFM_CUDA_WAIT_DISPATCH, seq);
         }
     }
+    return 1;
+}
+
+/* Whether every source's payload flag is seq (one acquire look each): from
+ * then on every GEMM1 gate of the call is open for this thread. */
+static __device__ int fused_payload_all(const dfm_cuda_world_t *w, int half, unsigned long long seq) {
+    const char *local = w->peer[w->rank];
+    for (int src = 0; src < w->num_ranks; src++)
+        if (dfm_ld_acquire_sys(local + dfm_off_dispatch_flag(&w->L, half, src)) != seq) return 0;
     return 1;
 }
 
@@ -698,6 +719,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
         const int plane = fused_tid() & 31;
         const uint64_t wpol = wg_policy_evict_first();
         int it = 0, n = 0;
+        int all_in = 0; /* every payload flag seen (warp-uniform): GEMM1 gates open */
         for (int u = blockIdx.x;; n++) {
             /* item n of this CTA: published to the consumers (s_items, then
              * s_nitems) before any of its stages, -1 after the last */
@@ -732,7 +754,8 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             const int wrow = g * (phase == 1 ? 2 * I : H) + tile * WG_BN;
             const int nk = phase == 1 ? nk1 : nk2;
             const int it0 = it;
-            int open = __all_sync(0xffffffffu, fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 0, TOK16));
+            const bool cached = !TOK16 && phase == 1 && all_in;
+            int open = cached || __all_sync(0xffffffffu, fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 0, TOK16));
             if (!open && phase == 1 && plane == 0)
                 for (int kt = ring.nst; kt < nk && kt < ring.nst + fa.l2_pf; kt++)
                     wg_prefetch_l2(wmap, kt * WG_BK, wrow);
@@ -776,6 +799,8 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                 for (int k2 = pend; k2 < nk; k2++)
                     if (plane < nbox) issue_a(smem + ((it0 + k2) % ring.nst) * ring.sb, k2, &s_full[(it0 + k2) % ring.nst]);
             }
+            if (!TOK16 && phase == 1 && fa.gate_cache && !all_in)
+                all_in = __all_sync(0xffffffffu, fused_payload_all(&w, half, seq));
             /* the next item: the next unclaimed one (dynamic), else + gridDim.x */
             int next = u + (int)gridDim.x;
             if (fa.dynamic) {
@@ -791,6 +816,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     const int ct = fused_tid(), clane = ct & 31; /* re-read, not kept from the dispatch phase (see fused_tid) */
     { /* consumers */
         int it = 0, first1 = 1, first2 = 1;
+        int all_in = 0; /* lane 0s: every payload flag seen, GEMM1 gates open */
         unsigned long long tw1 = 0, tw2 = 0; /* trace: ns before items' gates opened */
         unsigned int tn1 = 0, tn2 = 0;       /* trace: items */
         for (int n = 0;; n++) {
@@ -811,7 +837,10 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             const unsigned long long t_in = ct == 0 && fa.trace ? dfm_globaltimer() : 0;
             if (phase == 2) fused_help_requant(&w, &fa, s_cnt, g, q, seq, &s_fin, s_red);
             if (TOK16 && phase == 1) fused_help_widen(&w, &fa, s_cnt, g, half, seq, &s_fin);
-            if (clane == 0) fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 1, TOK16); /* orders the epilogue's reads */
+            if (clane == 0 && !(!TOK16 && phase == 1 && all_in)) {
+                fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 1, TOK16); /* orders the epilogue's reads */
+                if (!TOK16 && phase == 1 && fa.gate_cache) all_in = fused_payload_all(&w, half, seq);
+            }
             __syncwarp();
             if (ct == 0 && fa.trace) {
                 const unsigned long long dt = dfm_globaltimer() - t_in;
@@ -858,7 +887,10 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                         /* 1: only an expert of a few rows (a few us of this
                          * CTA's time; more delays its next GEMM1 item) */
                         const int rows = fused_rows_of(s_cnt, R, g);
-                        s_eager = fa.eager_rq == 2 || (fa.eager_rq == 1 && rows <= FUSED_EAGER_ROWS);
+                        const int unclaimed1 = total1 - (int)gridDim.x -
+                                               (int)*(volatile unsigned int *)&fa.fs->item_next[half];
+                        s_eager = fa.eager_rq == 2 || (fa.eager_rq >= 1 && rows <= FUSED_EAGER_ROWS) ||
+                                  (fa.eager_rq == 3 && unclaimed1 >= (int)gridDim.x);
                     }
                     FUSED_STAMP(fa, FT_G1_DONE);
                 }
@@ -999,7 +1031,8 @@ cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **
     }
     f->args.w_evict_first = dfm_cuda_w_evict_first();
     f->args.l2_pf = dfm_cuda_env_int("DFM_CUDA_FUSED_L2_PF", FUSED_L2_PF_STAGES, 0, 64);
-    f->args.eager_rq = dfm_cuda_env_int("DFM_CUDA_FUSED_EAGER_RQ", FUSED_EAGER_RQ, 0, 2);
+    f->args.eager_rq = dfm_cuda_env_int("DFM_CUDA_FUSED_EAGER_RQ", FUSED_EAGER_RQ, 0, 3);
+    f->args.gate_cache = dfm_cuda_env_int("DFM_CUDA_FUSED_GATE_CACHE", FUSED_GATE_CACHE, 0, 1);
     f->args.dynamic = dfm_cuda_env_int("DFM_CUDA_FUSED_DYNAMIC", FUSED_DYNAMIC, 0, 1);
     for (int v = 0; v <= DFM_NUM_QUANT && err == cudaSuccess; v++) {
         /* v < DFM_NUM_QUANT: mode v; v == DFM_NUM_QUANT: FP8 version 5 */
