@@ -71,13 +71,18 @@ static_assert(2 * FUSED_REGS_CONSUMER + FUSED_REGS_PRODUCER <= 3 * FUSED_REGS,
  * items) instead of leaving it all to them: 0 never, 1 when the expert has at
  * most FUSED_EAGER_ROWS rows (decode at T ~ 1: 3 us less per call), 2 always.
  * Measured (docs/PERF_NOTES.md, seventh session): 2, and 1 extended to every
- * CTA without a GEMM1 item left, cost 12-22 us at T = 32. 3: as 1, and also
- * while at least a grid's worth of GEMM1 items is still unclaimed (the
- * dynamic schedule then absorbs this CTA's delay; fourteenth session: 2 gave
- * qwen3-235b T = 32 269 -> 250 us but cost dsv3-e32 20-27 us).
+ * CTA without a GEMM1 item left, cost 12-22 us at T = 32. 3 (the default):
+ * as 1, and also while at least a grid's worth of GEMM1 items is unclaimed
+ * (the dynamic schedule absorbs this CTA's delay): qwen3-235b T = 32 / 128
+ * 269 / 360 -> 260 / 344 us, dsv3-e32 unchanged (fifteenth session, call 1).
  * DFM_CUDA_FUSED_EAGER_RQ=0|1|2|3 overrides it. */
 #ifndef FUSED_EAGER_RQ
-#define FUSED_EAGER_RQ 1
+#define FUSED_EAGER_RQ 3
+#endif
+/* Experts past its own that a CTA waiting at a GEMM2 gate helps requantize
+ * (fused_help_requant). DFM_CUDA_FUSED_RQ_AHEAD overrides it. */
+#ifndef FUSED_RQ_AHEAD
+#define FUSED_RQ_AHEAD 2
 #endif
 /* Items (GEMM1 then GEMM2) handed to CTAs: 1 = each CTA's first is
  * blockIdx.x, every later one the next unclaimed u (an atomicAdd on
@@ -86,14 +91,6 @@ static_assert(2 * FUSED_REGS_CONSUMER + FUSED_REGS_PRODUCER <= 3 * FUSED_REGS,
  * DFM_CUDA_FUSED_DYNAMIC=0|1 overrides it. */
 #ifndef FUSED_DYNAMIC
 #define FUSED_DYNAMIC 1
-#endif
-/* Once a thread has seen every source's payload flag at seq, it skips the R
- * flag loads of later GEMM1 gates in the call (~1.5 us an item at R = 4,
- * fourteenth session's trace); its later reads stay ordered after that
- * acquire. Not for version 5 (its gate is w_ready[g]).
- * DFM_CUDA_FUSED_GATE_CACHE=0|1 overrides it. */
-#ifndef FUSED_GATE_CACHE
-#define FUSED_GATE_CACHE 1
 #endif
 #define FUSED_ITEMQ 32 /* s_items slots: > items the producer can be ahead (<= WG_MAX_STAGES) */
 static_assert(FUSED_ITEMQ > WG_MAX_STAGES + 1, "the producer is at most WG_MAX_STAGES stages (items) ahead");
@@ -132,7 +129,7 @@ typedef struct {
     int parts; /* dispatch work units per token */
     int l2_pf; /* FUSED_L2_PF_STAGES or DFM_CUDA_FUSED_L2_PF */
     int eager_rq; /* FUSED_EAGER_RQ or DFM_CUDA_FUSED_EAGER_RQ: 0, 1, 2, 3 */
-    int gate_cache; /* FUSED_GATE_CACHE or DFM_CUDA_FUSED_GATE_CACHE */
+    int rq_ahead; /* FUSED_RQ_AHEAD or DFM_CUDA_FUSED_RQ_AHEAD */
     int dynamic;  /* FUSED_DYNAMIC or DFM_CUDA_FUSED_DYNAMIC */
     int w_evict_first; /* W loads with the L2 evict_first policy (dfm_cuda_w_evict_first) */
     /* NULL, or [grid][FUSED_TRACE_N] %globaltimer stamps of the last call
@@ -250,15 +247,6 @@ static __device__ int fused_gate(const dfm_cuda_world_t *w, const fused_args_t *
     return 1;
 }
 
-/* Whether every source's payload flag is seq (one acquire look each): from
- * then on every GEMM1 gate of the call is open for this thread. */
-static __device__ int fused_payload_all(const dfm_cuda_world_t *w, int half, unsigned long long seq) {
-    const char *local = w->peer[w->rank];
-    for (int src = 0; src < w->num_ranks; src++)
-        if (dfm_ld_acquire_sys(local + dfm_off_dispatch_flag(&w->L, half, src)) != seq) return 0;
-    return 1;
-}
-
 /* ---- requantization (dfm_requant_row of device_common.cuh) -------------------- */
 
 /* (seq << 32) | count words: count in call seq (0 when the word is older). */
@@ -307,8 +295,9 @@ static __device__ __forceinline__ int fused_rows_of(const int *s_cnt, int R, int
 /*
  * The claim loop of the CTAs that help with an expert's rows before running
  * one of its items (the requantization before GEMM2, version 5's widening
- * before GEMM1), run by the 256 consumer threads: unless *ready_flag == seq,
- * thread 0 waits for the work's inputs (wait_inputs()); then they claim
+ * before GEMM1), run by the 256 consumer threads: if go() (thread 0: the
+ * work is not done, *ready_flag != seq, and its inputs are in: it may wait
+ * for them), they claim
  * `k` rows at a time (flat over sources; others may claim other amounts) from
  * *claim until none is left, a row row(src, j, f) (f: its index over the
  * expert) by one warp or, with CTA_ROWS, by all 256 threads one row after
@@ -317,18 +306,14 @@ static __device__ __forceinline__ int fused_rows_of(const int *s_cnt, int R, int
  * write is read by TMA (proxy fence). Thread 0 counts the rows done while
  * thread 32 claims the next ones (two round trips at once).
  */
-template <bool CTA_ROWS, class WAIT, class ROW>
+template <bool CTA_ROWS, class GO, class ROW>
 static __device__ __forceinline__ void fused_help_rows(const dfm_cuda_world_t *w, const int *s_cnt, int g, int k,
                                                        unsigned long long seq, unsigned long long *ready_flag,
                                                        unsigned long long *claim, unsigned long long *done,
-                                                       int *s_claim, WAIT wait_inputs, ROW row) {
+                                                       int *s_claim, GO go, ROW row) {
     const int R = w->num_ranks, tid = threadIdx.x, warp = tid >> 5;
     const int rows = fused_rows_of(s_cnt, R, g);
-    if (tid == 0) {
-        const int ready = dfm_ld_acquire_sys(ready_flag) == seq;
-        if (!ready) wait_inputs();
-        *s_claim = ready ? -1 : fused_claim(claim, seq, rows, k);
-    }
+    if (tid == 0) *s_claim = go() ? fused_claim(claim, seq, rows, k) : -1;
     wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
     for (;;) {
         const int lo = *s_claim;
@@ -358,30 +343,44 @@ static __device__ __forceinline__ void fused_help_rows(const dfm_cuda_world_t *w
  * (g1_ready). Every CTA with a GEMM2 item of g helps, so the work is spread
  * over the CTAs that would otherwise wait for it (version 1 gave all of g's
  * rows to the one CTA that finished g's last GEMM1 item: its time grew with T
- * and held every GEMM2 item of g). A row takes the 256 consumer threads; its
- * amax meets in s_red (8 floats a row, two rows' sets alternating, so one
- * barrier a row separates a set's writes from the reads of two rows before).
+ * and held every GEMM2 item of g). Then, while g's gate is still closed
+ * (other CTAs finishing its last rows), the CTA helps the next `ahead`
+ * experts whose GEMM1 is done (looks only, no waits): the items claimed next
+ * are theirs. A row takes the 256 consumer threads; its amax meets in s_red
+ * (8 floats a row, two rows' sets alternating, so one barrier a row
+ * separates a set's writes from the reads of two rows before).
  */
 static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused_args_t *fa, const int *s_cnt,
                                           int g, dfm_quant_t q, unsigned long long seq, int *s_claim, float *s_red,
                                           bool eager = false) {
-    const int rows = fused_rows_of(s_cnt, w->num_ranks, g);
-    const int k = eager ? FUSED_RQ_EAGER_CLAIM : min(16, max(1, rows / FUSED_RQ_CLAIMS));
     const int ct = threadIdx.x;
-    fused_help_rows<true>(
-        w, s_cnt, g, k, seq, fa->q_ready + g, fa->rq_claim + g, fa->rq_done + g, s_claim,
-        [&] { fused_wait(w, fa->g1_ready + g, seq, ~0ull, w->rank, DFM_CUDA_WAIT_DISPATCH, seq); },
-        [&](int src, int j, int f) {
-            float *red = s_red + (f & 1) * (FUSED_CONSUMERS / 32);
-            dfm_requant_row_by<FUSED_RQ_V4, FUSED_CONSUMERS>(w, dfm_recv_row(&w->L, g, src, j), q, ct, [&](float m) {
-                m = dfm_warp_max(m);
-                if ((ct & 31) == 0) red[ct >> 5] = m;
-                wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
+    const int last = min(w->num_local_experts - 1, g + (eager ? 0 : fa->rq_ahead));
+    for (int ge = g; ge <= last; ge++) {
+        const int rows = fused_rows_of(s_cnt, w->num_ranks, ge);
+        const int k = eager ? FUSED_RQ_EAGER_CLAIM : min(16, max(1, rows / FUSED_RQ_CLAIMS));
+        fused_help_rows<true>(
+            w, s_cnt, ge, k, seq, fa->q_ready + ge, fa->rq_claim + ge, fa->rq_done + ge, s_claim,
+            [&]() -> int {
+                if (ge == g) {
+                    if (dfm_ld_acquire_sys(fa->q_ready + g) == seq) return 0;
+                    fused_wait(w, fa->g1_ready + g, seq, ~0ull, w->rank, DFM_CUDA_WAIT_DISPATCH, seq);
+                    return 1;
+                }
+                return dfm_ld_acquire_sys(fa->q_ready + g) != seq && dfm_ld_acquire_sys(fa->q_ready + ge) != seq &&
+                       dfm_ld_acquire_sys(fa->g1_ready + ge) == seq;
+            },
+            [&](int src, int j, int f) {
+                float *red = s_red + (f & 1) * (FUSED_CONSUMERS / 32);
+                dfm_requant_row_by<FUSED_RQ_V4, FUSED_CONSUMERS>(w, dfm_recv_row(&w->L, ge, src, j), q, ct, [&](float m) {
+                    m = dfm_warp_max(m);
+                    if ((ct & 31) == 0) red[ct >> 5] = m;
+                    wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
 #pragma unroll
-                for (int x = 0; x < FUSED_CONSUMERS / 32; x++) m = fmaxf(m, red[x]);
-                return m;
+                    for (int x = 0; x < FUSED_CONSUMERS / 32; x++) m = fmaxf(m, red[x]);
+                    return m;
+                });
             });
-        });
+    }
 }
 
 /* Rows of an expert widened per claim (fused_help_widen): one per consumer warp. */
@@ -405,7 +404,9 @@ static __device__ void fused_help_widen(const dfm_cuda_world_t *w, const fused_a
     const int o0 = wg_tok16_o(4 * lane), o1 = wg_tok16_o(4 * lane + 2);
     fused_help_rows<false>(
         w, s_cnt, g, FUSED_WD_ROWS, seq, fa->w_ready + g, fa->w_claim + g, fa->w_done + g, s_claim,
-        [&] { fused_gate(w, fa, s_cnt, 1, g, half, seq, 1); }, /* the payload of g's sources */
+        [&]() -> int { /* not widened yet: wait for the payload of g's sources */
+            return dfm_ld_acquire_sys(fa->w_ready + g) != seq && fused_gate(w, fa, s_cnt, 1, g, half, seq, 1);
+        },
         [&](int src, int j, int) {
             const size_t phys = dfm_recv_row(&w->L, g, src, j);
             const uint32_t *in = (const uint32_t *)(local + dfm_off_recv_rows(&w->L, half, phys));
@@ -719,7 +720,6 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
         const int plane = fused_tid() & 31;
         const uint64_t wpol = wg_policy_evict_first();
         int it = 0, n = 0;
-        int all_in = 0; /* every payload flag seen (warp-uniform): GEMM1 gates open */
         for (int u = blockIdx.x;; n++) {
             /* item n of this CTA: published to the consumers (s_items, then
              * s_nitems) before any of its stages, -1 after the last */
@@ -754,8 +754,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             const int wrow = g * (phase == 1 ? 2 * I : H) + tile * WG_BN;
             const int nk = phase == 1 ? nk1 : nk2;
             const int it0 = it;
-            const bool cached = !TOK16 && phase == 1 && all_in;
-            int open = cached || __all_sync(0xffffffffu, fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 0, TOK16));
+            int open = __all_sync(0xffffffffu, fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 0, TOK16));
             if (!open && phase == 1 && plane == 0)
                 for (int kt = ring.nst; kt < nk && kt < ring.nst + fa.l2_pf; kt++)
                     wg_prefetch_l2(wmap, kt * WG_BK, wrow);
@@ -799,8 +798,6 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                 for (int k2 = pend; k2 < nk; k2++)
                     if (plane < nbox) issue_a(smem + ((it0 + k2) % ring.nst) * ring.sb, k2, &s_full[(it0 + k2) % ring.nst]);
             }
-            if (!TOK16 && phase == 1 && fa.gate_cache && !all_in)
-                all_in = __all_sync(0xffffffffu, fused_payload_all(&w, half, seq));
             /* the next item: the next unclaimed one (dynamic), else + gridDim.x */
             int next = u + (int)gridDim.x;
             if (fa.dynamic) {
@@ -816,7 +813,6 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     const int ct = fused_tid(), clane = ct & 31; /* re-read, not kept from the dispatch phase (see fused_tid) */
     { /* consumers */
         int it = 0, first1 = 1, first2 = 1;
-        int all_in = 0; /* lane 0s: every payload flag seen, GEMM1 gates open */
         unsigned long long tw1 = 0, tw2 = 0; /* trace: ns before items' gates opened */
         unsigned int tn1 = 0, tn2 = 0;       /* trace: items */
         for (int n = 0;; n++) {
@@ -837,10 +833,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             const unsigned long long t_in = ct == 0 && fa.trace ? dfm_globaltimer() : 0;
             if (phase == 2) fused_help_requant(&w, &fa, s_cnt, g, q, seq, &s_fin, s_red);
             if (TOK16 && phase == 1) fused_help_widen(&w, &fa, s_cnt, g, half, seq, &s_fin);
-            if (clane == 0 && !(!TOK16 && phase == 1 && all_in)) {
-                fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 1, TOK16); /* orders the epilogue's reads */
-                if (!TOK16 && phase == 1 && fa.gate_cache) all_in = fused_payload_all(&w, half, seq);
-            }
+            if (clane == 0) fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 1, TOK16); /* orders the epilogue's reads */
             __syncwarp();
             if (ct == 0 && fa.trace) {
                 const unsigned long long dt = dfm_globaltimer() - t_in;
@@ -889,7 +882,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                         const int rows = fused_rows_of(s_cnt, R, g);
                         const int unclaimed1 = total1 - (int)gridDim.x -
                                                (int)*(volatile unsigned int *)&fa.fs->item_next[half];
-                        s_eager = fa.eager_rq == 2 || (fa.eager_rq >= 1 && rows <= FUSED_EAGER_ROWS) ||
+                        s_eager = fa.eager_rq == 2 || (fa.eager_rq != 0 && rows <= FUSED_EAGER_ROWS) ||
                                   (fa.eager_rq == 3 && unclaimed1 >= (int)gridDim.x);
                     }
                     FUSED_STAMP(fa, FT_G1_DONE);
@@ -1032,7 +1025,7 @@ cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **
     f->args.w_evict_first = dfm_cuda_w_evict_first();
     f->args.l2_pf = dfm_cuda_env_int("DFM_CUDA_FUSED_L2_PF", FUSED_L2_PF_STAGES, 0, 64);
     f->args.eager_rq = dfm_cuda_env_int("DFM_CUDA_FUSED_EAGER_RQ", FUSED_EAGER_RQ, 0, 3);
-    f->args.gate_cache = dfm_cuda_env_int("DFM_CUDA_FUSED_GATE_CACHE", FUSED_GATE_CACHE, 0, 1);
+    f->args.rq_ahead = dfm_cuda_env_int("DFM_CUDA_FUSED_RQ_AHEAD", FUSED_RQ_AHEAD, 0, 64);
     f->args.dynamic = dfm_cuda_env_int("DFM_CUDA_FUSED_DYNAMIC", FUSED_DYNAMIC, 0, 1);
     for (int v = 0; v <= DFM_NUM_QUANT && err == cudaSuccess; v++) {
         /* v < DFM_NUM_QUANT: mode v; v == DFM_NUM_QUANT: FP8 version 5 */
