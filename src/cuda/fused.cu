@@ -80,9 +80,11 @@ static_assert(2 * FUSED_REGS_CONSUMER + FUSED_REGS_PRODUCER <= 3 * FUSED_REGS,
 #define FUSED_EAGER_RQ 3
 #endif
 /* Experts past its own that a CTA waiting at a GEMM2 gate helps requantize
- * (fused_help_requant). DFM_CUDA_FUSED_RQ_AHEAD overrides it. */
+ * (fused_help_requant). Fifteenth session, call 2 (4 x H200), against 0:
+ * dsv3-e32 T = 32 / 128 182 / 322 -> 176 / 308 us, qwen3-235b T = 128
+ * 322 -> 318; 2, 4 and 8 gain less. DFM_CUDA_FUSED_RQ_AHEAD overrides it. */
 #ifndef FUSED_RQ_AHEAD
-#define FUSED_RQ_AHEAD 2
+#define FUSED_RQ_AHEAD 1
 #endif
 /* Items (GEMM1 then GEMM2) handed to CTAs: 1 = each CTA's first is
  * blockIdx.x, every later one the next unclaimed u (an atomicAdd on
