@@ -299,14 +299,14 @@ static __device__ __forceinline__ int fused_rows_of(const int *s_cnt, int R, int
  * one of its items (the requantization before GEMM2, version 5's widening
  * before GEMM1), run by the 256 consumer threads: if go() (thread 0: the
  * work is not done, *ready_flag != seq, and its inputs are in: it may wait
- * for them), they claim
- * `k` rows at a time (flat over sources; others may claim other amounts) from
- * *claim until none is left, a row row(src, j, f) (f: its index over the
- * expert) by one warp or, with CTA_ROWS, by all 256 threads one row after
- * the other; whoever completes the last row raises *ready_flag = seq. Every
- * claimed row is a running CTA's, so the flag always rises. What the rows
- * write is read by TMA (proxy fence). Thread 0 counts the rows done while
- * thread 32 claims the next ones (two round trips at once).
+ * for them), they claim `k` rows at a time (flat over sources; others may
+ * claim other amounts) from *claim until none is left, a row row(src, j, f)
+ * (f: its index over the expert) by one warp or, with CTA_ROWS, by all 256
+ * threads one row after the other; whoever completes the last row raises
+ * *ready_flag = seq. Every claimed row is a running CTA's, so the flag always
+ * rises. What the rows write is read by TMA (proxy fence). Thread 0 counts
+ * the rows done while thread 32 claims the next ones (two round trips at
+ * once).
  */
 template <bool CTA_ROWS, class GO, class ROW>
 static __device__ __forceinline__ void fused_help_rows(const dfm_cuda_world_t *w, const int *s_cnt, int g, int k,
@@ -880,7 +880,8 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                         fa.g1_done[g] = 0; /* every item of g is counted: reset for the next call */
                         dfm_st_release_sys(fa.g1_ready + g, seq);
                         /* 1: only an expert of a few rows (a few us of this
-                         * CTA's time; more delays its next GEMM1 item) */
+                         * CTA's time; more delays its next GEMM1 item); 3:
+                         * also while a grid of GEMM1 items is unclaimed */
                         const int rows = fused_rows_of(s_cnt, R, g);
                         const int unclaimed1 = total1 - (int)gridDim.x -
                                                (int)*(volatile unsigned int *)&fa.fs->item_next[half];
