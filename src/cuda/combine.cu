@@ -51,7 +51,7 @@ static __global__ void __launch_bounds__(COMBINE_THREADS)
     extern __shared__ int s_scan[]; /* [G*R + 1] */
     __shared__ int s_last;
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5, R = w.num_ranks;
-    const int T = op.num_tokens, K = op.num_topk, H = w.hidden, E = w.num_experts;
+    const int H = w.hidden;
     volatile dfm_cuda_state_t *vst = w.st;
     /* A dfm_combine finishes the oldest outstanding dispatch; a fused call
      * the call in progress. */
@@ -111,35 +111,8 @@ static __global__ void __launch_bounds__(COMBINE_THREADS)
                       DFM_CUDA_WAIT_COMBINE);
     __syncthreads();
 
-    const int groups = H / 8;
-    const long long total = (long long)T * groups;
-    for (long long i = (long long)blockIdx.x * COMBINE_THREADS + tid; i < total;
-         i += (long long)gridDim.x * COMBINE_THREADS) {
-        const int t = (int)(i / groups), c = (int)(i % groups) * 8;
-        const int64_t *ir = op.topk_idx + (size_t)t * K;
-        const float *wr = op.topk_weights + (size_t)t * K;
-        float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        for (int k = 0; k < K; k++) {
-            const int64_t e = ir[k];
-            if (e < 0 || e >= E) continue;
-            int f = 0;
-            while (ir[f] != e) f++;
-            const float wk = wr[k];
-            const uint4 v =
-                *(const uint4 *)(local + dfm_off_combine_row(&w.L, half, t, f) + (size_t)c * 2);
-            const uint32_t u[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-            for (int x = 0; x < 4; x++) {
-                acc[2 * x] = __fadd_rn(acc[2 * x], __fmul_rn(wk, dfm_bf16_lo(u[x])));
-                acc[2 * x + 1] = __fadd_rn(acc[2 * x + 1], __fmul_rn(wk, dfm_bf16_hi(u[x])));
-            }
-        }
-        uint32_t o[4];
-#pragma unroll
-        for (int x = 0; x < 4; x++)
-            o[x] = dfm_dev_f32_to_bf16(acc[2 * x]) | (dfm_dev_f32_to_bf16(acc[2 * x + 1]) << 16);
-        *(uint4 *)(op.out + (size_t)t * H + c) = make_uint4(o[0], o[1], o[2], o[3]);
-    }
+    dfm_combine_reduce(&w, &op, half, (long long)blockIdx.x * COMBINE_THREADS + tid,
+                       (long long)gridDim.x * COMBINE_THREADS);
 }
 
 cudaError_t dfm_cuda_combine(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,

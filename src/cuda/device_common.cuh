@@ -146,6 +146,66 @@ static __device__ __forceinline__ uint32_t dfm_dev_f32_to_bf16(float f) {
 static __device__ __forceinline__ float dfm_bf16_lo(uint32_t u) { return __uint_as_float(u << 16); }
 static __device__ __forceinline__ float dfm_bf16_hi(uint32_t u) { return __uint_as_float(u & 0xffff0000u); }
 
+/* Slots of a token whose combine rows are loaded at once by dfm_combine_reduce. */
+#ifndef DFM_REDUCE_SLOTS
+#define DFM_REDUCE_SLOTS 8
+#endif
+
+/*
+ * The combine reduction (SPEC section 3), shared by combine.cu and the fused
+ * kernel: units i = first, first + stride, .. of (token t, 8 columns c):
+ * out[t][c..c+7] = bf16( sum over k with a valid expert e of w[t,k] *
+ * y(first slot naming e) ), fp32, increasing k, products and sums rounded
+ * separately (no FMA contraction, as the CPU backend's C code); exact zeros
+ * for a token without a valid slot. The combine rows of up to
+ * DFM_REDUCE_SLOTS slots are loaded before any is summed (one memory round
+ * trip for K <= 8 instead of one per slot); the sums keep the slot order.
+ */
+static __device__ __forceinline__ void dfm_combine_reduce(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
+                                                          int half, long long first, long long stride) {
+    const int K = op->num_topk, H = w->hidden, E = w->num_experts, groups = H / 8;
+    const char *local = w->peer[w->rank];
+    const long long total = (long long)op->num_tokens * groups;
+    for (long long i = first; i < total; i += stride) {
+        const int t = (int)(i / groups), c = (int)(i % groups) * 8;
+        const int64_t *ir = op->topk_idx + (size_t)t * K;
+        const float *wr = op->topk_weights + (size_t)t * K;
+        float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int k0 = 0; k0 < K; k0 += DFM_REDUCE_SLOTS) {
+            uint4 v[DFM_REDUCE_SLOTS];
+            float wk[DFM_REDUCE_SLOTS];
+            bool ok[DFM_REDUCE_SLOTS];
+#pragma unroll
+            for (int u = 0; u < DFM_REDUCE_SLOTS; u++) {
+                const int k = k0 + u;
+                const int64_t e = k < K ? ir[k] : -1;
+                ok[u] = e >= 0 && e < E;
+                int f = 0;
+                if (ok[u])
+                    while (ir[f] != e) f++;
+                wk[u] = ok[u] ? wr[k] : 0.0f;
+                v[u] = ok[u] ? *(const uint4 *)(local + dfm_off_combine_row(&w->L, half, t, f) + (size_t)c * 2)
+                             : make_uint4(0u, 0u, 0u, 0u);
+            }
+#pragma unroll
+            for (int u = 0; u < DFM_REDUCE_SLOTS; u++) {
+                if (!ok[u]) continue;
+                const uint32_t uw[4] = {v[u].x, v[u].y, v[u].z, v[u].w};
+#pragma unroll
+                for (int x = 0; x < 4; x++) {
+                    acc[2 * x] = __fadd_rn(acc[2 * x], __fmul_rn(wk[u], dfm_bf16_lo(uw[x])));
+                    acc[2 * x + 1] = __fadd_rn(acc[2 * x + 1], __fmul_rn(wk[u], dfm_bf16_hi(uw[x])));
+                }
+            }
+        }
+        uint32_t o[4];
+#pragma unroll
+        for (int x = 0; x < 4; x++)
+            o[x] = dfm_dev_f32_to_bf16(acc[2 * x]) | (dfm_dev_f32_to_bf16(acc[2 * x + 1]) << 16);
+        *(uint4 *)(op->out + (size_t)t * H + c) = make_uint4(o[0], o[1], o[2], o[3]);
+    }
+}
+
 #define DFM_SCAN_THREADS 256
 
 /* Exclusive prefix sums of the received counts, flat in (g, src) order:

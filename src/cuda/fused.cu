@@ -17,8 +17,8 @@
  * epilogues), the tensor-map helpers and the A-box decomposition
  * (wg_pack_boxes) of gemm_wgmma.cuh, the routing/quantize/send steps of
  * dispatch_steps.cuh and the requantization row of device_common.cuh
- * (dfm_requant_row_by, here over the CTA). What is a copy: the reduction of
- * combine.cu, with the same arithmetic (bit-identical results are the point).
+ * (dfm_requant_row_by, here over the CTA) and the combine reduction
+ * (dfm_combine_reduce, combine.cu's: bit-identical results are the point).
  *
  * Left out: per-token combine counts (one flag per rank once all of its GEMM2
  * work is done), A-operand quantize-on-load for GEMM2 (a requant step per
@@ -425,6 +425,13 @@ static __device__ void fused_help_widen(const dfm_cuda_world_t *w, const fused_a
                 }
             }
         });
+}
+
+/* The combine reduction, out of line: inlined, its loads in flight change
+ * the register allocation of the GEMM loops (ptxas C7511 in version 5). */
+static __device__ __noinline__ void fused_reduce(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op, int half,
+                                                 long long first, long long stride) {
+    dfm_combine_reduce(w, op, half, first, stride);
 }
 
 /* ---- the producer's A boxes (the box decomposition of gemm_wgmma.cuh v3) ----- */
@@ -928,34 +935,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
         dfm_wait_flag(&w, local + dfm_off_combine_flag(&w.L, half, ct), seq, ct, DFM_CUDA_WAIT_COMBINE);
     wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
     if (ct == 0) FUSED_STAMP(fa, FT_COMBINE_IN);
-    const int groups = H / 8;
-    const long long total = (long long)T * groups;
-    for (long long i = (long long)blockIdx.x * FUSED_CONSUMERS + ct; i < total;
-         i += (long long)gridDim.x * FUSED_CONSUMERS) {
-        const int t = (int)(i / groups), c = (int)(i % groups) * 8;
-        const int64_t *ir = op.topk_idx + (size_t)t * K;
-        const float *wr = op.topk_weights + (size_t)t * K;
-        float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
-        for (int k = 0; k < K; k++) {
-            const int64_t e = ir[k];
-            if (e < 0 || e >= E) continue;
-            int f = 0;
-            while (ir[f] != e) f++;
-            const float wk = wr[k];
-            const uint4 v = *(const uint4 *)(local + dfm_off_combine_row(&w.L, half, t, f) + (size_t)c * 2);
-            const uint32_t uw[4] = {v.x, v.y, v.z, v.w};
-#pragma unroll
-            for (int x = 0; x < 4; x++) {
-                acc[2 * x] = __fadd_rn(acc[2 * x], __fmul_rn(wk, dfm_bf16_lo(uw[x])));
-                acc[2 * x + 1] = __fadd_rn(acc[2 * x + 1], __fmul_rn(wk, dfm_bf16_hi(uw[x])));
-            }
-        }
-        uint32_t o[4];
-#pragma unroll
-        for (int x = 0; x < 4; x++)
-            o[x] = dfm_dev_f32_to_bf16(acc[2 * x]) | (dfm_dev_f32_to_bf16(acc[2 * x + 1]) << 16);
-        *(uint4 *)(op.out + (size_t)t * H + c) = make_uint4(o[0], o[1], o[2], o[3]);
-    }
+    fused_reduce(&w, &op, half, (long long)blockIdx.x * FUSED_CONSUMERS + ct, (long long)gridDim.x * FUSED_CONSUMERS);
     if (fa.trace) {
         wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
         if (ct == 0) FUSED_STAMP(fa, FT_END);
