@@ -133,6 +133,7 @@ typedef struct {
     int eager_rq; /* FUSED_EAGER_RQ or DFM_CUDA_FUSED_EAGER_RQ: 0, 1, 2, 3 */
     int rq_ahead; /* FUSED_RQ_AHEAD or DFM_CUDA_FUSED_RQ_AHEAD */
     int dynamic;  /* FUSED_DYNAMIC or DFM_CUDA_FUSED_DYNAMIC */
+    int g2_scatter; /* FUSED_G2_SCATTER or DFM_CUDA_FUSED_G2_SCATTER: 0, 1, 2 (see there) */
     int w_evict_first; /* W loads with the L2 evict_first policy (dfm_cuda_w_evict_first) */
     /* NULL, or [grid][FUSED_TRACE_N] %globaltimer stamps of the last call
      * (DFM_CUDA_FUSED_TRACE=1; read by dfm_cuda_fused_trace) */
@@ -180,6 +181,27 @@ static_assert(FT_WAIT1 == DFM_CUDA_TRACE_STAMPS && FUSED_TRACE_N == DFM_CUDA_TRA
  * round trip. */
 #ifndef FUSED_RQ_V4
 #define FUSED_RQ_V4 2
+#endif
+
+/* GEMM2's item order. 0: expert by expert. 1: item v of the order is item
+ * v * s mod total2 (s >= total2 / G, coprime with total2), so consecutive
+ * items go round the experts: the waits for the experts whose GEMM1 ends
+ * last, and their requantizations, spread over the whole GEMM2 phase
+ * instead of gathering at its end. 2 (the default): 1 where there are at
+ * least FUSED_G2_SCATTER_G local experts with FUSED_G2_SCATTER_ROWS rows
+ * each on average, else 0. Sixteenth session, 4 x H100, 1 against 0:
+ * qwen3-235b (G = 32) T = 1 / 32 / 128 -4 / -2 / -11 us, qwen3-30b-bf16
+ * (G = 32) +1 / -2 / -10, dsv3-e256 (G = 64) +4 / +7 / -14, dsv3-e32 (G = 8)
+ * +3 / +5 / +12 (its experts' GEMM1 ends within a few us of each other).
+ * DFM_CUDA_FUSED_G2_SCATTER=0|1|2 overrides it. */
+#ifndef FUSED_G2_SCATTER
+#define FUSED_G2_SCATTER 2
+#endif
+#ifndef FUSED_G2_SCATTER_G
+#define FUSED_G2_SCATTER_G 16
+#endif
+#ifndef FUSED_G2_SCATTER_ROWS
+#define FUSED_G2_SCATTER_ROWS 8
 #endif
 
 /* GEMM2's destination of row (g, src, j): the home rank's combine slot of
@@ -285,6 +307,25 @@ static __device__ int fused_claim(unsigned long long *p, unsigned long long seq,
 /* Add k to the count of call seq; returns the new count. */
 static __device__ int fused_count_add(unsigned long long *p, unsigned long long seq, int k) {
     return (int)(fused_tagged_add(p, seq, (unsigned int)k) + (unsigned int)k);
+}
+
+/* The smallest s >= n / G (at least 1) with gcd(s, n) = 1: v -> v * s mod n
+ * is then a permutation of 0 .. n - 1 (GEMM2's item order, g2_scatter). */
+static __device__ int fused_coprime_stride(int n, int G) {
+    if (n <= 1) return 1;
+    for (int s = max(1, (n + G - 1) / G);; s++) {
+        int a = s, b = n;
+        while (b) {
+            const int t = a % b;
+            a = b;
+            b = t;
+        }
+        if (a == 1) return s;
+    }
+}
+
+static __device__ __forceinline__ int fused_g2_order(int v, int s2, int total2) {
+    return s2 == 1 ? v : (int)((long long)v * s2 % total2);
 }
 
 /* Token rows of local expert g, over every source. */
@@ -572,7 +613,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     __shared__ float s_red[32];
     __shared__ size_t s_dst[DFM_MAX_TOPK];
     __shared__ int s_rank[DFM_MAX_TOPK];
-    __shared__ int s_dropped, s_last, s_maxcols, s_fin, s_eager;
+    __shared__ int s_dropped, s_last, s_maxcols, s_fin, s_eager, s_s2;
     __shared__ int s_items[FUSED_ITEMQ]; /* item n of this CTA: u, or -1 after the last */
     __shared__ int s_nitems;             /* items published in s_items (the producer's lane 0) */
 
@@ -699,6 +740,16 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             if (b + lane < G) pre[b + lane + 1] = v + carry;
             carry += __shfl_sync(0xffffffffu, v, 31);
         }
+        if (warp == 1) { /* GEMM2's item order (FUSED_G2_SCATTER), in shared memory:
+                          * the producer has no register to spare */
+            int rows = 0;
+            for (int x = lane; x < G * R; x += 32) rows += s_cnt[x];
+#pragma unroll
+            for (int o = 16; o > 0; o >>= 1) rows += __shfl_xor_sync(0xffffffffu, rows, o);
+            const bool scatter = fa.g2_scatter == 1 || (fa.g2_scatter == 2 && G >= FUSED_G2_SCATTER_G &&
+                                                        rows >= FUSED_G2_SCATTER_ROWS * G);
+            if (lane == 0) s_s2 = scatter ? fused_coprime_stride(carry, G) : 1;
+        }
     }
     __syncthreads();
     const int total1 = s_pre1[G], total2 = s_pre2[G];
@@ -732,14 +783,16 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
         for (int u = blockIdx.x;; n++) {
             /* item n of this CTA: published to the consumers (s_items, then
              * s_nitems) before any of its stages, -1 after the last */
+            /* um: the item that claim u stands for (GEMM2's order, s_s2) */
+            const int um = u < total1 || u >= total1 + total2 ? u : total1 + fused_g2_order(u - total1, s_s2, total2);
             if (plane == 0) {
-                s_items[n % FUSED_ITEMQ] = u < total1 + total2 ? u : -1;
+                s_items[n % FUSED_ITEMQ] = u < total1 + total2 ? um : -1;
                 __threadfence_block();
                 *(volatile int *)&s_nitems = n + 1;
             }
             if (u >= total1 + total2) break;
-            const int phase = u < total1 ? 1 : 2;
-            const int v = phase == 1 ? u : u - total1;
+            const int phase = um < total1 ? 1 : 2;
+            const int v = phase == 1 ? um : um - total1;
             int g, tile, pass;
             wg_item(phase == 1 ? s_pre1 : s_pre2, G, phase == 1 ? n_tiles1 : n_tiles2, v, g, tile, pass);
             int arow, boff, tx_rows;
@@ -1010,6 +1063,7 @@ cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **
     f->args.eager_rq = dfm_cuda_env_int("DFM_CUDA_FUSED_EAGER_RQ", FUSED_EAGER_RQ, 0, 3);
     f->args.rq_ahead = dfm_cuda_env_int("DFM_CUDA_FUSED_RQ_AHEAD", FUSED_RQ_AHEAD, 0, 64);
     f->args.dynamic = dfm_cuda_env_int("DFM_CUDA_FUSED_DYNAMIC", FUSED_DYNAMIC, 0, 1);
+    f->args.g2_scatter = dfm_cuda_env_int("DFM_CUDA_FUSED_G2_SCATTER", FUSED_G2_SCATTER, 0, 2);
     for (int v = 0; v <= DFM_NUM_QUANT && err == cudaSuccess; v++) {
         /* v < DFM_NUM_QUANT: mode v; v == DFM_NUM_QUANT: FP8 version 5 */
         const void *k = v < DFM_NUM_QUANT ? fused_kernel_of(v) : fused_kernel_of(DFM_QUANT_FP8, 1);
