@@ -272,15 +272,18 @@ static int append_stat(char *line, int len, size_t cap, const char *name, float 
  * call spent its time, on stderr: per trace point, the median and the max
  * over CTAs of (stamp - earliest CTA entry), us; then per-CTA phase durations. */
 static void print_trace(dfm_ctx_t *ctx, int rank, const char *name, int T, int route, int local) {
-    enum { FT_ENTRY, FT_SENT, FT_COUNTS, FT_G1_OPEN, FT_G1_DONE, FT_G2_OPEN, FT_G2_DONE, FT_COMBINE_IN, FT_END };
+    enum { FT_ENTRY, FT_SENT, FT_COUNTS, FT_G1_OPEN, FT_G1_DONE, FT_G2_OPEN, FT_G2_DONE, FT_COMBINE_IN, FT_END,
+           FT_ROUTED };
     static const char *pts[DFM_CUDA_TRACE_STAMPS] = {"entry",   "sent",    "counts",     "g1-open", "g1-done",
-                                                     "g2-open", "g2-done", "combine-in", "end"};
+                                                     "g2-open", "g2-done", "combine-in", "end",     "routed"};
     /* per-CTA durations between consecutive phases (a CTA counts where it
      * has both ends: the GEMM1 ones only with GEMM1 items) */
     static const int seg[][2] = {{FT_ENTRY, FT_SENT},         {FT_SENT, FT_COUNTS},     {FT_ENTRY, FT_G1_OPEN},
                                  {FT_G1_OPEN, FT_G1_DONE},    {FT_G1_DONE, FT_G2_OPEN}, {FT_G2_OPEN, FT_G2_DONE},
-                                 {FT_G2_DONE, FT_COMBINE_IN}, {FT_COMBINE_IN, FT_END}};
-    static const char *segn[] = {"send", "sent->counts", "to-g1", "g1", "g1->g2", "g2", "wait-peers", "reduce"};
+                                 {FT_G2_DONE, FT_COMBINE_IN}, {FT_COMBINE_IN, FT_END},  {FT_ENTRY, FT_ROUTED},
+                                 {FT_ROUTED, FT_SENT}};
+    static const char *segn[] = {"send",       "sent->counts", "to-g1", "g1", "g1->g2", "g2", "wait-peers", "reduce",
+                                 "route", "units+arrive"};
     const char *e = getenv("DFM_CUDA_FUSED_TRACE");
     if (e == NULL || strcmp(e, "1") != 0) return;
     enum { CAP = 1024 * DFM_CUDA_TRACE_POINTS, P = DFM_CUDA_TRACE_POINTS, S = DFM_CUDA_TRACE_STAMPS };
@@ -300,6 +303,18 @@ static void print_trace(dfm_ctx_t *ctx, int rank, const char *name, int T, int r
         len = append_stat(line, len, sizeof line, pts[p], v, n);
     }
     fprintf(stderr, "%s\n", line);
+    { /* send-probe: the CTAs whose sends end last */
+        int b1 = -1, b2 = -1;
+        for (int b = 0; b < grid; b++) {
+            const unsigned long long x = buf[(size_t)b * P + FT_SENT];
+            if (b1 < 0 || x > buf[(size_t)b1 * P + FT_SENT]) b2 = b1, b1 = b;
+            else if (b2 < 0 || x > buf[(size_t)b2 * P + FT_SENT]) b2 = b;
+        }
+        if (b2 >= 0)
+            fprintf(stderr, "trace %s T=%d rank %d last sends: CTA %d at %.1f us, CTA %d at %.1f us\n", name, T, rank,
+                    b1, (double)(buf[(size_t)b1 * P + FT_SENT] - t0) * 1e-3, b2,
+                    (double)(buf[(size_t)b2 * P + FT_SENT] - t0) * 1e-3);
+    }
     len = snprintf(line, sizeof line, "trace %s T=%d %s%s rank %d per-CTA phases (us, median/max over CTAs):", name,
                    T, route_names[route], local ? " -L" : "", rank);
     for (int q = 0; q < (int)(sizeof seg / sizeof seg[0]); q++) {

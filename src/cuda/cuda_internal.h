@@ -209,8 +209,8 @@ extern "C" dfm_status_t dfm_cuda_time_phases(dfm_ctx_t *ctx, const cudaEvent_t e
  * before GEMM1 items' gates opened (helping, waiting; the first item's left
  * out: it is "to-g1"), the same for GEMM2 items, and the CTA's GEMM1 and
  * GEMM2 items. Synchronous. Returns the grid or -1. */
-#define DFM_CUDA_TRACE_STAMPS 9
-#define DFM_CUDA_TRACE_POINTS 13
+#define DFM_CUDA_TRACE_STAMPS 10 /* ... and (send-probe) the route's end */
+#define DFM_CUDA_TRACE_POINTS 14
 extern "C" int dfm_cuda_fused_trace_get(dfm_ctx_t *ctx, unsigned long long *buf, int cap);
 
 #endif /* DFM_CUDA_INTERNAL_H */

@@ -83,7 +83,7 @@ static __global__ void __launch_bounds__(DISPATCH_THREADS)
     const int stop = dfm_block_failed(&w);
     dfm_dispatch_route<DISPATCH_THREADS>(op, E, W, s_bits, &s_dropped);
     if (!stop)
-        dfm_dispatch_send<DISPATCH_THREADS>(w, op, s_bits, W, parts, half, s_red, s_dst, s_rank);
+        dfm_dispatch_send<DISPATCH_THREADS>(w, op, s_bits, W, parts, half, s_red, s_dst, s_rank, (int)blockIdx.x);
 
     /* Arrive; the last CTA publishes the counts and raises the flags. */
     const int last = dfm_cta_arrive(&w.st->send_done, &s_last);

@@ -86,12 +86,12 @@ static __device__ __forceinline__ void dfm_dispatch_send(const dfm_cuda_world_t 
                                                          const dfm_cuda_op_t &op,
                                                          const uint32_t *s_bits, int W, int parts,
                                                          int half, float *s_red, size_t *s_dst,
-                                                         int *s_rank) {
+                                                         int *s_rank, int u0) {
     const int tid = threadIdx.x, T = op.num_tokens, K = op.num_topk, E = w.num_experts;
     const int G = w.num_local_experts, H = w.hidden;
     const dfm_quant_t q = (dfm_quant_t)op.quant;
     const int chunks = (int)((size_t)H * dfm_code_bytes(q) / 16);
-    for (int u = blockIdx.x; u < T * parts; u += gridDim.x) {
+    for (int u = u0; u < T * parts; u += gridDim.x) {
         const int t = u / parts, p = u % parts;
         const uint16_t *xr = op.x + (size_t)t * H;
         /* the row's amax: DFM_SEND_X4 16-byte loads a thread in flight at

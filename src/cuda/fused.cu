@@ -133,6 +133,7 @@ typedef struct {
     int eager_rq; /* FUSED_EAGER_RQ or DFM_CUDA_FUSED_EAGER_RQ: 0, 1, 2, 3 */
     int rq_ahead; /* FUSED_RQ_AHEAD or DFM_CUDA_FUSED_RQ_AHEAD */
     int dynamic;  /* FUSED_DYNAMIC or DFM_CUDA_FUSED_DYNAMIC */
+    int send_skip0; /* send-probe: DFM_CUDA_FUSED_SEND_SKIP0=1: CTA 0 (the counts) takes the last send unit */
     int g2_scatter; /* FUSED_G2_SCATTER or DFM_CUDA_FUSED_G2_SCATTER: 0, 1, 2 (see there) */
     int w_evict_first; /* W loads with the L2 evict_first policy (dfm_cuda_w_evict_first) */
     /* NULL, or [grid][FUSED_TRACE_N] %globaltimer stamps of the last call
@@ -148,7 +149,7 @@ typedef struct {
  * ns before the gates of GEMM1 items (but the first) and of GEMM2 items
  * opened, and the CTA's items of each GEMM. */
 enum { FT_START, FT_SENT, FT_COUNTS, FT_G1_OPEN, FT_G1_DONE, FT_G2_OPEN, FT_G2_DONE, FT_COMBINE_IN, FT_END,
-       FT_WAIT1, FT_WAIT2, FT_ITEMS1, FT_ITEMS2, FUSED_TRACE_N };
+       FT_ROUTED, FT_WAIT1, FT_WAIT2, FT_ITEMS1, FT_ITEMS2, FUSED_TRACE_N };
 static_assert(FT_WAIT1 == DFM_CUDA_TRACE_STAMPS && FUSED_TRACE_N == DFM_CUDA_TRACE_POINTS,
               "cuda_internal.h's trace layout");
 #define FUSED_STAMP(fa, i) \
@@ -634,6 +635,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
 
     /* ---- 1. dispatch ---- */
     dfm_dispatch_route<FUSED_THREADS>(op, E, W, s_bits, &s_dropped);
+    if (tid == 0) FUSED_STAMP(fa, FT_ROUTED);
     if (blockIdx.x == 0) { /* counts first */
         for (int i = tid; i < R * G; i += FUSED_THREADS) {
             const uint32_t *b = s_bits + (size_t)i * W;
@@ -653,7 +655,9 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
         if (tid < R)
             dfm_st_release_sys(w.peer[tid] + dfm_off_dispatch_flag(&w.L, half, w.rank), seq | FUSED_COUNTS_TAG);
     }
-    dfm_dispatch_send<FUSED_THREADS>(w, op, s_bits, W, fa.parts, half, s_red, s_dst, s_rank);
+    dfm_dispatch_send<FUSED_THREADS>(w, op, s_bits, W, fa.parts, half, s_red, s_dst, s_rank,
+                                     fa.send_skip0 ? ((int)blockIdx.x + (int)gridDim.x - 1) % (int)gridDim.x
+                                                   : (int)blockIdx.x);
     /* the last CTA to arrive raises the payload flags; CTA 0 has arrived, so
      * its counts flag precedes them. st is read by later kernels. */
     if (dfm_cta_arrive(&w.st->send_done, &s_last)) {
@@ -1063,6 +1067,7 @@ cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **
     f->args.eager_rq = dfm_cuda_env_int("DFM_CUDA_FUSED_EAGER_RQ", FUSED_EAGER_RQ, 0, 3);
     f->args.rq_ahead = dfm_cuda_env_int("DFM_CUDA_FUSED_RQ_AHEAD", FUSED_RQ_AHEAD, 0, 64);
     f->args.dynamic = dfm_cuda_env_int("DFM_CUDA_FUSED_DYNAMIC", FUSED_DYNAMIC, 0, 1);
+    f->args.send_skip0 = dfm_cuda_env_int("DFM_CUDA_FUSED_SEND_SKIP0", 0, 0, 1);
     f->args.g2_scatter = dfm_cuda_env_int("DFM_CUDA_FUSED_G2_SCATTER", FUSED_G2_SCATTER, 0, 2);
     for (int v = 0; v <= DFM_NUM_QUANT && err == cudaSuccess; v++) {
         /* v < DFM_NUM_QUANT: mode v; v == DFM_NUM_QUANT: FP8 version 5 */
@@ -1139,6 +1144,7 @@ cudaError_t dfm_cuda_fused(dfm_cuda_fused_t *f, const dfm_cuda_world_t *w, const
     int parts = T > 0 ? sms / T : 1;
     if (parts > chunks / 32) parts = chunks / 32;
     if (parts < 1) parts = 1;
+    parts = dfm_cuda_env_int("DFM_CUDA_FUSED_PARTS", parts, 1, chunks); /* send-probe */
     fused_args_t a = f->args;
     a.parts = parts;
 
