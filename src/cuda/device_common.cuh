@@ -48,14 +48,17 @@ static __device__ __forceinline__ unsigned int dfm_atom_add_acq_rel_gpu(unsigned
  * (st.release.sys after a barrier) then order every CTA's stores before
  * them. s_last is the caller's shared scratch. Contains two __syncthreads.
  */
-static __device__ __forceinline__ int dfm_cta_arrive(unsigned int *done, int *s_last) {
+static __device__ __forceinline__ int dfm_cta_arrive_n(unsigned int *done, int *s_last, unsigned int n) {
     __syncthreads();
     if (threadIdx.x == 0) {
         dfm_fence_acq_rel_sys();
-        *s_last = dfm_atom_add_acq_rel_gpu(done, 1u) == gridDim.x - 1;
+        *s_last = dfm_atom_add_acq_rel_gpu(done, 1u) == n - 1;
     }
     __syncthreads();
     return *s_last;
+}
+static __device__ __forceinline__ int dfm_cta_arrive(unsigned int *done, int *s_last) {
+    return dfm_cta_arrive_n(done, s_last, gridDim.x);
 }
 
 static __device__ __forceinline__ unsigned long long dfm_ld_acquire_sys(const void *p) {

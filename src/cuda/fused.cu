@@ -133,7 +133,8 @@ typedef struct {
     int eager_rq; /* FUSED_EAGER_RQ or DFM_CUDA_FUSED_EAGER_RQ: 0, 1, 2, 3 */
     int rq_ahead; /* FUSED_RQ_AHEAD or DFM_CUDA_FUSED_RQ_AHEAD */
     int dynamic;  /* FUSED_DYNAMIC or DFM_CUDA_FUSED_DYNAMIC */
-    int send_skip0; /* send-probe: DFM_CUDA_FUSED_SEND_SKIP0=1: CTA 0 (the counts) takes the last send unit */
+    int send_skip0;  /* FUSED_SEND_SKIP0 or DFM_CUDA_FUSED_SEND_SKIP0 */
+    int arrive_work; /* FUSED_ARRIVE_WORK or DFM_CUDA_FUSED_ARRIVE_WORK */
     int g2_scatter; /* FUSED_G2_SCATTER or DFM_CUDA_FUSED_G2_SCATTER: 0, 1, 2 (see there) */
     int w_evict_first; /* W loads with the L2 evict_first policy (dfm_cuda_w_evict_first) */
     /* NULL, or [grid][FUSED_TRACE_N] %globaltimer stamps of the last call
@@ -182,6 +183,20 @@ static_assert(FT_WAIT1 == DFM_CUDA_TRACE_STAMPS && FUSED_TRACE_N == DFM_CUDA_TRA
  * round trip. */
 #ifndef FUSED_RQ_V4
 #define FUSED_RQ_V4 2
+#endif
+
+/* The dispatch phase. SEND_SKIP0: CTA 0, which first writes the counts to
+ * every rank and raises their flags, takes the last send unit of the grid
+ * instead of the first (at T = 1 its send ended last, ~13.6 us against
+ * ~9-12 for the other CTAs with units, sixteenth session). ARRIVE_WORK: only
+ * the CTAs with send units arrive on st->send_done (the last raises the
+ * payload flags), not every CTA: at T = 1 14 of 132 have units, and the
+ * others' arrivals (one atomic each on one word) cost ~3 us a CTA. */
+#ifndef FUSED_SEND_SKIP0
+#define FUSED_SEND_SKIP0 1
+#endif
+#ifndef FUSED_ARRIVE_WORK
+#define FUSED_ARRIVE_WORK 1
 #endif
 
 /* GEMM2's item order. 0: expert by expert. 1: item v of the order is item
@@ -655,12 +670,14 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
         if (tid < R)
             dfm_st_release_sys(w.peer[tid] + dfm_off_dispatch_flag(&w.L, half, w.rank), seq | FUSED_COUNTS_TAG);
     }
-    dfm_dispatch_send<FUSED_THREADS>(w, op, s_bits, W, fa.parts, half, s_red, s_dst, s_rank,
-                                     fa.send_skip0 ? ((int)blockIdx.x + (int)gridDim.x - 1) % (int)gridDim.x
-                                                   : (int)blockIdx.x);
-    /* the last CTA to arrive raises the payload flags; CTA 0 has arrived, so
-     * its counts flag precedes them. st is read by later kernels. */
-    if (dfm_cta_arrive(&w.st->send_done, &s_last)) {
+    /* send units u0, u0 + grid, ..; the CTAs with units (all, without
+     * arrive_work) arrive, and the last raises the payload flags; CTA 0's
+     * counts flag precedes them (its own release). st is read by later
+     * kernels. */
+    const int u0 = fa.send_skip0 ? ((int)blockIdx.x + (int)gridDim.x - 1) % (int)gridDim.x : (int)blockIdx.x;
+    const int n_send = fa.arrive_work ? max(1, min((int)gridDim.x, T * fa.parts)) : (int)gridDim.x;
+    dfm_dispatch_send<FUSED_THREADS>(w, op, s_bits, W, fa.parts, half, s_red, s_dst, s_rank, u0);
+    if (u0 < n_send && dfm_cta_arrive_n(&w.st->send_done, &s_last, (unsigned int)n_send)) {
         if (tid == 0) {
             w.st->seq = seq;
             w.st->cur_seq = seq;
@@ -1067,7 +1084,8 @@ cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **
     f->args.eager_rq = dfm_cuda_env_int("DFM_CUDA_FUSED_EAGER_RQ", FUSED_EAGER_RQ, 0, 3);
     f->args.rq_ahead = dfm_cuda_env_int("DFM_CUDA_FUSED_RQ_AHEAD", FUSED_RQ_AHEAD, 0, 64);
     f->args.dynamic = dfm_cuda_env_int("DFM_CUDA_FUSED_DYNAMIC", FUSED_DYNAMIC, 0, 1);
-    f->args.send_skip0 = dfm_cuda_env_int("DFM_CUDA_FUSED_SEND_SKIP0", 0, 0, 1);
+    f->args.send_skip0 = dfm_cuda_env_int("DFM_CUDA_FUSED_SEND_SKIP0", FUSED_SEND_SKIP0, 0, 1);
+    f->args.arrive_work = dfm_cuda_env_int("DFM_CUDA_FUSED_ARRIVE_WORK", FUSED_ARRIVE_WORK, 0, 1);
     f->args.g2_scatter = dfm_cuda_env_int("DFM_CUDA_FUSED_G2_SCATTER", FUSED_G2_SCATTER, 0, 2);
     for (int v = 0; v <= DFM_NUM_QUANT && err == cudaSuccess; v++) {
         /* v < DFM_NUM_QUANT: mode v; v == DFM_NUM_QUANT: FP8 version 5 */
