@@ -202,14 +202,14 @@ cudaError_t dfm_launch(const void *func, dim3 grid, dim3 block, void **args, siz
 extern "C" dfm_status_t dfm_cuda_time_phases(dfm_ctx_t *ctx, const cudaEvent_t events[4]);
 
 /* The fused kernel's per-CTA trace of the last call (DFM_CUDA_FUSED=1 and
- * DFM_CUDA_FUSED_TRACE=1 at creation), for bench/dfm_bench.cu: [grid][13]:
+ * DFM_CUDA_FUSED_TRACE=1 at creation), for bench/dfm_bench.cu: [grid][14]:
  * DFM_CUDA_TRACE_STAMPS %globaltimer stamps (entry, sends done, counts in,
  * first GEMM1 gate open, last GEMM1 item done, first GEMM2 item open, GEMM2
- * done, combine flags in, end; 0 = not reached by that CTA), then ns spent
+ * done, combine flags in, end, route done; 0 = not reached by that CTA), then ns spent
  * before GEMM1 items' gates opened (helping, waiting; the first item's left
  * out: it is "to-g1"), the same for GEMM2 items, and the CTA's GEMM1 and
  * GEMM2 items. Synchronous. Returns the grid or -1. */
-#define DFM_CUDA_TRACE_STAMPS 10 /* ... and (send-probe) the route's end */
+#define DFM_CUDA_TRACE_STAMPS 10
 #define DFM_CUDA_TRACE_POINTS 14
 extern "C" int dfm_cuda_fused_trace_get(dfm_ctx_t *ctx, unsigned long long *buf, int cap);
 

@@ -145,8 +145,8 @@ typedef struct {
 /* Trace points, one stamp per CTA each (written by thread 0, a consumer):
  * entry, own sends done, every rank's counts in, first GEMM1 gate open,
  * last GEMM1 item done, first GEMM2 item's rows requantized and gate open,
- * every GEMM2 item done, every rank's combine flag in, own reduction done.
- * Points 3-6 stay 0 in a CTA without items of that GEMM. Then, not stamps:
+ * every GEMM2 item done, every rank's combine flag in, own reduction done,
+ * the route's end (stamped after the others were laid out). Points 3-6 stay 0 in a CTA without items of that GEMM. Then, not stamps:
  * ns before the gates of GEMM1 items (but the first) and of GEMM2 items
  * opened, and the CTA's items of each GEMM. */
 enum { FT_START, FT_SENT, FT_COUNTS, FT_G1_OPEN, FT_G1_DONE, FT_G2_OPEN, FT_G2_DONE, FT_COMBINE_IN, FT_END,
@@ -541,8 +541,9 @@ static __device__ __forceinline__ int fused_a_box(const wg_gemm_args_t &p, int g
  * Roles, in order, every CTA (grid = num_sms, cooperative: all co-resident):
  *   1. dispatch, all 288 threads: route the whole batch into the bitmap;
  *      CTA 0 publishes counts + src_info + the counts flag; work units
- *      (token, part) quantize and store to every destination; arrive on
- *      st->send_done, the last CTA raises the payload flags.
+ *      (token, part) quantize and store to every destination (CTA 0 takes
+ *      the grid's last unit, SEND_SKIP0); the CTAs with units arrive on
+ *      st->send_done (ARRIVE_WORK), the last raises the payload flags.
  *   2. wait for every rank's counts (thread src < R), build the schedule:
  *      items u over [GEMM1 items | GEMM2 items], each (expert g, 128-channel
  *      tile, pass of <= 128 token rows); a CTA's first item is blockIdx.x,
