@@ -146,9 +146,10 @@ typedef struct {
  * entry, own sends done, every rank's counts in, first GEMM1 gate open,
  * last GEMM1 item done, first GEMM2 item's rows requantized and gate open,
  * every GEMM2 item done, every rank's combine flag in, own reduction done,
- * the route's end (stamped after the others were laid out). Points 3-6 stay 0 in a CTA without items of that GEMM. Then, not stamps:
- * ns before the gates of GEMM1 items (but the first) and of GEMM2 items
- * opened, and the CTA's items of each GEMM. */
+ * the route's end (laid out after the others). Points 3-6 stay 0 in a CTA
+ * without items of that GEMM. Then, not stamps: ns before the gates of
+ * GEMM1 items (but the first) and of GEMM2 items opened, and the CTA's
+ * items of each GEMM. */
 enum { FT_START, FT_SENT, FT_COUNTS, FT_G1_OPEN, FT_G1_DONE, FT_G2_OPEN, FT_G2_DONE, FT_COMBINE_IN, FT_END,
        FT_ROUTED, FT_WAIT1, FT_WAIT2, FT_ITEMS1, FT_ITEMS2, FUSED_TRACE_N };
 static_assert(FT_WAIT1 == DFM_CUDA_TRACE_STAMPS && FUSED_TRACE_N == DFM_CUDA_TRACE_POINTS,
