@@ -88,7 +88,9 @@
 #ifndef WG_STAGE_GEMM2
 #define WG_STAGE_GEMM2 1 /* GEMM2's epilogue stages its bf16 rows in shared memory (wg_consume) */
 #endif
-#define WG_MAX_STAGES 16  /* version 3's ring (sized at run time) */
+#ifndef WG_MAX_STAGES
+#define WG_MAX_STAGES 16 /* version 3's ring (sized at run time; -D for measurements) */
+#endif
 #define WG_A_MAPS 8       /* A maps: map i has boxes of 1 << i rows (1 .. 128) */
 #ifndef WG_PACK
 #define WG_PACK 1         /* version 3: an expert's rows packed across sources (wg_col_src) */
