@@ -286,7 +286,7 @@ static void print_trace(dfm_ctx_t *ctx, int rank, const char *name, int T, int r
                                  "route", "units+arrive"};
     const char *e = getenv("DFM_CUDA_FUSED_TRACE");
     if (e == NULL || strcmp(e, "1") != 0) return;
-    enum { CAP = 1024 * DFM_CUDA_TRACE_POINTS, P = DFM_CUDA_TRACE_POINTS, S = DFM_CUDA_TRACE_STAMPS };
+    enum { CAP = 1024 * DFM_CUDA_TRACE_STRIDE, P = DFM_CUDA_TRACE_STRIDE, S = DFM_CUDA_TRACE_STAMPS };
     static thread_local unsigned long long buf[CAP];
     const int grid = dfm_cuda_fused_trace_get(ctx, buf, CAP);
     if (grid <= 0) return;
@@ -303,6 +303,28 @@ static void print_trace(dfm_ctx_t *ctx, int rank, const char *name, int T, int r
         len = append_stat(line, len, sizeof line, pts[p], v, n);
     }
     fprintf(stderr, "%s\n", line);
+    /* DFM_CUDA_FUSED_TRACE_ITEMS=PREFIX: every CTA's items (its first
+     * DFM_CUDA_TRACE_ITEMS) to PREFIX.<config>.T<T>.rank<r>.csv, us from the
+     * first entry: taken by the consumers, gate open, GEMM done */
+    const char *ip = getenv("DFM_CUDA_FUSED_TRACE_ITEMS");
+    if (ip && *ip) {
+        char path[512];
+        snprintf(path, sizeof path, "%s.%s.T%d.rank%d.csv", ip, name, T, rank);
+        FILE *f = fopen(path, "w");
+        if (f) {
+            fprintf(f, "cta,n,u,g,taken,open,done\n");
+            for (int b = 0; b < grid; b++)
+                for (int n = 0; n < DFM_CUDA_TRACE_ITEMS; n++) {
+                    const unsigned long long *r = buf + (size_t)b * P + DFM_CUDA_TRACE_POINTS + 4 * n;
+                    if (r[0] == 0 && n > 0) break;
+                    if (r[1] < t0) break;
+                    fprintf(f, "%d,%d,%llu,%llu,%.3f,%.3f,%.3f\n", b, n, r[0] >> 12, r[0] & 4095,
+                            (double)(r[1] - t0) * 1e-3, (double)(r[2] - t0) * 1e-3,
+                            r[3] >= t0 ? (double)(r[3] - t0) * 1e-3 : -1.0);
+                }
+            fclose(f);
+        }
+    }
     { /* send-probe: the CTAs whose sends end last */
         int b1 = -1, b2 = -1;
         for (int b = 0; b < grid; b++) {

@@ -211,6 +211,12 @@ extern "C" dfm_status_t dfm_cuda_time_phases(dfm_ctx_t *ctx, const cudaEvent_t e
  * GEMM2 items. Synchronous. Returns the grid or -1. */
 #define DFM_CUDA_TRACE_STAMPS 10
 #define DFM_CUDA_TRACE_POINTS 14
+/* Then the CTA's first DFM_CUDA_TRACE_ITEMS items, 4 words each: (u << 12) |
+ * local expert (0: not reached), and %globaltimer stamps when the consumers
+ * took it, when its gate was open (helping done), when its GEMM was done. A
+ * CTA's record is DFM_CUDA_TRACE_STRIDE words. */
+#define DFM_CUDA_TRACE_ITEMS 48
+#define DFM_CUDA_TRACE_STRIDE (DFM_CUDA_TRACE_POINTS + 4 * DFM_CUDA_TRACE_ITEMS)
 extern "C" int dfm_cuda_fused_trace_get(dfm_ctx_t *ctx, unsigned long long *buf, int cap);
 
 #endif /* DFM_CUDA_INTERNAL_H */

@@ -137,7 +137,7 @@ typedef struct {
     int arrive_work; /* FUSED_ARRIVE_WORK or DFM_CUDA_FUSED_ARRIVE_WORK */
     int g2_scatter; /* FUSED_G2_SCATTER or DFM_CUDA_FUSED_G2_SCATTER: 0, 1, 2 (see there) */
     int w_evict_first; /* W loads with the L2 evict_first policy (dfm_cuda_w_evict_first) */
-    /* NULL, or [grid][FUSED_TRACE_N] %globaltimer stamps of the last call
+    /* NULL, or [grid][FUSED_TRACE_STRIDE] %globaltimer stamps of the last call
      * (DFM_CUDA_FUSED_TRACE=1; read by dfm_cuda_fused_trace) */
     unsigned long long *trace;
 } fused_args_t;
@@ -154,9 +154,10 @@ enum { FT_START, FT_SENT, FT_COUNTS, FT_G1_OPEN, FT_G1_DONE, FT_G2_OPEN, FT_G2_D
        FT_ROUTED, FT_WAIT1, FT_WAIT2, FT_ITEMS1, FT_ITEMS2, FUSED_TRACE_N };
 static_assert(FT_WAIT1 == DFM_CUDA_TRACE_STAMPS && FUSED_TRACE_N == DFM_CUDA_TRACE_POINTS,
               "cuda_internal.h's trace layout");
+#define FUSED_TRACE_STRIDE DFM_CUDA_TRACE_STRIDE /* a CTA's words: the points, then its items */
 #define FUSED_STAMP(fa, i) \
     do { \
-        if ((fa).trace) (fa).trace[(size_t)blockIdx.x * FUSED_TRACE_N + (i)] = dfm_globaltimer(); \
+        if ((fa).trace) (fa).trace[(size_t)blockIdx.x * FUSED_TRACE_STRIDE + (i)] = dfm_globaltimer(); \
     } while (0)
 
 /* Experts of at most this many rows are requantized at once by the CTA that
@@ -646,7 +647,9 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     char *local = w.peer[w.rank];
     uint32_t *s_bits = (uint32_t *)smem_raw; /* [E][W], phase 1 only */
     if (tid == 0 && fa.trace) {
-        for (int i = FT_G1_OPEN; i <= FT_G2_OPEN; i++) fa.trace[(size_t)blockIdx.x * FUSED_TRACE_N + i] = 0;
+        for (int i = FT_G1_OPEN; i <= FT_G2_OPEN; i++) fa.trace[(size_t)blockIdx.x * FUSED_TRACE_STRIDE + i] = 0;
+        for (int i = 0; i < DFM_CUDA_TRACE_ITEMS; i++)
+            fa.trace[(size_t)blockIdx.x * FUSED_TRACE_STRIDE + FUSED_TRACE_N + 4 * i] = 0;
         FUSED_STAMP(fa, FT_START);
     }
 
@@ -922,6 +925,12 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             __syncwarp();
             if (ct == 0 && fa.trace) {
                 const unsigned long long dt = dfm_globaltimer() - t_in;
+                if (!TOK16 && n < DFM_CUDA_TRACE_ITEMS) {
+                    unsigned long long *rec = fa.trace + (size_t)blockIdx.x * FUSED_TRACE_STRIDE + FUSED_TRACE_N + 4 * n;
+                    rec[0] = (unsigned long long)u << 12 | (unsigned long long)g;
+                    rec[1] = t_in;
+                    rec[2] = t_in + dt;
+                }
                 if (phase == 1) {
                     tw1 += first1 ? 0 : dt;
                     tn1++;
@@ -949,6 +958,8 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     wg_consume<MODE, 1, NN, fused_out_t, WG_FP8_PROMOTE, true, true, FUSED_PACK, false, PW, TOK16>(s_p[0], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
                 FUSED_BY_COLS(FUSED_CONSUME);
 #undef FUSED_CONSUME
+                if (!TOK16 && ct == 0 && fa.trace && n < DFM_CUDA_TRACE_ITEMS)
+                    fa.trace[(size_t)blockIdx.x * FUSED_TRACE_STRIDE + FUSED_TRACE_N + 4 * n + 3] = dfm_globaltimer();
                 /* count the item; the CTA completing expert g says so
                  * (g1_ready) and, with eager_rq, starts requantizing g at
                  * once; the CTAs with GEMM2 items of g help (or do it all) */
@@ -980,11 +991,13 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     wg_consume<MODE, 2, NN, fused_out_t, WG_FP8_PROMOTE2, true, true, FUSED_PACK, false, PW>(s_p[1], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
                 FUSED_BY_COLS(FUSED_CONSUME);
 #undef FUSED_CONSUME
+                if (!TOK16 && ct == 0 && fa.trace && n < DFM_CUDA_TRACE_ITEMS)
+                    fa.trace[(size_t)blockIdx.x * FUSED_TRACE_STRIDE + FUSED_TRACE_N + 4 * n + 3] = dfm_globaltimer();
             }
 #undef FUSED_BY_COLS
         }
         if (ct == 0 && fa.trace) {
-            unsigned long long *tr = fa.trace + (size_t)blockIdx.x * FUSED_TRACE_N;
+            unsigned long long *tr = fa.trace + (size_t)blockIdx.x * FUSED_TRACE_STRIDE;
             tr[FT_WAIT1] = tw1;
             tr[FT_WAIT2] = tw2;
             tr[FT_ITEMS1] = tn1;
@@ -1077,7 +1090,7 @@ cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **
     f->grid = w->num_sms > 0 ? w->num_sms : 1;
     const char *tr = getenv("DFM_CUDA_FUSED_TRACE");
     if (err == cudaSuccess && tr && !strcmp(tr, "1")) {
-        const size_t tb = (size_t)f->grid * FUSED_TRACE_N * sizeof(unsigned long long);
+        const size_t tb = (size_t)f->grid * FUSED_TRACE_STRIDE * sizeof(unsigned long long);
         err = cudaMalloc((void **)&f->args.trace, tb);
         if (err == cudaSuccess) err = cudaMemset(f->args.trace, 0, tb);
     }
@@ -1191,7 +1204,7 @@ cudaError_t dfm_cuda_fused(dfm_cuda_fused_t *f, const dfm_cuda_world_t *w, const
 
 int dfm_cuda_fused_trace(dfm_cuda_fused_t *f, unsigned long long *buf, int cap) {
     if (f == NULL || f->args.trace == NULL) return -1;
-    const int n = f->grid * FUSED_TRACE_N;
+    const int n = f->grid * FUSED_TRACE_STRIDE;
     if (cap < n) return -1;
     if (cudaMemcpy(buf, f->args.trace, (size_t)n * sizeof *buf, cudaMemcpyDeviceToHost) != cudaSuccess) return -1;
     return f->grid;
