@@ -67,6 +67,18 @@ static __device__ __forceinline__ unsigned long long dfm_ld_acquire_sys(const vo
     return v;
 }
 
+/* GPU scope: flags that only this GPU's threads write and read (the fused
+ * kernel's per-expert readiness words). A system-scope release waits for
+ * more than the GPU's own point of coherence. */
+static __device__ __forceinline__ unsigned long long dfm_ld_acquire_gpu(const void *p) {
+    unsigned long long v;
+    asm volatile("ld.acquire.gpu.global.u64 %0, [%1];" : "=l"(v) : "l"(p) : "memory");
+    return v;
+}
+static __device__ __forceinline__ void dfm_st_release_gpu(void *p, unsigned long long v) {
+    asm volatile("st.release.gpu.global.u64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+}
+
 static __device__ __forceinline__ unsigned int dfm_ld_volatile_u32(const unsigned int *p) {
     return *(const volatile unsigned int *)p;
 }

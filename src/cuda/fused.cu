@@ -240,13 +240,29 @@ struct fused_out_t {
 
 /* Spin until (flag & mask) == want (acquire, system scope), bounded by the
  * world's timeout like dfm_wait_flag. Returns 1 when it arrived. */
+/* The per-expert readiness words (g1_ready, q_ready, w_ready) are written and
+ * read by this GPU's CTAs only: FUSED_LOCAL_GPU 1 gives them GPU-scope
+ * release / acquire, 0 system scope (as the peers' flags; before the
+ * eighteenth session). */
+#ifndef FUSED_LOCAL_GPU
+#define FUSED_LOCAL_GPU 1
+#endif
+template <bool GPU> static __device__ __forceinline__ unsigned long long fused_flag_ld(const void *p) {
+    return GPU ? dfm_ld_acquire_gpu(p) : dfm_ld_acquire_sys(p);
+}
+template <bool GPU> static __device__ __forceinline__ void fused_flag_st(void *p, unsigned long long v) {
+    if (GPU) dfm_st_release_gpu(p, v);
+    else dfm_st_release_sys(p, v);
+}
+
+template <bool GPU = false> /* GPU: a flag of this GPU's own (fused_flag_ld) */
 static __device__ int fused_wait(const dfm_cuda_world_t *w, const void *flag, unsigned long long want,
                                  unsigned long long mask, int src, int what, unsigned long long seq) {
-    if ((dfm_ld_acquire_sys(flag) & mask) == want) return 1;
+    if ((fused_flag_ld<GPU>(flag) & mask) == want) return 1;
     if (dfm_ld_volatile_u32(&w->st->failed)) return 0;
     const unsigned long long t0 = dfm_globaltimer();
     for (unsigned int spin = 1;; spin++) {
-        if ((dfm_ld_acquire_sys(flag) & mask) == want) return 1;
+        if ((fused_flag_ld<GPU>(flag) & mask) == want) return 1;
         if ((spin & 63u) == 0) {
             if (dfm_ld_volatile_u32(&w->st->failed)) return 0;
             if (dfm_globaltimer() - t0 > w->timeout_ns) {
@@ -271,8 +287,8 @@ static __device__ int fused_gate(const dfm_cuda_world_t *w, const fused_args_t *
                                  bool tok16 = false) {
     if (phase == 2 || tok16) { /* tok16: GEMM1 reads the widened rows, w_ready[g] */
         const void *f = phase == 2 ? fa->q_ready + g : fa->w_ready + g;
-        if (!blocking) return dfm_ld_acquire_sys(f) == seq;
-        fused_wait(w, f, seq, ~0ull, w->rank, DFM_CUDA_WAIT_DISPATCH, seq);
+        if (!blocking) return fused_flag_ld<FUSED_LOCAL_GPU>(f) == seq;
+        fused_wait<FUSED_LOCAL_GPU>(w, f, seq, ~0ull, w->rank, DFM_CUDA_WAIT_DISPATCH, seq);
         return 1;
     }
     const char *local = w->peer[w->rank];
@@ -391,7 +407,7 @@ static __device__ __forceinline__ void fused_help_rows(const dfm_cuda_world_t *w
         wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
         if (tid == 0 && fused_count_add(done, seq, hi - lo) == rows) {
             __threadfence();
-            dfm_st_release_sys(ready_flag, seq);
+            fused_flag_st<FUSED_LOCAL_GPU>(ready_flag, seq);
         }
         if (tid == 32) *s_claim = fused_claim(claim, seq, rows, k);
         wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
@@ -423,12 +439,13 @@ static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused
             w, s_cnt, ge, k, seq, fa->q_ready + ge, fa->rq_claim + ge, fa->rq_done + ge, s_claim,
             [&]() -> int {
                 if (ge == g) {
-                    if (dfm_ld_acquire_sys(fa->q_ready + g) == seq) return 0;
-                    fused_wait(w, fa->g1_ready + g, seq, ~0ull, w->rank, DFM_CUDA_WAIT_DISPATCH, seq);
+                    if (fused_flag_ld<FUSED_LOCAL_GPU>(fa->q_ready + g) == seq) return 0;
+                    fused_wait<FUSED_LOCAL_GPU>(w, fa->g1_ready + g, seq, ~0ull, w->rank, DFM_CUDA_WAIT_DISPATCH, seq);
                     return 1;
                 }
-                return dfm_ld_acquire_sys(fa->q_ready + g) != seq && dfm_ld_acquire_sys(fa->q_ready + ge) != seq &&
-                       dfm_ld_acquire_sys(fa->g1_ready + ge) == seq;
+                return fused_flag_ld<FUSED_LOCAL_GPU>(fa->q_ready + g) != seq &&
+                       fused_flag_ld<FUSED_LOCAL_GPU>(fa->q_ready + ge) != seq &&
+                       fused_flag_ld<FUSED_LOCAL_GPU>(fa->g1_ready + ge) == seq;
             },
             [&](int src, int j, int f) {
                 float *red = s_red + (f & 1) * (FUSED_CONSUMERS / 32);
@@ -466,7 +483,7 @@ static __device__ void fused_help_widen(const dfm_cuda_world_t *w, const fused_a
     fused_help_rows<false>(
         w, s_cnt, g, FUSED_WD_ROWS, seq, fa->w_ready + g, fa->w_claim + g, fa->w_done + g, s_claim,
         [&]() -> int { /* not widened yet: wait for the payload of g's sources */
-            return dfm_ld_acquire_sys(fa->w_ready + g) != seq && fused_gate(w, fa, s_cnt, 1, g, half, seq, 1);
+            return fused_flag_ld<FUSED_LOCAL_GPU>(fa->w_ready + g) != seq && fused_gate(w, fa, s_cnt, 1, g, half, seq, 1);
         },
         [&](int src, int j, int) {
             const size_t phys = dfm_recv_row(&w->L, g, src, j);
@@ -972,7 +989,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                     s_eager = 0;
                     if (dfm_atom_add_acq_rel_gpu(&fa.g1_done[g], 1u) == items - 1) {
                         fa.g1_done[g] = 0; /* every item of g is counted: reset for the next call */
-                        dfm_st_release_sys(fa.g1_ready + g, seq);
+                        fused_flag_st<FUSED_LOCAL_GPU>(fa.g1_ready + g, seq);
                         /* 1: only an expert of a few rows (a few us of this
                          * CTA's time; more delays its next GEMM1 item); 3:
                          * also while a grid of GEMM1 items is unclaimed */
