@@ -434,6 +434,33 @@ static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused
     const int last = min(w->num_local_experts - 1, g + (eager ? 0 : fa->rq_ahead));
     for (int ge = g; ge <= last; ge++) {
         const int rows = fused_rows_of(s_cnt, w->num_ranks, ge);
+        auto row = [&](int src, int j, int f) {
+            float *red = s_red + (f & 1) * (FUSED_CONSUMERS / 32);
+            dfm_requant_row_by<FUSED_RQ_V4, FUSED_CONSUMERS>(w, dfm_recv_row(&w->L, ge, src, j), q, ct, [&](float m) {
+                m = dfm_warp_max(m);
+                if ((ct & 31) == 0) red[ct >> 5] = m;
+                wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
+#pragma unroll
+                for (int x = 0; x < FUSED_CONSUMERS / 32; x++) m = fmaxf(m, red[x]);
+                return m;
+            });
+        };
+        if (fa->eager_rq != 0 && rows <= FUSED_EAGER_ROWS) {
+            /* a few rows: the CTA that completed ge's GEMM1 (eager, it always
+             * is for these) does them all, without claims or counts (each a
+             * round trip to L2 behind the weight stream); the others only
+             * wait at the gate */
+            if (!eager) continue;
+            for (int f = 0, src = 0, j = 0; f < rows; f++, j++) {
+                while (j >= s_cnt[ge * w->num_ranks + src]) j -= s_cnt[ge * w->num_ranks + src++];
+                row(src, j, f);
+            }
+            fused_fence_proxy_global(); /* for the TMA reads of what the rows wrote */
+            __threadfence();
+            wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
+            if (ct == 0) fused_flag_st<FUSED_LOCAL_GPU>(fa->q_ready + ge, seq);
+            continue;
+        }
         const int k = eager ? FUSED_RQ_EAGER_CLAIM : min(16, max(1, rows / FUSED_RQ_CLAIMS));
         fused_help_rows<true>(
             w, s_cnt, ge, k, seq, fa->q_ready + ge, fa->rq_claim + ge, fa->rq_done + ge, s_claim,
@@ -447,17 +474,7 @@ static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused
                        fused_flag_ld<FUSED_LOCAL_GPU>(fa->q_ready + ge) != seq &&
                        fused_flag_ld<FUSED_LOCAL_GPU>(fa->g1_ready + ge) == seq;
             },
-            [&](int src, int j, int f) {
-                float *red = s_red + (f & 1) * (FUSED_CONSUMERS / 32);
-                dfm_requant_row_by<FUSED_RQ_V4, FUSED_CONSUMERS>(w, dfm_recv_row(&w->L, ge, src, j), q, ct, [&](float m) {
-                    m = dfm_warp_max(m);
-                    if ((ct & 31) == 0) red[ct >> 5] = m;
-                    wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
-#pragma unroll
-                    for (int x = 0; x < FUSED_CONSUMERS / 32; x++) m = fmaxf(m, red[x]);
-                    return m;
-                });
-            });
+            row);
     }
 }
 
