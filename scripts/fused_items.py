@@ -16,6 +16,8 @@ def q(v):
 for path in sorted(glob.glob(sys.argv[1])):
     name = os.path.basename(path)
     cfg = name.split(".")[1]
+    if cfg not in tiles:
+        sys.exit("%s: GEMM1 / GEMM2 tiles per expert (2I/128, H/128) of config %r unknown: add it to `tiles`" % (name, cfg))
     t1, t2 = tiles[cfg]
     rows = load(path)
     total = max(r["u"] for r in rows) + 1

@@ -417,7 +417,9 @@ static __device__ __forceinline__ void fused_help_rows(const dfm_cuda_world_t *w
 /*
  * Before a GEMM2 item of expert g: help requantize g's rows (act -> act_q,
  * act_s) unless q_ready[g] is up, once every GEMM1 item of g is done
- * (g1_ready). Every CTA with a GEMM2 item of g helps, so the work is spread
+ * (g1_ready). An expert of <= FUSED_EAGER_ROWS rows (with eager_rq) is the
+ * CTA's alone that completed its GEMM1: the others skip it and wait at the
+ * gate. Otherwise every CTA with a GEMM2 item of g helps, so the work is spread
  * over the CTAs that would otherwise wait for it (version 1 gave all of g's
  * rows to the one CTA that finished g's last GEMM1 item: its time grew with T
  * and held every GEMM2 item of g). Then, while g's gate is still closed
@@ -592,9 +594,10 @@ static __device__ __forceinline__ int fused_a_box(const wg_gemm_args_t &p, int g
  *      warps 0-7 (consumers): wait for the gate, wg_consume (wgmma + the
  *      epilogues of gemm_wgmma.cuh); after a GEMM1 item count it in
  *      g1_done[g]; the CTA completing g raises g1_ready[g] = seq and (eager_rq)
- *      starts requantizing g's rows; before a GEMM2 item of g, a CTA helps
- *      (fused_help_requant: chunks claimed from rq_claim[g]); the one
- *      completing the last row sets q_ready[g] = seq.
+ *      starts requantizing g's rows (an expert of <= FUSED_EAGER_ROWS rows:
+ *      all of them, then q_ready[g] = seq); before a GEMM2 item of another
+ *      g, a CTA helps (fused_help_requant: chunks claimed from rq_claim[g]);
+ *      the one completing the last row sets q_ready[g] = seq.
  *   4. all: arrive on g2_arrived; the last CTA raises combine flags; wait for
  *      every rank's combine flag; reduce (thread unit (t, 8 columns), flat over
  *      the grid).
@@ -612,7 +615,8 @@ static __device__ __forceinline__ int fused_a_box(const wg_gemm_args_t &p, int g
  * GEMM1 item, nor while one is unowned; hence every g1_done[g]
  * completes and g1_ready[g] rises; the requantization of g waits for nothing
  * else, and every chunk of it is claimed by a running CTA (at least the one
- * whose GEMM2 item waits), so every q_ready[g] is raised, every GEMM2 item completes, every
+ * whose GEMM2 item waits; a few-row expert's rows are all done by the running
+ * CTA that completed its GEMM1, which waits for nothing first), so every q_ready[g] is raised, every GEMM2 item completes, every
  * CTA arrives, and the combine flags rise on every rank. Inside a CTA the
  * producer finishes issuing all of an item's stages (W and A) before it
  * starts the next item, and waits on a gate only when every stage it could
