@@ -458,7 +458,8 @@ static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused
                 row(src, j, f);
             }
             fused_fence_proxy_global(); /* for the TMA reads of what the rows wrote */
-            __threadfence();
+            /* as dfm_cta_arrive: the barrier orders every consumer's stores
+             * before thread 0's release (cumulative), no per-thread fence */
             wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
             if (ct == 0) fused_flag_st<FUSED_LOCAL_GPU>(fa->q_ready + ge, seq);
             continue;
@@ -1010,11 +1011,14 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                     s_eager = 0;
                     if (dfm_atom_add_acq_rel_gpu(&fa.g1_done[g], 1u) == items - 1) {
                         fa.g1_done[g] = 0; /* every item of g is counted: reset for the next call */
-                        fused_flag_st<FUSED_LOCAL_GPU>(fa.g1_ready + g, seq);
                         /* 1: only an expert of a few rows (a few us of this
                          * CTA's time; more delays its next GEMM1 item); 3:
                          * also while a grid of GEMM1 items is unclaimed */
                         const int rows = fused_rows_of(s_cnt, R, g);
+                        /* an owned expert (this CTA requantizes it all) has
+                         * no helpers: nobody waits for its g1_ready */
+                        if (fa.eager_rq == 0 || rows > FUSED_EAGER_ROWS)
+                            fused_flag_st<FUSED_LOCAL_GPU>(fa.g1_ready + g, seq);
                         const int unclaimed1 = total1 - (int)gridDim.x -
                                                (int)*(volatile unsigned int *)&fa.fs->item_next[half];
                         s_eager = fa.eager_rq == 2 || (fa.eager_rq != 0 && rows <= FUSED_EAGER_ROWS) ||
