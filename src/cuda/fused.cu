@@ -59,6 +59,15 @@ static_assert(2 * FUSED_REGS_CONSUMER + FUSED_REGS_PRODUCER <= 3 * FUSED_REGS,
 /* Tag of the "counts are in" value of a dispatch flag: seq | TAG, then seq
  * once the payload is in too (a waiter for the counts accepts both). */
 #define FUSED_COUNTS_TAG (1ull << 63)
+/* The count words a fused call writes to its peers: (tag << 16) | count, the
+ * tag of call seq never 0 (a pipeline call's plain count never passes for
+ * one) and unlike the tag of the call before on the same half (seq - 2). A
+ * reader polls its words until each carries the call's tag: no flag and no
+ * system-scope fence after the stores (the counts flag's release waited for
+ * the NVLink stores: ~2 us before the first items). Counts are <= 1024. */
+static __host__ __device__ __forceinline__ int fused_counts_tag(unsigned long long seq) {
+    return (int)((0x4000u | ((unsigned int)seq & 0x3fffu)) << 16);
+}
 /* Weight stages of the current GEMM1 item prefetched into L2 (beyond the
  * shared-memory ring) while its token rows have not arrived. 0: off. The
  * environment variable DFM_CUDA_FUSED_L2_PF (0..64, read at context creation)
@@ -268,6 +277,26 @@ static __device__ int fused_wait(const dfm_cuda_world_t *w, const void *flag, un
             if (dfm_globaltimer() - t0 > w->timeout_ns) {
                 dfm_record_timeout(w, src, what, seq);
                 return 0;
+            }
+        }
+    }
+}
+
+/* The count word *p once it carries tag (fused_counts_tag), bounded as
+ * fused_wait (after a timeout: whatever it holds, the host reports). */
+static __device__ unsigned int fused_wait_tagged(const dfm_cuda_world_t *w, const unsigned int *p, unsigned int tag,
+                                                              int src, unsigned long long seq) {
+    unsigned int v = dfm_ld_volatile_u32(p);
+    if ((v & 0xffff0000u) == tag) return v;
+    const unsigned long long t0 = dfm_globaltimer();
+    for (unsigned int spin = 1;; spin++) {
+        v = dfm_ld_volatile_u32(p);
+        if ((v & 0xffff0000u) == tag) return v;
+        if ((spin & 63u) == 0) {
+            if (dfm_ld_volatile_u32(&w->st->failed)) return v;
+            if (dfm_globaltimer() - t0 > w->timeout_ns) {
+                dfm_record_timeout(w, src, DFM_CUDA_WAIT_DISPATCH, seq);
+                return v;
             }
         }
     }
@@ -701,7 +730,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             int n = 0;
             for (int x = 0; x < W; x++) n += __popc(b[x]);
             const int dst = i / G, g = i % G;
-            ((int32_t *)(w.peer[dst] + dfm_off_recv_counts(&w.L, half, w.rank)))[g] = n;
+            ((int32_t *)(w.peer[dst] + dfm_off_recv_counts(&w.L, half, w.rank)))[g] = n | fused_counts_tag(seq);
         }
         if (tid < R) {
             int32_t *info = (int32_t *)(w.peer[tid] + dfm_off_src_info(&w.L, half, w.rank));
@@ -710,7 +739,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             info[DFM_INFO_TOKENS] = T;
             info[DFM_INFO_DROPPED] = s_dropped;
         }
-        __syncthreads(); /* every thread's counts before the flags (release: cumulative) */
+        __syncthreads(); /* src_info (and the counts) before the flags (release: cumulative) */
         if (tid < R)
             dfm_st_release_sys(w.peer[tid] + dfm_off_dispatch_flag(&w.L, half, w.rank), seq | FUSED_COUNTS_TAG);
     }
@@ -732,15 +761,20 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     if (tid == 0) FUSED_STAMP(fa, FT_SENT);
 
     /* ---- 2. counts of every source, the schedule ---- */
-    if (tid < R)
-        fused_wait(&w, local + dfm_off_dispatch_flag(&w.L, half, tid), seq, ~FUSED_COUNTS_TAG, tid,
-                   DFM_CUDA_WAIT_DISPATCH, seq);
+    if (tid < R) { /* thread src waits for all of source src's count words */
+        const unsigned int *p = (const unsigned int *)(local + dfm_off_recv_counts(&w.L, half, tid));
+        for (int g = 0; g < G; g++) fused_wait_tagged(&w, p + g, (unsigned int)fused_counts_tag(seq), tid, seq);
+        /* CTA 0 reads src_info (faults) after the barrier: the counts flag too */
+        if (blockIdx.x == 0)
+            fused_wait(&w, local + dfm_off_dispatch_flag(&w.L, half, tid), seq, ~FUSED_COUNTS_TAG, tid,
+                       DFM_CUDA_WAIT_DISPATCH, seq);
+    }
     __syncthreads();
     if (tid == 0) FUSED_STAMP(fa, FT_COUNTS);
     for (int i = tid; i < G * R; i += FUSED_THREADS) {
         const int g = i / R, src = i % R;
-        int c = ((const int32_t *)(local + dfm_off_recv_counts(&w.L, half, src)))[g];
-        c = c < 0 ? 0 : (c > M ? M : c);
+        const unsigned int *p = (const unsigned int *)(local + dfm_off_recv_counts(&w.L, half, src)) + g;
+        const int c = min((int)(dfm_ld_volatile_u32(p) & 0xffffu), M);
         s_cnt[i] = c;
         if (blockIdx.x == 0 && op.ep_recv_count) op.ep_recv_count[i] = c;
     }
