@@ -761,13 +761,14 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     if (tid == 0) FUSED_STAMP(fa, FT_SENT);
 
     /* ---- 2. counts of every source, the schedule ---- */
-    if (tid < R) { /* thread src waits for all of source src's count words */
-        const unsigned int *p = (const unsigned int *)(local + dfm_off_recv_counts(&w.L, half, tid));
-        for (int g = 0; g < G; g++) fused_wait_tagged(&w, p + g, (unsigned int)fused_counts_tag(seq), tid, seq);
-        /* CTA 0 reads src_info (faults) after the barrier: the counts flag too */
-        if (blockIdx.x == 0)
-            fused_wait(&w, local + dfm_off_dispatch_flag(&w.L, half, tid), seq, ~FUSED_COUNTS_TAG, tid,
-                       DFM_CUDA_WAIT_DISPATCH, seq);
+    /* CTA 0 reads src_info (faults) after the barrier: the counts flags too */
+    if (blockIdx.x == 0 && tid < R)
+        fused_wait(&w, local + dfm_off_dispatch_flag(&w.L, half, tid), seq, ~FUSED_COUNTS_TAG, tid,
+                   DFM_CUDA_WAIT_DISPATCH, seq);
+    for (int i = tid; i < G * R; i += FUSED_THREADS) { /* a thread a count word: the polls at once */
+        const int g = i / R, src = i % R;
+        fused_wait_tagged(&w, (const unsigned int *)(local + dfm_off_recv_counts(&w.L, half, src)) + g,
+                          (unsigned int)fused_counts_tag(seq), src, seq);
     }
     __syncthreads();
     if (tid == 0) FUSED_STAMP(fa, FT_COUNTS);
