@@ -159,7 +159,8 @@ DFM_HD static inline int dfm_seq_half(uint64_t seq) { return (int)(seq & 1u); }
  *   combine_flag  [2][R]        u64  src -> seq once src's results for me are in
  *   src_info      [2][R][4]     i32  from src: quant, num_topk, num_tokens,
  *                                    number of dropped (out of range) slots
- *   recv_counts   [2][R][G]     i32  rows src sent to my local expert g
+ *   recv_counts   [2][R][G]     i32  rows src sent to my local expert g (the
+ *                                    fused kernel's: tag << 16 | rows)
  *   recv_meta     [2][G][R][M]  i32  row j of (g, src): token * Kmax + slot
  *   recv_scale    [2][G][R][M]  f32  per-row scale of the codes
  *   recv_rows     [2][G][R][M]  row_bytes each: codes (H * code bytes)

@@ -592,9 +592,10 @@ static __device__ __forceinline__ int fused_a_box(const wg_gemm_args_t &p, int g
  *        w2_scale [G][H] f32; st->seq; this rank's region (half = seq & 1):
  *        dispatch_flag, recv_counts, src_info, recv_meta, recv_scale,
  *        recv_rows, combine_flag, combine_rows (written by peers).
- * Writes on every rank dst (LSA pointers): recv_counts[half][me][*],
- *          src_info[half][me], dispatch_flag[half][me] = seq | TAG (CTA 0,
- *          right after routing: counts first), then = seq (the last CTA to
+ * Writes on every rank dst (LSA pointers): recv_counts[half][me][*] (each
+ *          word tagged with the call, fused_counts_tag), src_info[half][me],
+ *          dispatch_flag[half][me] = seq | TAG (CTA 0, right after routing:
+ *          counts first), then = seq (the last CTA to
  *          finish sending: payload in); recv_rows/scale/meta of the rows this
  *          rank sends; combine_rows[half][t][k] of the rows it computes (GEMM2
  *          epilogue); combine_flag[half][me] = seq (the last CTA done with
@@ -612,7 +613,8 @@ static __device__ __forceinline__ int fused_a_box(const wg_gemm_args_t &p, int g
  *      (token, part) quantize and store to every destination (CTA 0 takes
  *      the grid's last unit, SEND_SKIP0); the CTAs with units arrive on
  *      st->send_done (ARRIVE_WORK), the last raises the payload flags.
- *   2. wait for every rank's counts (thread src < R), build the schedule:
+ *   2. wait for every rank's counts (a thread a tagged count word; CTA 0
+ *      also the counts flags, for src_info), build the schedule:
  *      items u over [GEMM1 items | GEMM2 items], each (expert g, 128-channel
  *      tile, pass of <= 128 token rows); a CTA's first item is blockIdx.x,
  *      each later one the next unclaimed u (one atomicAdd by the producer,
