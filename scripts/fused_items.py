@@ -1,7 +1,8 @@
 # scripts/fused_items.py - the fused kernel's per-item trace (dfm_bench with DFM_CUDA_FUSED=1
 # DFM_CUDA_FUSED_TRACE=1 DFM_CUDA_FUSED_TRACE_ITEMS=PREFIX writes PREFIX.<config>.T<T>.rank<r>.csv):
-# per rank, GEMM1 / GEMM2 item durations and gate waits, each expert's GEMM1 end and GEMM2
-# span, and the CTAs busy over time. Usage: python3 scripts/fused_items.py "PREFIX.qwen3-235b.T1.rank*.csv"
+# per rank, GEMM1 / GEMM2 item durations and gate waits (first items apart from later ones),
+# the time between a CTA's items, each expert's GEMM1 end and GEMM2 span, and the CTAs busy
+# over time. Usage: python3 scripts/fused_items.py "PREFIX.qwen3-235b.T1.rank*.csv"
 import csv, sys, statistics as st, glob, os
 tiles = {"qwen3-235b": (24, 32), "dsv3-e32": (32, 56), "dsv3-e32-int8": (32, 56)}
 def load(path):
@@ -28,6 +29,13 @@ for path in sorted(glob.glob(sys.argv[1])):
     print("%s: %d items (%d experts: %d GEMM1, %d GEMM2), CTAs %d" % (name, total, A, n1, total - n1, len({r['cta'] for r in rows})))
     print("  GEMM1 run (open->done) %s; wait (taken->open) %s; taken %s" % (q([r["done"] - r["open"] for r in g1]), q([r["open"] - r["taken"] for r in g1]), q([r["taken"] for r in g1])))
     print("  GEMM2 run (open->done) %s; wait (taken->open) %s; taken %s" % (q([r["done"] - r["open"] for r in g2]), q([r["open"] - r["taken"] for r in g2]), q([r["taken"] for r in g2])))
+    # a CTA's first item against its later GEMM1 items (the second round streams with fewer
+    # CTAs), and the time from one item's end to the CTA's next (count, claim, gate)
+    print("  GEMM1 run: first items %s; later items %s" % (q([r["done"] - r["open"] for r in g1 if r["n"] == 0]), q([r["done"] - r["open"] for r in g1 if r["n"] > 0])))
+    by = {}
+    for r in rows: by.setdefault(r["cta"], []).append(r)
+    gaps = [b["taken"] - a["done"] for l in by.values() for a, b in zip(sorted(l, key=lambda r: r["n"]), sorted(l, key=lambda r: r["n"])[1:])]
+    print("  a CTA's item end -> its next item taken %s" % q(gaps))
     ex = {}
     for r in rows:
         e = ex.setdefault(r["g"], {"g1": [], "g2": []})
