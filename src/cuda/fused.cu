@@ -169,10 +169,12 @@ static_assert(FT_WAIT1 == DFM_CUDA_TRACE_STAMPS && FUSED_TRACE_N == DFM_CUDA_TRA
         if ((fa).trace) (fa).trace[(size_t)blockIdx.x * FUSED_TRACE_STRIDE + (i)] = dfm_globaltimer(); \
     } while (0)
 
-/* Experts of at most this many rows are requantized at once by the CTA that
- * completes their GEMM1 items (FUSED_EAGER_RQ 1: decode at T ~ 1). */
+/* Experts of at most this many rows are requantized at once, and alone, by
+ * the CTA that completes their GEMM1 items (FUSED_EAGER_RQ 1: decode at T ~ 1).
+ * Nineteenth session, 4 x H100, against 8: qwen3-30b-bf16 T = 32 145.6 ->
+ * 143.6 us, the rest within the noise; 4 loses 5-6 us there. */
 #ifndef FUSED_EAGER_ROWS
-#define FUSED_EAGER_ROWS 8
+#define FUSED_EAGER_ROWS 16
 #endif
 /* Requantization claims: a row takes the CTA's 256 consumer threads, one
  * memory round trip, so an expert's rows spread over as many waiting CTAs as
