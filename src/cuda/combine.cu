@@ -111,7 +111,7 @@ static __global__ void __launch_bounds__(COMBINE_THREADS)
                       DFM_CUDA_WAIT_COMBINE);
     __syncthreads();
 
-    dfm_combine_reduce(&w, &op, half, (long long)blockIdx.x * COMBINE_THREADS + tid,
+    dfm_combine_reduce(dfm_reduce_args(&w, &op, half), (long long)blockIdx.x * COMBINE_THREADS + tid,
                        (long long)gridDim.x * COMBINE_THREADS);
 }
 

@@ -176,15 +176,41 @@ static __device__ __forceinline__ float dfm_bf16_hi(uint32_t u) { return __uint_
  * DFM_REDUCE_SLOTS slots are loaded before any is summed (one memory round
  * trip for K <= 8 instead of one per slot); the sums keep the slot order.
  */
-static __device__ __forceinline__ void dfm_combine_reduce(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op,
-                                                          int half, long long first, long long stride) {
-    const int K = op->num_topk, H = w->hidden, E = w->num_experts, groups = H / 8;
-    const char *local = w->peer[w->rank];
-    const long long total = (long long)op->num_tokens * groups;
+/* What the reduction reads, as values: a caller out of line (the fused
+ * kernel's) gets them in registers instead of loading its kernel's
+ * parameters through pointers, one dependent load after another
+ * (w->rank, then w->peer[rank], then the rows). */
+typedef struct {
+    const char *rows;    /* combine row (t, k) of the call's half: rows + (t * kmax + k) * hidden * 2 */
+    const int64_t *idx;  /* topk_idx [T][K] */
+    const float *wts;    /* topk_weights [T][K] */
+    uint16_t *out;       /* [T][hidden] bf16 */
+    int num_tokens, num_topk, kmax, hidden, num_experts;
+} dfm_reduce_args_t;
+
+static __device__ __forceinline__ dfm_reduce_args_t dfm_reduce_args(const dfm_cuda_world_t *w,
+                                                                    const dfm_cuda_op_t *op, int half) {
+    dfm_reduce_args_t a;
+    a.rows = w->peer[w->rank] + dfm_off_combine_row(&w->L, half, 0, 0);
+    a.idx = op->topk_idx;
+    a.wts = op->topk_weights;
+    a.out = op->out;
+    a.num_tokens = op->num_tokens;
+    a.num_topk = op->num_topk;
+    a.kmax = w->L.max_topk;
+    a.hidden = w->hidden;
+    a.num_experts = w->num_experts;
+    return a;
+}
+
+static __device__ __forceinline__ void dfm_combine_reduce(const dfm_reduce_args_t a, long long first,
+                                                          long long stride) {
+    const int K = a.num_topk, H = a.hidden, E = a.num_experts, groups = H / 8;
+    const long long total = (long long)a.num_tokens * groups;
     for (long long i = first; i < total; i += stride) {
         const int t = (int)(i / groups), c = (int)(i % groups) * 8;
-        const int64_t *ir = op->topk_idx + (size_t)t * K;
-        const float *wr = op->topk_weights + (size_t)t * K;
+        const int64_t *ir = a.idx + (size_t)t * K;
+        const float *wr = a.wts + (size_t)t * K;
         float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
         for (int k0 = 0; k0 < K; k0 += DFM_REDUCE_SLOTS) {
             uint4 v[DFM_REDUCE_SLOTS];
@@ -199,7 +225,7 @@ static __device__ __forceinline__ void dfm_combine_reduce(const dfm_cuda_world_t
                 if (ok[u])
                     while (ir[f] != e) f++;
                 wk[u] = ok[u] ? wr[k] : 0.0f;
-                v[u] = ok[u] ? *(const uint4 *)(local + dfm_off_combine_row(&w->L, half, t, f) + (size_t)c * 2)
+                v[u] = ok[u] ? *(const uint4 *)(a.rows + ((size_t)t * a.kmax + f) * (size_t)H * 2 + (size_t)c * 2)
                              : make_uint4(0u, 0u, 0u, 0u);
             }
 #pragma unroll
@@ -217,7 +243,7 @@ static __device__ __forceinline__ void dfm_combine_reduce(const dfm_cuda_world_t
 #pragma unroll
         for (int x = 0; x < 4; x++)
             o[x] = dfm_dev_f32_to_bf16(acc[2 * x]) | (dfm_dev_f32_to_bf16(acc[2 * x + 1]) << 16);
-        *(uint4 *)(op->out + (size_t)t * H + c) = make_uint4(o[0], o[1], o[2], o[3]);
+        *(uint4 *)(a.out + (size_t)t * H + c) = make_uint4(o[0], o[1], o[2], o[3]);
     }
 }
 

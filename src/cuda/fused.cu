@@ -555,10 +555,11 @@ static __device__ void fused_help_widen(const dfm_cuda_world_t *w, const fused_a
 }
 
 /* The combine reduction, out of line: inlined, its loads in flight change
- * the register allocation of the GEMM loops (ptxas C7511 in version 5). */
-static __device__ __noinline__ void fused_reduce(const dfm_cuda_world_t *w, const dfm_cuda_op_t *op, int half,
-                                                 long long first, long long stride) {
-    dfm_combine_reduce(w, op, half, first, stride);
+ * the register allocation of the GEMM loops (ptxas C7511 in version 5). Its
+ * arguments come as values (dfm_reduce_args, read from the kernel's
+ * parameters by the caller before the combine wait). */
+static __device__ __noinline__ void fused_reduce(const dfm_reduce_args_t a, long long first, long long stride) {
+    dfm_combine_reduce(a, first, stride);
 }
 
 /* ---- the producer's A boxes (the box decomposition of gemm_wgmma.cuh v3) ----- */
@@ -1087,6 +1088,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     }
 
     /* ---- 4. combine (the 256 consumer threads) ---- */
+    const dfm_reduce_args_t red = dfm_reduce_args(&w, &op, half);
     /* Arrive as dfm_cta_arrive, over the consumers' barrier: one thread
      * fences for every consumer's GEMM2 stores to home ranks. */
     wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
@@ -1105,7 +1107,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
         dfm_wait_flag(&w, local + dfm_off_combine_flag(&w.L, half, ct), seq, ct, DFM_CUDA_WAIT_COMBINE);
     wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
     if (ct == 0) FUSED_STAMP(fa, FT_COMBINE_IN);
-    fused_reduce(&w, &op, half, (long long)blockIdx.x * FUSED_CONSUMERS + ct, (long long)gridDim.x * FUSED_CONSUMERS);
+    fused_reduce(red, (long long)blockIdx.x * FUSED_CONSUMERS + ct, (long long)gridDim.x * FUSED_CONSUMERS);
     if (fa.trace) {
         wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
         if (ct == 0) FUSED_STAMP(fa, FT_END);
