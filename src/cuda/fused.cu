@@ -766,42 +766,11 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     if (tid == 0) FUSED_STAMP(fa, FT_SENT);
 
     /* ---- 2. counts of every source, the schedule ---- */
-    /* CTA 0 reads src_info (faults) after the barrier: the counts flags too */
-    if (blockIdx.x == 0 && tid < R)
-        fused_wait(&w, local + dfm_off_dispatch_flag(&w.L, half, tid), seq, ~FUSED_COUNTS_TAG, tid,
-                   DFM_CUDA_WAIT_DISPATCH, seq);
-    for (int i = tid; i < G * R; i += FUSED_THREADS) { /* a thread a count word: the polls at once */
-        const int g = i / R, src = i % R;
-        fused_wait_tagged(&w, (const unsigned int *)(local + dfm_off_recv_counts(&w.L, half, src)) + g,
-                          (unsigned int)fused_counts_tag(seq), src, seq);
-    }
-    __syncthreads();
-    if (tid == 0) FUSED_STAMP(fa, FT_COUNTS);
-    for (int i = tid; i < G * R; i += FUSED_THREADS) {
-        const int g = i / R, src = i % R;
-        const unsigned int *p = (const unsigned int *)(local + dfm_off_recv_counts(&w.L, half, src)) + g;
-        const int c = min((int)(dfm_ld_volatile_u32(p) & 0xffffu), M);
-        s_cnt[i] = c;
-        if (blockIdx.x == 0 && op.ep_recv_count) op.ep_recv_count[i] = c;
-    }
-    if (blockIdx.x == 0 && tid == 0) dfm_dispatch_note_faults(w, op, half);
-    if (tid == 0) s_maxcols = 0;
-    __syncthreads();
-    const int n_tiles1 = 2 * I / WG_BN, n_tiles2 = H / WG_BN;
-    {
-        int my_maxcols = 0;
-        for (int g = tid; g < G; g += FUSED_THREADS) {
-            const int cols = wg_expert_cols<FUSED_PACK>(s_cnt, R, g);
-            s_pre1[g + 1] = (cols + PW - 1) / PW * n_tiles1;
-            s_pre2[g + 1] = (cols + PW - 1) / PW * n_tiles2;
-            my_maxcols = max(my_maxcols, cols);
-        }
-        if (my_maxcols > 0) atomicMax(&s_maxcols, my_maxcols);
-    }
-    if (tid == 0) {
+    if (tid == 0) { /* before its poll: nothing here needs the counts */
         s_pre1[0] = 0;
         s_pre2[0] = 0;
         s_nitems = 0;
+        s_maxcols = 0;
         for (int s = 0; s < WG_MAX_STAGES; s++) {
             wg_mbar_init(&s_full[s], 1);
             wg_mbar_init(&s_empty[s], 8);
@@ -829,6 +798,32 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
         s_p[1].b_scale = MODE == DFM_QUANT_BF16 ? NULL : op.w2_scale;
         s_p[1].half_rows = 0;
         s_p[1].act = NULL;
+    }
+    /* CTA 0 reads src_info (faults) after the barrier: the counts flags too */
+    if (blockIdx.x == 0 && tid < R)
+        fused_wait(&w, local + dfm_off_dispatch_flag(&w.L, half, tid), seq, ~FUSED_COUNTS_TAG, tid,
+                   DFM_CUDA_WAIT_DISPATCH, seq);
+    for (int i = tid; i < G * R; i += FUSED_THREADS) { /* a thread a count word: the polls at once */
+        const int g = i / R, src = i % R;
+        const unsigned int *p = (const unsigned int *)(local + dfm_off_recv_counts(&w.L, half, src)) + g;
+        const unsigned int v = fused_wait_tagged(&w, p, (unsigned int)fused_counts_tag(seq), src, seq);
+        const int c = min((int)(v & 0xffffu), M);
+        s_cnt[i] = c;
+        if (blockIdx.x == 0 && op.ep_recv_count) op.ep_recv_count[i] = c;
+    }
+    __syncthreads();
+    if (tid == 0) FUSED_STAMP(fa, FT_COUNTS);
+    if (blockIdx.x == 0 && tid == 0) dfm_dispatch_note_faults(w, op, half);
+    const int n_tiles1 = 2 * I / WG_BN, n_tiles2 = H / WG_BN;
+    {
+        int my_maxcols = 0;
+        for (int g = tid; g < G; g += FUSED_THREADS) {
+            const int cols = wg_expert_cols<FUSED_PACK>(s_cnt, R, g);
+            s_pre1[g + 1] = (cols + PW - 1) / PW * n_tiles1;
+            s_pre2[g + 1] = (cols + PW - 1) / PW * n_tiles2;
+            my_maxcols = max(my_maxcols, cols);
+        }
+        if (my_maxcols > 0) atomicMax(&s_maxcols, my_maxcols);
     }
     /* The ring overwrites the bitmap through the async proxy. */
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
