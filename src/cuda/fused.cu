@@ -75,6 +75,17 @@ static __host__ __device__ __forceinline__ int fused_counts_tag(unsigned long lo
 #ifndef FUSED_L2_PF_STAGES
 #define FUSED_L2_PF_STAGES 0 /* 8, 16, 32 measured 1-5% slower (docs/PERF_NOTES.md) */
 #endif
+/* Weight stages of a CTA's first GEMM1 item prefetched into L2 right after
+ * the route, before the counts are known (the CTAs then send for ~10 us at
+ * T >= 32, and HBM would idle): the item is guessed as if every local
+ * expert had one pass of rows (blockIdx.x = g * n_tiles1 + tile), which holds
+ * when the call's expected rows per expert, R * T * K / E, are in
+ * [2, PW / 2]; elsewhere nothing is prefetched. 0: off. The environment
+ * variable DFM_CUDA_FUSED_SPEC_PF (0..64, read at context creation)
+ * overrides it. */
+#ifndef FUSED_SPEC_PF_STAGES
+#define FUSED_SPEC_PF_STAGES 0
+#endif
 /* Whether the CTA that completes an expert's GEMM1 items requantizes the
  * expert's rows right away (claims shared with the CTAs that reach its GEMM2
  * items) instead of leaving it all to them: 0 never, 1 when the expert has at
@@ -139,6 +150,7 @@ typedef struct {
     unsigned long long *w_ready, *w_claim, *w_done;
     int parts; /* dispatch work units per token */
     int l2_pf; /* FUSED_L2_PF_STAGES or DFM_CUDA_FUSED_L2_PF */
+    int spec_pf; /* FUSED_SPEC_PF_STAGES or DFM_CUDA_FUSED_SPEC_PF */
     int eager_rq; /* FUSED_EAGER_RQ or DFM_CUDA_FUSED_EAGER_RQ: 0, 1, 2, 3 */
     int rq_ahead; /* FUSED_RQ_AHEAD or DFM_CUDA_FUSED_RQ_AHEAD */
     int dynamic;  /* FUSED_DYNAMIC or DFM_CUDA_FUSED_DYNAMIC */
@@ -554,6 +566,12 @@ static __device__ void fused_help_widen(const dfm_cuda_world_t *w, const fused_a
         });
 }
 
+/* FUSED_SPEC_PF_STAGES: the first n weight stages of GEMM1 rows wrow..wrow +
+ * WG_BN into L2, out of line (the dispatch prologue has no register to spare). */
+static __device__ __noinline__ void fused_spec_prefetch(const CUtensorMap *wmap, int wrow, int n) {
+    for (int kt = 0; kt < n; kt++) wg_prefetch_l2(wmap, kt * WG_BK, wrow);
+}
+
 /* The combine reduction, out of line: inlined, its loads in flight change
  * the register allocation of the GEMM loops (ptxas C7511 in version 5). Its
  * arguments come as values (dfm_reduce_args, read from the kernel's
@@ -729,6 +747,12 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     /* ---- 1. dispatch ---- */
     dfm_dispatch_route<FUSED_THREADS>(op, E, W, s_bits, &s_dropped);
     if (tid == 0) FUSED_STAMP(fa, FT_ROUTED);
+    if (fa.spec_pf && tid == FUSED_THREADS - 32) {
+        const int per = R * T * K, n_t1 = 2 * I / WG_BN;
+        if (per >= 2 * E && 2 * per <= PW * E && (int)blockIdx.x < G * n_t1)
+            fused_spec_prefetch(&maps.w1, ((int)blockIdx.x / n_t1) * 2 * I + ((int)blockIdx.x % n_t1) * WG_BN,
+                                min(fa.spec_pf, (H * cb + WG_BK - 1) / WG_BK));
+    }
     if (blockIdx.x == 0) { /* counts first */
         for (int i = tid; i < R * G; i += FUSED_THREADS) {
             const uint32_t *b = s_bits + (size_t)i * W;
@@ -1174,6 +1198,7 @@ cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **
     }
     f->args.w_evict_first = dfm_cuda_w_evict_first();
     f->args.l2_pf = dfm_cuda_env_int("DFM_CUDA_FUSED_L2_PF", FUSED_L2_PF_STAGES, 0, 64);
+    f->args.spec_pf = dfm_cuda_env_int("DFM_CUDA_FUSED_SPEC_PF", FUSED_SPEC_PF_STAGES, 0, 64);
     f->args.eager_rq = dfm_cuda_env_int("DFM_CUDA_FUSED_EAGER_RQ", FUSED_EAGER_RQ, 0, 3);
     f->args.rq_ahead = dfm_cuda_env_int("DFM_CUDA_FUSED_RQ_AHEAD", FUSED_RQ_AHEAD, 0, 64);
     f->args.dynamic = dfm_cuda_env_int("DFM_CUDA_FUSED_DYNAMIC", FUSED_DYNAMIC, 0, 1);
