@@ -237,6 +237,10 @@ static_assert(FT_WAIT1 == DFM_CUDA_TRACE_STAMPS && FUSED_TRACE_N == DFM_CUDA_TRA
  * qwen3-235b (G = 32) T = 1 / 32 / 128 -4 / -2 / -11 us, qwen3-30b-bf16
  * (G = 32) +1 / -2 / -10, dsv3-e256 (G = 64) +4 / +7 / -14, dsv3-e32 (G = 8)
  * +3 / +5 / +12 (its experts' GEMM1 ends within a few us of each other).
+ * Twentieth session (call 7, 4 x H100, two rounds, 0 against 2 with 8 rows):
+ * qwen3-235b T = 32 256.6 -> 246.3 us, T = 128 324.4 -> 331.0, so the rows
+ * threshold went 8 -> 16 (T = 32 at G = 32 has 8 rows an expert: expert by
+ * expert; T = 128 still round the experts).
  * DFM_CUDA_FUSED_G2_SCATTER=0|1|2 overrides it. */
 #ifndef FUSED_G2_SCATTER
 #define FUSED_G2_SCATTER 2
@@ -245,7 +249,7 @@ static_assert(FT_WAIT1 == DFM_CUDA_TRACE_STAMPS && FUSED_TRACE_N == DFM_CUDA_TRA
 #define FUSED_G2_SCATTER_G 16
 #endif
 #ifndef FUSED_G2_SCATTER_ROWS
-#define FUSED_G2_SCATTER_ROWS 8
+#define FUSED_G2_SCATTER_ROWS 16
 #endif
 
 /* GEMM2's destination of row (g, src, j): the home rank's combine slot of
