@@ -268,8 +268,6 @@ struct fused_out_t {
 
 /* ---- small device helpers ---------------------------------------------------- */
 
-/* Spin until (flag & mask) == want (acquire, system scope), bounded by the
- * world's timeout like dfm_wait_flag. Returns 1 when it arrived. */
 /* The per-expert readiness words (g1_ready, q_ready, w_ready) are written and
  * read by this GPU's CTAs only: FUSED_LOCAL_GPU 1 gives them GPU-scope
  * release / acquire, 0 system scope (as the peers' flags; before the
@@ -285,7 +283,10 @@ template <bool GPU> static __device__ __forceinline__ void fused_flag_st(void *p
     else dfm_st_release_sys(p, v);
 }
 
-template <bool GPU = false> /* GPU: a flag of this GPU's own (fused_flag_ld) */
+/* Spin until (flag & mask) == want (acquire, system scope; GPU scope for a
+ * flag of this GPU's own, fused_flag_ld), bounded by the world's timeout like
+ * dfm_wait_flag. Returns 1 when it arrived. */
+template <bool GPU = false>
 static __device__ int fused_wait(const dfm_cuda_world_t *w, const void *flag, unsigned long long want,
                                  unsigned long long mask, int src, int what, unsigned long long seq) {
     if ((fused_flag_ld<GPU>(flag) & mask) == want) return 1;
@@ -306,7 +307,7 @@ static __device__ int fused_wait(const dfm_cuda_world_t *w, const void *flag, un
 /* The count word *p once it carries tag (fused_counts_tag), bounded as
  * fused_wait (after a timeout: whatever it holds, the host reports). */
 static __device__ unsigned int fused_wait_tagged(const dfm_cuda_world_t *w, const unsigned int *p, unsigned int tag,
-                                                              int src, unsigned long long seq) {
+                                                 int src, unsigned long long seq) {
     unsigned int v = dfm_ld_volatile_u32(p);
     if ((v & 0xffff0000u) == tag) return v;
     const unsigned long long t0 = dfm_globaltimer();
