@@ -160,6 +160,7 @@ typedef struct {
     int send_skip0;  /* FUSED_SEND_SKIP0 or DFM_CUDA_FUSED_SEND_SKIP0 */
     int arrive_work; /* FUSED_ARRIVE_WORK or DFM_CUDA_FUSED_ARRIVE_WORK */
     int g2_scatter; /* FUSED_G2_SCATTER or DFM_CUDA_FUSED_G2_SCATTER: 0, 1, 2 (see there) */
+    int reduce_warm; /* FUSED_REDUCE_WARM or DFM_CUDA_FUSED_REDUCE_WARM: 0, 1, 2 (see there) */
     int w_evict_first; /* W loads with the L2 evict_first policy (dfm_cuda_w_evict_first) */
     /* NULL, or [grid][FUSED_TRACE_STRIDE] %globaltimer stamps of the last call
      * (DFM_CUDA_FUSED_TRACE=1; read by dfm_cuda_fused_trace) */
@@ -250,6 +251,15 @@ static_assert(FT_WAIT1 == DFM_CUDA_TRACE_STAMPS && FUSED_TRACE_N == DFM_CUDA_TRA
 #endif
 #ifndef FUSED_G2_SCATTER_ROWS
 #define FUSED_G2_SCATTER_ROWS 16
+#endif
+
+/* The combine reduction's units (fused_reduce): 0: CTA b takes units
+ * b * 256 + thread, b + grid .. (as combine.cu); 1: the CTAs take them in
+ * the order they arrive after GEMM2; 2: as 1, and the CTAs with units run
+ * their first unit once without storing while they wait for the combine
+ * flags (not the CTA that raises the flags: nothing to wait for). */
+#ifndef FUSED_REDUCE_WARM
+#define FUSED_REDUCE_WARM 0
 #endif
 
 /* GEMM2's destination of row (g, src, j): the home rank's combine slot of
@@ -734,7 +744,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     __shared__ float s_red[32];
     __shared__ size_t s_dst[DFM_MAX_TOPK];
     __shared__ int s_rank[DFM_MAX_TOPK];
-    __shared__ int s_dropped, s_last, s_maxcols, s_fin, s_eager, s_s2;
+    __shared__ int s_dropped, s_last, s_maxcols, s_fin, s_eager, s_s2, s_ticket;
     __shared__ int s_items[FUSED_ITEMQ]; /* item n of this CTA: u, or -1 after the last */
     __shared__ int s_nitems;             /* items published in s_items (the producer's lane 0) */
 
@@ -1125,7 +1135,9 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     if (ct == 0) {
         FUSED_STAMP(fa, FT_G2_DONE);
         dfm_fence_acq_rel_sys();
-        s_last = dfm_atom_add_acq_rel_gpu(&fa.fs->g2_arrived, 1u) == gridDim.x - 1;
+        const unsigned int ticket = dfm_atom_add_acq_rel_gpu(&fa.fs->g2_arrived, 1u);
+        s_last = ticket == gridDim.x - 1;
+        s_ticket = fa.reduce_warm ? (int)ticket : (int)blockIdx.x;
         if (s_last) {
             fa.fs->g2_arrived = 0;
             fa.fs->item_next[half] = 0; /* every producer has claimed its last (past the end) */
@@ -1133,11 +1145,22 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     }
     wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
     if (s_last && ct < R) dfm_st_release_sys(w.peer[ct] + dfm_off_combine_flag(&w.L, half, w.rank), seq);
+    /* The reduction's units go to the CTAs in the order they arrived (the
+     * first to be done with GEMM2 wait longest for the combine flags), and
+     * with FUSED_REDUCE_WARM 2 those CTAs run their units once without
+     * storing while they wait: the code of fused_reduce and the tokens' ids
+     * and weights are then in the SM's caches when the rows are in. */
+    const long long r_first = (long long)s_ticket * FUSED_CONSUMERS + ct;
+    if (fa.reduce_warm == 2 && !s_last && s_ticket * FUSED_CONSUMERS < op.num_tokens * (w.hidden / 8)) {
+        dfm_reduce_args_t dry = red;
+        dry.out = NULL;
+        fused_reduce(dry, r_first, 1LL << 62); /* the first unit only */
+    }
     if (ct < R)
         dfm_wait_flag(&w, local + dfm_off_combine_flag(&w.L, half, ct), seq, ct, DFM_CUDA_WAIT_COMBINE);
     wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
     if (ct == 0) FUSED_STAMP(fa, FT_COMBINE_IN);
-    fused_reduce(red, (long long)blockIdx.x * FUSED_CONSUMERS + ct, (long long)gridDim.x * FUSED_CONSUMERS);
+    fused_reduce(red, r_first, (long long)gridDim.x * FUSED_CONSUMERS);
     if (fa.trace) {
         wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
         if (ct == 0) FUSED_STAMP(fa, FT_END);
@@ -1216,6 +1239,7 @@ cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **
     f->args.send_skip0 = dfm_cuda_env_int("DFM_CUDA_FUSED_SEND_SKIP0", FUSED_SEND_SKIP0, 0, 1);
     f->args.arrive_work = dfm_cuda_env_int("DFM_CUDA_FUSED_ARRIVE_WORK", FUSED_ARRIVE_WORK, 0, 1);
     f->args.g2_scatter = dfm_cuda_env_int("DFM_CUDA_FUSED_G2_SCATTER", FUSED_G2_SCATTER, 0, 2);
+    f->args.reduce_warm = dfm_cuda_env_int("DFM_CUDA_FUSED_REDUCE_WARM", FUSED_REDUCE_WARM, 0, 2);
     for (int v = 0; v <= DFM_NUM_QUANT && err == cudaSuccess; v++) {
         /* v < DFM_NUM_QUANT: mode v; v == DFM_NUM_QUANT: FP8 version 5 */
         const void *k = v < DFM_NUM_QUANT ? fused_kernel_of(v) : fused_kernel_of(DFM_QUANT_FP8, 1);
