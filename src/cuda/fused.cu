@@ -257,9 +257,14 @@ static_assert(FT_WAIT1 == DFM_CUDA_TRACE_STAMPS && FUSED_TRACE_N == DFM_CUDA_TRA
  * b * 256 + thread, b + grid .. (as combine.cu); 1: the CTAs take them in
  * the order they arrive after GEMM2; 2: as 1, and the CTAs with units run
  * their first unit once without storing while they wait for the combine
- * flags (not the CTA that raises the flags: nothing to wait for). */
+ * flags (not the CTA that raises the flags: nothing to wait for).
+ * Twenty-first session (call 1, 4 x H100, three rounds, 0 -> 2): dsv3-e32
+ * T = 1 / 32 / 128 134.1 / 182.2 / 314.2 -> 133.1 / 181.5 / 312.9 us,
+ * qwen3-235b 85.4 / 245.7 / 322.9 -> 85.3 / 245.1 / 321.5; 1 alone: no
+ * change. The longest reduction (T = 1) stays ~3.5 us: not the code's or the
+ * ids' first fetch. */
 #ifndef FUSED_REDUCE_WARM
-#define FUSED_REDUCE_WARM 0
+#define FUSED_REDUCE_WARM 2
 #endif
 
 /* GEMM2's destination of row (g, src, j): the home rank's combine slot of
