@@ -1152,9 +1152,10 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     if (s_last && ct < R) dfm_st_release_sys(w.peer[ct] + dfm_off_combine_flag(&w.L, half, w.rank), seq);
     /* The reduction's units go to the CTAs in the order they arrived (the
      * first to be done with GEMM2 wait longest for the combine flags), and
-     * with FUSED_REDUCE_WARM 2 those CTAs run their units once without
-     * storing while they wait: the code of fused_reduce and the tokens' ids
-     * and weights are then in the SM's caches when the rows are in. */
+     * with FUSED_REDUCE_WARM 2 those CTAs run their first unit once without
+     * storing while they wait (a stride past every unit: one pass of the
+     * loop, which adds the stride once): the code of fused_reduce and the
+     * tokens' ids and weights are then in the SM's caches when the rows are in. */
     const long long r_first = (long long)s_ticket * FUSED_CONSUMERS + ct;
     if (fa.reduce_warm == 2 && !s_last && s_ticket * FUSED_CONSUMERS < op.num_tokens * (w.hidden / 8)) {
         dfm_reduce_args_t dry = red;
