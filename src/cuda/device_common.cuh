@@ -208,6 +208,52 @@ static __device__ __forceinline__ void dfm_combine_reduce(const dfm_reduce_args_
                                                           long long stride) {
     const int K = a.num_topk, H = a.hidden, E = a.num_experts, groups = H / 8;
     const long long total = (long long)a.num_tokens * groups;
+    if (K <= DFM_REDUCE_SLOTS) {
+        /* the token's ids and weights loaded at once, the slot naming each
+         * expert first found in registers (the search below loads ir[f]
+         * again and again, one dependent load after another) */
+        for (long long i = first; i < total; i += stride) {
+            const int t = (int)(i / groups), c = (int)(i % groups) * 8;
+            const int64_t *ir = a.idx + (size_t)t * K;
+            const float *wr = a.wts + (size_t)t * K;
+            int64_t e[DFM_REDUCE_SLOTS];
+            float wk[DFM_REDUCE_SLOTS];
+#pragma unroll
+            for (int u = 0; u < DFM_REDUCE_SLOTS; u++) {
+                e[u] = u < K ? ir[u] : -1;
+                wk[u] = u < K ? wr[u] : 0.0f;
+            }
+            uint4 v[DFM_REDUCE_SLOTS];
+            bool ok[DFM_REDUCE_SLOTS];
+#pragma unroll
+            for (int u = 0; u < DFM_REDUCE_SLOTS; u++) {
+                ok[u] = e[u] >= 0 && e[u] < E;
+                int f = u;
+#pragma unroll
+                for (int j = u - 1; j >= 0; j--)
+                    if (e[j] == e[u]) f = j;
+                v[u] = ok[u] ? *(const uint4 *)(a.rows + ((size_t)t * a.kmax + f) * (size_t)H * 2 + (size_t)c * 2)
+                             : make_uint4(0u, 0u, 0u, 0u);
+            }
+            float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+#pragma unroll
+            for (int u = 0; u < DFM_REDUCE_SLOTS; u++) {
+                if (!ok[u]) continue;
+                const uint32_t uw[4] = {v[u].x, v[u].y, v[u].z, v[u].w};
+#pragma unroll
+                for (int x = 0; x < 4; x++) {
+                    acc[2 * x] = __fadd_rn(acc[2 * x], __fmul_rn(wk[u], dfm_bf16_lo(uw[x])));
+                    acc[2 * x + 1] = __fadd_rn(acc[2 * x + 1], __fmul_rn(wk[u], dfm_bf16_hi(uw[x])));
+                }
+            }
+            uint32_t o[4];
+#pragma unroll
+            for (int x = 0; x < 4; x++)
+                o[x] = dfm_dev_f32_to_bf16(acc[2 * x]) | (dfm_dev_f32_to_bf16(acc[2 * x + 1]) << 16);
+            if (a.out) *(uint4 *)(a.out + (size_t)t * H + c) = make_uint4(o[0], o[1], o[2], o[3]);
+        }
+        return;
+    }
     for (long long i = first; i < total; i += stride) {
         const int t = (int)(i / groups), c = (int)(i % groups) * 8;
         const int64_t *ir = a.idx + (size_t)t * K;
