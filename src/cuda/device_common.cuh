@@ -204,6 +204,26 @@ static __device__ __forceinline__ dfm_reduce_args_t dfm_reduce_args(const dfm_cu
     return a;
 }
 
+/* acc[0..8) += w x the 8 bf16 of v, in fp32 with one rounding each (SPEC 3). */
+static __device__ __forceinline__ void dfm_reduce_add(float acc[8], const uint4 v, float w) {
+    const uint32_t uw[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+    for (int x = 0; x < 4; x++) {
+        acc[2 * x] = __fadd_rn(acc[2 * x], __fmul_rn(w, dfm_bf16_lo(uw[x])));
+        acc[2 * x + 1] = __fadd_rn(acc[2 * x + 1], __fmul_rn(w, dfm_bf16_hi(uw[x])));
+    }
+}
+
+/* The 8 sums as bf16 into out[t][c..c+8) (nothing when out is NULL: a dry run). */
+static __device__ __forceinline__ void dfm_reduce_store(const dfm_reduce_args_t &a, const float acc[8], int t,
+                                                        int c) {
+    uint32_t o[4];
+#pragma unroll
+    for (int x = 0; x < 4; x++)
+        o[x] = dfm_dev_f32_to_bf16(acc[2 * x]) | (dfm_dev_f32_to_bf16(acc[2 * x + 1]) << 16);
+    if (a.out) *(uint4 *)(a.out + (size_t)t * a.hidden + c) = make_uint4(o[0], o[1], o[2], o[3]);
+}
+
 static __device__ __forceinline__ void dfm_combine_reduce(const dfm_reduce_args_t a, long long first,
                                                           long long stride) {
     const int K = a.num_topk, H = a.hidden, E = a.num_experts, groups = H / 8;
@@ -237,20 +257,9 @@ static __device__ __forceinline__ void dfm_combine_reduce(const dfm_reduce_args_
             }
             float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
 #pragma unroll
-            for (int u = 0; u < DFM_REDUCE_SLOTS; u++) {
-                if (!ok[u]) continue;
-                const uint32_t uw[4] = {v[u].x, v[u].y, v[u].z, v[u].w};
-#pragma unroll
-                for (int x = 0; x < 4; x++) {
-                    acc[2 * x] = __fadd_rn(acc[2 * x], __fmul_rn(wk[u], dfm_bf16_lo(uw[x])));
-                    acc[2 * x + 1] = __fadd_rn(acc[2 * x + 1], __fmul_rn(wk[u], dfm_bf16_hi(uw[x])));
-                }
-            }
-            uint32_t o[4];
-#pragma unroll
-            for (int x = 0; x < 4; x++)
-                o[x] = dfm_dev_f32_to_bf16(acc[2 * x]) | (dfm_dev_f32_to_bf16(acc[2 * x + 1]) << 16);
-            if (a.out) *(uint4 *)(a.out + (size_t)t * H + c) = make_uint4(o[0], o[1], o[2], o[3]);
+            for (int u = 0; u < DFM_REDUCE_SLOTS; u++)
+                if (ok[u]) dfm_reduce_add(acc, v[u], wk[u]);
+            dfm_reduce_store(a, acc, t, c);
         }
         return;
     }
@@ -276,21 +285,10 @@ static __device__ __forceinline__ void dfm_combine_reduce(const dfm_reduce_args_
                              : make_uint4(0u, 0u, 0u, 0u);
             }
 #pragma unroll
-            for (int u = 0; u < DFM_REDUCE_SLOTS; u++) {
-                if (!ok[u]) continue;
-                const uint32_t uw[4] = {v[u].x, v[u].y, v[u].z, v[u].w};
-#pragma unroll
-                for (int x = 0; x < 4; x++) {
-                    acc[2 * x] = __fadd_rn(acc[2 * x], __fmul_rn(wk[u], dfm_bf16_lo(uw[x])));
-                    acc[2 * x + 1] = __fadd_rn(acc[2 * x + 1], __fmul_rn(wk[u], dfm_bf16_hi(uw[x])));
-                }
-            }
+            for (int u = 0; u < DFM_REDUCE_SLOTS; u++)
+                if (ok[u]) dfm_reduce_add(acc, v[u], wk[u]);
         }
-        uint32_t o[4];
-#pragma unroll
-        for (int x = 0; x < 4; x++)
-            o[x] = dfm_dev_f32_to_bf16(acc[2 * x]) | (dfm_dev_f32_to_bf16(acc[2 * x + 1]) << 16);
-        if (a.out) *(uint4 *)(a.out + (size_t)t * H + c) = make_uint4(o[0], o[1], o[2], o[3]);
+        dfm_reduce_store(a, acc, t, c);
     }
 }
 
