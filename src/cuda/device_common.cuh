@@ -204,6 +204,11 @@ static __device__ __forceinline__ dfm_reduce_args_t dfm_reduce_args(const dfm_cu
     return a;
 }
 
+/* The 8 bf16 at column c of combine row (t, k). */
+static __device__ __forceinline__ const uint4 *dfm_reduce_row(const dfm_reduce_args_t &a, int t, int k, int c) {
+    return (const uint4 *)(a.rows + ((size_t)t * a.kmax + k) * (size_t)a.hidden * 2 + (size_t)c * 2);
+}
+
 /* acc[0..8) += w x the 8 bf16 of v, in fp32 with one rounding each (SPEC 3). */
 static __device__ __forceinline__ void dfm_reduce_add(float acc[8], const uint4 v, float w) {
     const uint32_t uw[4] = {v.x, v.y, v.z, v.w};
@@ -252,7 +257,7 @@ static __device__ __forceinline__ void dfm_combine_reduce(const dfm_reduce_args_
 #pragma unroll
                 for (int j = u - 1; j >= 0; j--)
                     if (e[j] == e[u]) f = j;
-                v[u] = ok[u] ? *(const uint4 *)(a.rows + ((size_t)t * a.kmax + f) * (size_t)H * 2 + (size_t)c * 2)
+                v[u] = ok[u] ? *dfm_reduce_row(a, t, f, c)
                              : make_uint4(0u, 0u, 0u, 0u);
             }
             float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
@@ -281,7 +286,7 @@ static __device__ __forceinline__ void dfm_combine_reduce(const dfm_reduce_args_
                 if (ok[u])
                     while (ir[f] != e) f++;
                 wk[u] = ok[u] ? wr[k] : 0.0f;
-                v[u] = ok[u] ? *(const uint4 *)(a.rows + ((size_t)t * a.kmax + f) * (size_t)H * 2 + (size_t)c * 2)
+                v[u] = ok[u] ? *dfm_reduce_row(a, t, f, c)
                              : make_uint4(0u, 0u, 0u, 0u);
             }
 #pragma unroll
