@@ -381,16 +381,19 @@ static __device__ __forceinline__ void dfm_requant_row_by(const dfm_cuda_world_t
     const float *a = w->act + phys * I;
     float4 v[V4];
     float amax = 0.0f;
-    for (int b = 0; b < I; b += blk) {
-        dfm_requant_load<V4, NT>(a, b, I, idx, v);
+    if (q != DFM_QUANT_BF16) { /* BF16 codes need no scale (1): no amax, no group_max */
+        for (int b = 0; b < I; b += blk) {
+            dfm_requant_load<V4, NT>(a, b, I, idx, v);
 #pragma unroll
-        for (int k = 0; k < V4; k++) /* padding reads 0: no effect on the max */
-            amax = fmaxf(amax, fmaxf(fmaxf(fabsf(v[k].x), fabsf(v[k].y)), fmaxf(fabsf(v[k].z), fabsf(v[k].w))));
+            for (int k = 0; k < V4; k++) /* padding reads 0: no effect on the max */
+                amax = fmaxf(amax, fmaxf(fmaxf(fabsf(v[k].x), fabsf(v[k].y)), fmaxf(fabsf(v[k].z), fabsf(v[k].w))));
+        }
+        amax = group_max(amax);
     }
-    amax = group_max(amax);
     const float s = dfm_quant_scale(amax, q);
     for (int b = 0; b < I; b += blk) {
-        if (I > blk) dfm_requant_load<V4, NT>(a, b, I, idx, v); /* else the row is still in v */
+        if (I > blk || q == DFM_QUANT_BF16) /* else the row is still in v */
+            dfm_requant_load<V4, NT>(a, b, I, idx, v);
 #pragma unroll
         for (int k = 0; k < V4; k++) {
             const int i = b + (k * NT + idx) * 4;

@@ -79,9 +79,12 @@ static __device__ __forceinline__ void dfm_dispatch_route(const dfm_cuda_op_t &o
  * reduction over all H), each thread quantizes 16-byte chunks and stores
  * each to every destination of the token (row (g, me, j) of the owner's
  * half); part 0 also writes the row's scale and meta (t * Kmax + slot).
+ * BF16 codes are the values themselves (scale 1): a kernel compiled for
+ * BF16 alone (QM = DFM_QUANT_BF16: the fused kernel's) skips the amax pass;
+ * QM = -1: any mode (op.quant).
  * s_red [32], s_dst/s_rank [DFM_MAX_TOPK] are the caller's shared scratch.
  */
-template <int NT>
+template <int NT, int QM = -1>
 static __device__ __forceinline__ void dfm_dispatch_send(const dfm_cuda_world_t &w,
                                                          const dfm_cuda_op_t &op,
                                                          const uint32_t *s_bits, int W, int parts,
@@ -90,6 +93,7 @@ static __device__ __forceinline__ void dfm_dispatch_send(const dfm_cuda_world_t 
     static_assert(DFM_MAX_TOPK <= 32 && NT % 32 == 0, "a token's slots in warp 0's lanes");
     const int tid = threadIdx.x, T = op.num_tokens, K = op.num_topk, E = w.num_experts;
     const int G = w.num_local_experts, H = w.hidden;
+    constexpr bool BF16 = QM == DFM_QUANT_BF16;
     const dfm_quant_t q = (dfm_quant_t)op.quant;
     const int chunks = (int)((size_t)H * dfm_code_bytes(q) / 16);
     for (int u = u0; u < T * parts; u += gridDim.x) {
@@ -98,7 +102,7 @@ static __device__ __forceinline__ void dfm_dispatch_send(const dfm_cuda_world_t 
         /* the row's amax: DFM_SEND_X4 16-byte loads a thread in flight at
          * once (7168 values of 384 threads: one round trip, not three) */
         float amax = 0.0f;
-        for (int i0 = tid * 8; i0 < H; i0 += DFM_SEND_X4 * NT * 8) {
+        for (int i0 = tid * 8; !BF16 && i0 < H; i0 += DFM_SEND_X4 * NT * 8) {
             uint4 v[DFM_SEND_X4];
 #pragma unroll
             for (int b = 0; b < DFM_SEND_X4; b++) {
@@ -140,7 +144,10 @@ static __device__ __forceinline__ void dfm_dispatch_send(const dfm_cuda_world_t 
             s_dst[tid] = off;
             s_rank[tid] = dst;
         }
-        amax = dfm_block_max(amax, s_red); /* also orders s_dst/s_rank */
+        if (!BF16)
+            amax = dfm_block_max(amax, s_red); /* also orders s_dst/s_rank */
+        else
+            __syncthreads(); /* s_dst/s_rank */
         const float s = dfm_quant_scale(amax, q);
         const int c0 = (int)((long long)chunks * p / parts);
         const int c1 = (int)((long long)chunks * (p + 1) / parts);

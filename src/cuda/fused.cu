@@ -804,7 +804,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
      * kernels. */
     const int u0 = fa.send_skip0 ? ((int)blockIdx.x + (int)gridDim.x - 1) % (int)gridDim.x : (int)blockIdx.x;
     const int n_send = fa.arrive_work ? max(1, min((int)gridDim.x, T * fa.parts)) : (int)gridDim.x;
-    dfm_dispatch_send<FUSED_THREADS>(w, op, s_bits, W, fa.parts, half, s_red, s_dst, s_rank, u0);
+    dfm_dispatch_send<FUSED_THREADS, MODE>(w, op, s_bits, W, fa.parts, half, s_red, s_dst, s_rank, u0);
     if (u0 < n_send && dfm_cta_arrive_n(&w.st->send_done, &s_last, (unsigned int)n_send)) {
         if (tid == 0) {
             w.st->seq = seq;
