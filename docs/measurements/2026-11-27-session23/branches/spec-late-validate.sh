@@ -1,5 +1,5 @@
 #!/bin/bash
-# session 23, call 7 (4 x H100 wanted): main + spec-late with FUSED_SPEC_PF_LATE 1 by default
+# session 23, meant as call 7 but NOT RUN (too little device time was left to start a machine): main + spec-late with FUSED_SPEC_PF_LATE 1 by default
 # (build-c23/bins7.tar.xz: test_moe and libdfm.so of `make CUDA=1 WERROR=1 BUILD=build-late2`;
 # fused.o's SASS identical to call 6's late build): the C suite with the fused kernel and
 # pytest's 1000 fused graph replays at 2 and 4 GPUs.
