@@ -89,6 +89,12 @@ static __host__ __device__ __forceinline__ int fused_counts_tag(unsigned long lo
 #ifndef FUSED_SPEC_PF_STAGES
 #define FUSED_SPEC_PF_STAGES 8
 #endif
+/* 1: those prefetches issued after the CTA's send units instead of right
+ * after the route, so that they do not queue ahead of the units' token-row
+ * loads in HBM (twenty-third session's probes: a cold row load 2-4 us). */
+#ifndef FUSED_SPEC_PF_LATE
+#define FUSED_SPEC_PF_LATE 0
+#endif
 /* Whether the CTA that completes an expert's GEMM1 items requantizes the
  * expert's rows right away (claims shared with the CTAs that reach its GEMM2
  * items) instead of leaving it all to them: 0 never, 1 when the expert has at
@@ -773,7 +779,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     /* ---- 1. dispatch ---- */
     dfm_dispatch_route<FUSED_THREADS>(op, E, W, s_bits, &s_dropped);
     if (tid == 0) FUSED_STAMP(fa, FT_ROUTED);
-    if (fa.spec_pf && tid == FUSED_THREADS - 32) {
+    if (!FUSED_SPEC_PF_LATE && fa.spec_pf && tid == FUSED_THREADS - 32) {
         const int per = R * T * K, n_t1 = 2 * I / WG_BN;
         if (per >= 2 * E && 2 * per <= PW * E && (int)blockIdx.x < G * n_t1)
             fused_spec_prefetch(&maps.w1, ((int)blockIdx.x / n_t1) * 2 * I + ((int)blockIdx.x % n_t1) * WG_BN,
@@ -805,6 +811,12 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     const int u0 = fa.send_skip0 ? ((int)blockIdx.x + (int)gridDim.x - 1) % (int)gridDim.x : (int)blockIdx.x;
     const int n_send = fa.arrive_work ? max(1, min((int)gridDim.x, T * fa.parts)) : (int)gridDim.x;
     dfm_dispatch_send<FUSED_THREADS, MODE>(w, op, s_bits, W, fa.parts, half, s_red, s_dst, s_rank, u0);
+    if (FUSED_SPEC_PF_LATE && fa.spec_pf && tid == FUSED_THREADS - 32) {
+        const int per = R * T * K, n_t1 = 2 * I / WG_BN;
+        if (per >= 2 * E && 2 * per <= PW * E && (int)blockIdx.x < G * n_t1)
+            fused_spec_prefetch(&maps.w1, ((int)blockIdx.x / n_t1) * 2 * I + ((int)blockIdx.x % n_t1) * WG_BN,
+                                min(fa.spec_pf, (H * cb + WG_BK - 1) / WG_BK));
+    }
     if (u0 < n_send && dfm_cta_arrive_n(&w.st->send_done, &s_last, (unsigned int)n_send)) {
         if (tid == 0) {
             w.st->seq = seq;
