@@ -91,9 +91,13 @@ static __host__ __device__ __forceinline__ int fused_counts_tag(unsigned long lo
 #endif
 /* 1: those prefetches issued after the CTA's send units instead of right
  * after the route, so that they do not queue ahead of the units' token-row
- * loads in HBM (twenty-third session's probes: a cold row load 2-4 us). */
+ * loads in HBM (twenty-third session's probes: a cold row load 2-4 us).
+ * Call 6 (4 x H100, three rounds, means, 0 -> 1): qwen3-30b-bf16 T = 1 / 32 /
+ * 128 59.6 / 134.2 / 175.5 -> 59.7 / 133.3 / 173.9 us, dsv3-e32 130.7 /
+ * 179.2 / 304.0 -> 130.3 / 178.5 / 304.9, qwen3-235b 82.5 / 241.9 / 318.2 ->
+ * 82.4 / 242.0 / 316.1. */
 #ifndef FUSED_SPEC_PF_LATE
-#define FUSED_SPEC_PF_LATE 0
+#define FUSED_SPEC_PF_LATE 1
 #endif
 /* Whether the CTA that completes an expert's GEMM1 items requantizes the
  * expert's rows right away (claims shared with the CTAs that reach its GEMM2
