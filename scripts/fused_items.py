@@ -4,7 +4,7 @@
 # the time between a CTA's items, each expert's GEMM1 end and GEMM2 span, and the CTAs busy
 # over time. Usage: python3 scripts/fused_items.py "PREFIX.qwen3-235b.T1.rank*.csv"
 import csv, sys, statistics as st, glob, os
-tiles = {"qwen3-235b": (24, 32), "dsv3-e32": (32, 56), "dsv3-e32-int8": (32, 56)}
+tiles = {"qwen3-235b": (24, 32), "dsv3-e32": (32, 56), "dsv3-e32-int8": (32, 56), "qwen3-30b-bf16": (12, 16)}
 def load(path):
     rows = list(csv.DictReader(open(path)))
     for r in rows:
