@@ -85,7 +85,9 @@ static __host__ __device__ __forceinline__ int fused_counts_tag(unsigned long lo
  * overrides it. Measured (twentieth session, call 3, 4 x H100, three rounds):
  * 8 against 0, qwen3-235b T = 128 328.5 -> 323.9 us, dsv3-e32 T = 32 183.0 ->
  * 182.1, the other rows within the noise; 16 costs 3-5 us at T = 32 (the
- * prefetches slow the sends). */
+ * prefetches slow the sends). Issued after the sends (FUSED_SPEC_PF_LATE),
+ * 12 / 16 / 24 still cost 1-3 / 3-6 / 8-11 us at T = 32 (twenty-fourth
+ * session, call 2). */
 #ifndef FUSED_SPEC_PF_STAGES
 #define FUSED_SPEC_PF_STAGES 8
 #endif
