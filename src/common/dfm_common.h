@@ -165,21 +165,30 @@ DFM_HD static inline int dfm_seq_half(uint64_t seq) { return (int)(seq & 1u); }
  *   recv_scale    [2][G][R][M]  f32  per-row scale of the codes
  *   recv_rows     [2][G][R][M]  row_bytes each: codes (H * code bytes)
  *   combine_rows  [2][M][Kmax]  H bf16 each: expert result for my (t, slot)
+ *   combine_ll    [2][ML][Kmax] H / 2 u64 each (CUDA backend only): the same
+ *                                    results as tagged words, (seq << 32) |
+ *                                    two bf16, for calls whose every rank has
+ *                                    T <= ML (the fused kernel, see fused.cu)
  *
- * M = num_max_dispatch_tokens_per_rank. Row (g, src, j) is the j-th token of
+ * M = num_max_dispatch_tokens_per_rank, ML = min(M, DFM_COMBINE_LL_TOKENS)
+ * on the CUDA backend, 0 on the CPU backend. Row (g, src, j) is the j-th token of
  * src (in token order) routed to g; each (token, expert) pair goes once. A
  * combine row is written by the rank holding the expert of the token's first
  * slot that names it.
  */
 #define DFM_ALIGN 128u
+#ifndef DFM_COMBINE_LL_TOKENS
+#define DFM_COMBINE_LL_TOKENS 64 /* tokens a rank of the tagged combine rows (combine_ll) */
+#endif
 #define DFM_SRC_INFO_WORDS 4
 enum { DFM_INFO_QUANT = 0, DFM_INFO_TOPK = 1, DFM_INFO_TOKENS = 2, DFM_INFO_DROPPED = 3 };
 
 typedef struct {
     int num_ranks, num_local_experts, hidden, inter, max_topk, num_max;
+    int ll_tokens;    /* ML: tokens a rank of combine_ll (0: none) */
     size_t row_bytes; /* H * largest code size of the config's modes */
     size_t off_dispatch_flag, off_combine_flag, off_src_info, off_recv_counts;
-    size_t off_recv_meta, off_recv_scale, off_recv_rows, off_combine_rows;
+    size_t off_recv_meta, off_recv_scale, off_recv_rows, off_combine_rows, off_combine_ll;
     size_t region_bytes;
 } dfm_layout_t;
 
@@ -198,6 +207,9 @@ static inline void dfm_layout_init(dfm_layout_t *L, const dfm_config_t *c) {
     L->max_topk = c->max_topk;
     L->num_max = c->num_max_dispatch_tokens_per_rank;
     L->row_bytes = dfm_align_up(H * code, 16);
+    L->ll_tokens = c->backend == DFM_BACKEND_CUDA
+                       ? (int)(M < DFM_COMBINE_LL_TOKENS ? M : DFM_COMBINE_LL_TOKENS)
+                       : 0;
 #define DFM_LAYOUT_FIELD(field, bytes)                                                   \
     do {                                                                                 \
         L->field = off;                                                                  \
@@ -211,6 +223,7 @@ static inline void dfm_layout_init(dfm_layout_t *L, const dfm_config_t *c) {
     DFM_LAYOUT_FIELD(off_recv_scale, G * R * M * sizeof(float));
     DFM_LAYOUT_FIELD(off_recv_rows, G * R * M * L->row_bytes);
     DFM_LAYOUT_FIELD(off_combine_rows, M * K * H * sizeof(uint16_t));
+    DFM_LAYOUT_FIELD(off_combine_ll, (size_t)L->ll_tokens * K * H * 4u);
 #undef DFM_LAYOUT_FIELD
     L->region_bytes = off;
 }
@@ -252,6 +265,13 @@ DFM_HD static inline size_t dfm_off_combine_row(const dfm_layout_t *L, int h, in
     size_t per_half = (size_t)L->num_max * (size_t)L->max_topk;
     size_t row = (size_t)h * per_half + (size_t)t * (size_t)L->max_topk + (size_t)k;
     return L->off_combine_rows + row * (size_t)L->hidden * sizeof(uint16_t);
+}
+
+/* Tagged combine row (t, k) of half h (t < ll_tokens): H / 2 u64 words. */
+DFM_HD static inline size_t dfm_off_combine_ll(const dfm_layout_t *L, int h, int t, int k) {
+    size_t per_half = (size_t)L->ll_tokens * (size_t)L->max_topk;
+    size_t row = (size_t)h * per_half + (size_t)t * (size_t)L->max_topk + (size_t)k;
+    return L->off_combine_ll + row * (size_t)L->hidden * 4u;
 }
 
 /*

@@ -173,6 +173,7 @@ typedef struct {
     int arrive_work; /* FUSED_ARRIVE_WORK or DFM_CUDA_FUSED_ARRIVE_WORK */
     int g2_scatter; /* FUSED_G2_SCATTER or DFM_CUDA_FUSED_G2_SCATTER: 0, 1, 2 (see there) */
     int reduce_warm; /* FUSED_REDUCE_WARM or DFM_CUDA_FUSED_REDUCE_WARM: 0, 1, 2 (see there) */
+    int ll;          /* FUSED_COMBINE_LL or DFM_CUDA_FUSED_COMBINE_LL: tagged combine rows (see there) */
     int w_evict_first; /* W loads with the L2 evict_first policy (dfm_cuda_w_evict_first) */
     /* NULL, or [grid][FUSED_TRACE_STRIDE] %globaltimer stamps of the last call
      * (DFM_CUDA_FUSED_TRACE=1; read by dfm_cuda_fused_trace) */
@@ -279,18 +280,47 @@ static_assert(FT_WAIT1 == DFM_CUDA_TRACE_STAMPS && FUSED_TRACE_N == DFM_CUDA_TRA
 #define FUSED_REDUCE_WARM 2
 #endif
 
+/* 1: where every rank's T is at most the layout's ll_tokens (ML, dfm_common.h),
+ * GEMM2's results go to the home ranks as tagged words, (seq << 32) | a bf16
+ * pair, in combine_ll, and the home rank's reduction waits for the words
+ * themselves (fused_reduce_ll): no CTA fences its GEMM2 stores at system
+ * scope, no last CTA raises combine flags and nobody waits for them (the
+ * chain from the last GEMM2 item to the reduction: the last CTA's fence, its
+ * count, its flags' release and their hop). The cost: twice the bytes of the
+ * results (a word of 4 bytes' data is 8). Every source says in its count
+ * words whether its T is above ML or its context has this off
+ * (FUSED_COUNTS_BIG), so every rank makes the same choice for a call. The
+ * environment variable DFM_CUDA_FUSED_COMBINE_LL (0, 1; read at context
+ * creation) overrides it. */
+#ifndef FUSED_COMBINE_LL
+#define FUSED_COMBINE_LL 1
+#endif
+/* Bit of a count word: the source's T is above ML or its context has the
+ * tagged combine off (counts are <= 1024, the tag is above bit 15). */
+#define FUSED_COUNTS_BIG 0x8000u
+
 /* GEMM2's destination of row (g, src, j): the home rank's combine slot of
  * its (token, slot), from recv_meta (clamped as gemm.cu's combine_out_t). */
-struct fused_out_t {
+template <bool LLC> struct fused_out_t {
+    static constexpr bool kLL = LLC; /* tagged rows where the call allows (is_ll) */
     const dfm_cuda_world_t *w;
-    __device__ uint16_t *row(int g, int src, int j, long long phys, int half) const {
+    int is_ll;         /* this call's results go as tagged words (combine_ll) */
+    unsigned int tagv; /* their tag: the call's seq, low 32 bits */
+    /* channel ch0 of the row: a bf16 in combine_rows, or a u64 word in combine_ll */
+    __device__ uintptr_t ptr_at(int g, int src, int j, long long phys, int half, int ch0) const {
         const char *local = w->peer[w->rank];
         const int meta = *(const int32_t *)(local + dfm_off_recv_meta(&w->L, half, (size_t)phys));
         int t = meta / w->max_topk, k = meta % w->max_topk;
-        t = t < 0 ? 0 : (t >= w->num_max ? w->num_max - 1 : t);
         k = k < 0 ? 0 : k;
-        return (uint16_t *)(w->peer[src] + dfm_off_combine_row(&w->L, half, t, k));
+        if (is_ll) {
+            t = t < 0 ? 0 : (t >= w->L.ll_tokens ? w->L.ll_tokens - 1 : t);
+            return (uintptr_t)(w->peer[src] + dfm_off_combine_ll(&w->L, half, t, k)) + (size_t)ch0 * 4;
+        }
+        t = t < 0 ? 0 : (t >= w->num_max ? w->num_max - 1 : t);
+        return (uintptr_t)(w->peer[src] + dfm_off_combine_row(&w->L, half, t, k)) + (size_t)ch0 * 2;
     }
+    __device__ bool ll() const { return is_ll != 0; }
+    __device__ unsigned int tag() const { return tagv; }
 };
 
 /* ---- small device helpers ---------------------------------------------------- */
@@ -615,6 +645,114 @@ static __device__ __noinline__ void fused_reduce(const dfm_reduce_args_t a, long
     dfm_combine_reduce(a, first, stride);
 }
 
+/* 16 bytes (two tagged words) at p, as the peers' NVLink stores left them. */
+static __device__ __forceinline__ void fused_ld_tagged2(const char *p, unsigned long long &a, unsigned long long &b) {
+    asm volatile("ld.volatile.global.v2.u64 {%0, %1}, [%2];" : "=l"(a), "=l"(b) : "l"(p) : "memory");
+}
+
+/* Slot u's 8 values at column c of tagged row (t, f) into v (the 4 words'
+ * low halves, dfm_reduce_row's layout); 1 when all 4 carry tag. */
+static __device__ __forceinline__ int fused_ll_row(const char *ll_rows, int kmax, int H, int t, int f, int c,
+                                                   unsigned int tag, uint4 &v) {
+    const char *p = ll_rows + (((size_t)t * kmax + f) * (size_t)H + (size_t)c) * 4;
+    unsigned long long x0, x1, x2, x3;
+    fused_ld_tagged2(p, x0, x1);
+    fused_ld_tagged2(p + 16, x2, x3);
+    v = make_uint4((unsigned int)x0, (unsigned int)x1, (unsigned int)x2, (unsigned int)x3);
+    return (unsigned int)(x0 >> 32) == tag && (unsigned int)(x1 >> 32) == tag &&
+           (unsigned int)(x2 >> 32) == tag && (unsigned int)(x3 >> 32) == tag;
+}
+
+/*
+ * The combine reduction over the tagged rows (FUSED_COMBINE_LL): the units,
+ * sums and order of dfm_combine_reduce (so bit-identical results), each
+ * slot's row read as tagged words and read again until all carry the call's
+ * tag. While a warp's rows are not in, only its lanes 0 and 31 (the ends of
+ * its 256 columns) poll, ~100 ns apart, so that early CTAs do not load the
+ * L2 under the GEMM2 items still running; then every lane reads again.
+ * Bounded like fused_wait (the owner of the slot's expert is the peer
+ * reported); on a failure it returns, leaving out unwritten.
+ */
+static __device__ __noinline__ void fused_reduce_ll(const dfm_reduce_args_t a, const dfm_cuda_world_t *w,
+                                                    const char *ll_rows, unsigned long long seq, long long first,
+                                                    long long stride) {
+    constexpr int S = DFM_REDUCE_SLOTS;
+    const int K = a.num_topk, H = a.hidden, E = a.num_experts, groups = H / 8, lane = threadIdx.x & 31;
+    const int G = w->num_local_experts;
+    const unsigned int tag = (unsigned int)seq;
+    const long long total = (long long)a.num_tokens * groups;
+    /* a warp-uniform trip count: the poll's votes need every lane */
+    for (long long i0 = first - lane; i0 < total; i0 += stride) {
+        const long long i = i0 + lane;
+        const bool mine = i < total;
+        const int t = mine ? (int)(i / groups) : 0, c = mine ? (int)(i % groups) * 8 : 0;
+        const int64_t *ir = a.idx + (size_t)t * K;
+        const float *wr = a.wts + (size_t)t * K;
+        float acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+        for (int k0 = 0; k0 < K; k0 += S) {
+            int64_t e[S];
+            float wk[S];
+            int f[S];
+            uint4 v[S];
+            unsigned int need = 0; /* slots whose words are not all in */
+#pragma unroll
+            for (int u = 0; u < S; u++) {
+                const int k = k0 + u;
+                e[u] = mine && k < K ? ir[k] : -1;
+                wk[u] = k < K && mine ? wr[k] : 0.0f;
+            }
+#pragma unroll
+            for (int u = 0; u < S; u++) {
+                f[u] = -1;
+                if (e[u] < 0 || e[u] >= E) continue;
+                int ff = k0 + u;
+                if (K <= S) {
+#pragma unroll
+                    for (int j = u - 1; j >= 0; j--)
+                        if (e[j] == e[u]) ff = j;
+                } else {
+                    ff = 0;
+                    while (ir[ff] != e[u]) ff++;
+                }
+                f[u] = ff;
+                if (!fused_ll_row(ll_rows, a.kmax, H, t, ff, c, tag, v[u])) need |= 1u << u;
+            }
+            if (__any_sync(0xffffffffu, need != 0)) {
+                const unsigned long long t0 = dfm_globaltimer();
+                const bool lead = lane == 0 || lane == 31;
+                for (unsigned int spin = 1;; spin++) {
+                    __nanosleep(100);
+                    /* lanes 0 and 31 alone until their rows are in, then everyone */
+                    const bool all = __all_sync(0xffffffffu, !lead || need == 0);
+                    if (lead || all) {
+#pragma unroll
+                        for (int u = 0; u < S; u++)
+                            if (((need >> u) & 1u) && fused_ll_row(ll_rows, a.kmax, H, t, f[u], c, tag, v[u]))
+                                need &= ~(1u << u);
+                    }
+                    if (!__any_sync(0xffffffffu, need != 0)) break;
+                    if ((spin & 15u) == 0) { /* the warp leaves together */
+                        const bool fail = dfm_ld_volatile_u32(&w->st->failed) != 0u;
+                        const bool late = dfm_globaltimer() - t0 > w->timeout_ns;
+                        if (__any_sync(0xffffffffu, fail || late)) {
+                            int owner = 0;
+#pragma unroll
+                            for (int u = S - 1; u >= 0; u--)
+                                if ((need >> u) & 1u) owner = (int)(e[u] / G);
+                            if (!fail && late && need) dfm_record_timeout(w, owner, DFM_CUDA_WAIT_COMBINE, seq);
+                            return;
+                        }
+                    }
+                }
+            }
+#pragma unroll
+            for (int u = 0; u < S; u++)
+                if (f[u] >= 0) dfm_reduce_add(acc, v[u], wk[u]);
+        }
+        if (mine) dfm_reduce_store(a, acc, t, c);
+    }
+}
+
 /* ---- the producer's A boxes (the box decomposition of gemm_wgmma.cuh v3) ----- */
 
 #ifndef FUSED_PACK
@@ -647,7 +785,7 @@ static __device__ __forceinline__ int fused_a_box(const wg_gemm_args_t &p, int g
  *        and w2 [G][H][I] codes through the tensor maps, w1_scale [G][2I],
  *        w2_scale [G][H] f32; st->seq; this rank's region (half = seq & 1):
  *        dispatch_flag, recv_counts, src_info, recv_meta, recv_scale,
- *        recv_rows, combine_flag, combine_rows (written by peers).
+ *        recv_rows, combine_flag, combine_rows or combine_ll (written by peers).
  * Writes on every rank dst (LSA pointers): recv_counts[half][me][*] (each
  *          word tagged with the call, fused_counts_tag), src_info[half][me],
  *          dispatch_flag[half][me] = seq | TAG (CTA 0, right after routing:
@@ -655,7 +793,8 @@ static __device__ __forceinline__ int fused_a_box(const wg_gemm_args_t &p, int g
  *          finish sending: payload in); recv_rows/scale/meta of the rows this
  *          rank sends; combine_rows[half][t][k] of the rows it computes (GEMM2
  *          epilogue); combine_flag[half][me] = seq (the last CTA done with
- *          GEMM2).
+ *          GEMM2); or, where every rank's T <= ML (FUSED_COMBINE_LL), those
+ *          results as tagged words in combine_ll[half][t][k] and no flag.
  *        this rank: act [rows][I] f32 (GEMM1 epilogue), act_q/act_s (requant),
  *          st->seq/cur_seq/send_done, fused_state_t counters, q_ready[g] = seq,
  *          ep_recv_count [G*R], async->invalid_total/mismatch_total (CTA 0), out [T][H].
@@ -691,7 +830,8 @@ static __device__ __forceinline__ int fused_a_box(const wg_gemm_args_t &p, int g
  *      the one completing the last row sets q_ready[g] = seq.
  *   4. all: arrive on g2_arrived; the last CTA raises combine flags; wait for
  *      every rank's combine flag; reduce (thread unit (t, 8 columns), flat over
- *      the grid).
+ *      the grid). Tagged (FUSED_COMBINE_LL): arrive (no fence, no flags) and
+ *      reduce, each unit waiting for its rows' words.
  *
  * Why it cannot deadlock (all CTAs co-resident: cooperative launch, grid <=
  * SMs x occupancy, checked at creation; the two ranks' kernels both running):
@@ -708,7 +848,9 @@ static __device__ __forceinline__ int fused_a_box(const wg_gemm_args_t &p, int g
  * else, and every chunk of it is claimed by a running CTA (at least the one
  * whose GEMM2 item waits; a few-row expert's rows are all done by the running
  * CTA that completed its GEMM1, which waits for nothing first), so every q_ready[g] is raised, every GEMM2 item completes, every
- * CTA arrives, and the combine flags rise on every rank. Inside a CTA the
+ * CTA arrives, and the combine flags rise on every rank (tagged: every
+ * GEMM2 item's words are stored, which is all a reduction unit waits for, and
+ * a CTA reduces only after its producer has claimed past the last item). Inside a CTA the
  * producer finishes issuing all of an item's stages (W and A) before it
  * starts the next item, and waits on a gate only when every stage it could
  * still issue belongs to the gated item, so consumers never wait on a stage
@@ -792,12 +934,13 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                                 min(fa.spec_pf, (H * cb + WG_BK - 1) / WG_BK));
     }
     if (blockIdx.x == 0) { /* counts first */
+        const int big = TOK16 || !fa.ll || T > w.L.ll_tokens ? (int)FUSED_COUNTS_BIG : 0;
         for (int i = tid; i < R * G; i += FUSED_THREADS) {
             const uint32_t *b = s_bits + (size_t)i * W;
             int n = 0;
             for (int x = 0; x < W; x++) n += __popc(b[x]);
             const int dst = i / G, g = i % G;
-            ((int32_t *)(w.peer[dst] + dfm_off_recv_counts(&w.L, half, w.rank)))[g] = n | fused_counts_tag(seq);
+            ((int32_t *)(w.peer[dst] + dfm_off_recv_counts(&w.L, half, w.rank)))[g] = n | big | fused_counts_tag(seq);
         }
         if (tid < R) {
             int32_t *info = (int32_t *)(w.peer[tid] + dfm_off_src_info(&w.L, half, w.rank));
@@ -871,15 +1014,19 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     if (blockIdx.x == 0 && tid < R)
         fused_wait(&w, local + dfm_off_dispatch_flag(&w.L, half, tid), seq, ~FUSED_COUNTS_TAG, tid,
                    DFM_CUDA_WAIT_DISPATCH, seq);
+    int big = 0;
     for (int i = tid; i < G * R; i += FUSED_THREADS) { /* a thread a count word: the polls at once */
         const int g = i / R, src = i % R;
         const unsigned int *p = (const unsigned int *)(local + dfm_off_recv_counts(&w.L, half, src)) + g;
         const unsigned int v = fused_wait_tagged(&w, p, (unsigned int)fused_counts_tag(seq), src, seq);
-        const int c = min((int)(v & 0xffffu), M);
+        const int c = min((int)(v & (FUSED_COUNTS_BIG - 1u)), M);
+        big |= (int)(v & FUSED_COUNTS_BIG);
         s_cnt[i] = c;
         if (blockIdx.x == 0 && op.ep_recv_count) op.ep_recv_count[i] = c;
     }
-    __syncthreads();
+    /* tagged combine rows for this call: no source says no (the same words
+     * on every rank, so the same choice everywhere) */
+    const int ll = !__syncthreads_or(big) && !TOK16;
     if (tid == 0) FUSED_STAMP(fa, FT_COUNTS);
     if (blockIdx.x == 0 && tid == 0) dfm_dispatch_note_faults(w, op, half);
     const int n_tiles1 = 2 * I / WG_BN, n_tiles2 = H / WG_BN;
@@ -934,8 +1081,10 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     ring.bh = bhb ? smem + ring.nst * ring.sb : nullptr;
     ring.bhs = acols * 256;
     float *xch = (float *)(smem + ring.nst * ring.sb + bhb);
-    fused_out_t out;
+    fused_out_t<!TOK16> out;
     out.w = &w;
+    out.is_ll = ll;
+    out.tagv = (unsigned int)seq;
 
     /* ---- 3. the expert GEMMs ---- */
     if (warp >= 8) {
@@ -1097,7 +1246,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     } while (0)
             if (phase == 1) {
 #define FUSED_CONSUME(NN) \
-    wg_consume<MODE, 1, NN, fused_out_t, WG_FP8_PROMOTE, true, true, FUSED_PACK, false, PW, TOK16>(s_p[0], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
+    wg_consume<MODE, 1, NN, fused_out_t<!TOK16>, WG_FP8_PROMOTE, true, true, FUSED_PACK, false, PW, TOK16>(s_p[0], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
                 FUSED_BY_COLS(FUSED_CONSUME);
 #undef FUSED_CONSUME
                 if (!TOK16 && ct == 0 && fa.trace && n < DFM_CUDA_TRACE_ITEMS)
@@ -1133,7 +1282,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                 if (s_eager) fused_help_requant(&w, &fa, s_cnt, g, q, seq, &s_fin, s_red, true);
             } else {
 #define FUSED_CONSUME(NN) \
-    wg_consume<MODE, 2, NN, fused_out_t, WG_FP8_PROMOTE2, true, true, FUSED_PACK, false, PW>(s_p[1], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
+    wg_consume<MODE, 2, NN, fused_out_t<!TOK16>, WG_FP8_PROMOTE2, true, true, FUSED_PACK, false, PW>(s_p[1], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
                 FUSED_BY_COLS(FUSED_CONSUME);
 #undef FUSED_CONSUME
                 if (!TOK16 && ct == 0 && fa.trace && n < DFM_CUDA_TRACE_ITEMS)
@@ -1157,7 +1306,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
     if (ct == 0) {
         FUSED_STAMP(fa, FT_G2_DONE);
-        dfm_fence_acq_rel_sys();
+        if (!ll) dfm_fence_acq_rel_sys(); /* tagged words need no fence */
         const unsigned int ticket = dfm_atom_add_acq_rel_gpu(&fa.fs->g2_arrived, 1u);
         s_last = ticket == gridDim.x - 1;
         s_ticket = fa.reduce_warm ? (int)ticket : (int)blockIdx.x;
@@ -1167,6 +1316,17 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
         }
     }
     wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
+    const long long r_first = (long long)s_ticket * FUSED_CONSUMERS + ct;
+    if (ll) { /* the reduction waits for each tagged word it reads */
+        if (ct == 0) FUSED_STAMP(fa, FT_COMBINE_IN);
+        fused_reduce_ll(red, &w, local + dfm_off_combine_ll(&w.L, half, 0, 0), seq, r_first,
+                        (long long)gridDim.x * FUSED_CONSUMERS);
+        if (fa.trace) {
+            wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
+            if (ct == 0) FUSED_STAMP(fa, FT_END);
+        }
+        return;
+    }
     if (s_last && ct < R) dfm_st_release_sys(w.peer[ct] + dfm_off_combine_flag(&w.L, half, w.rank), seq);
     /* The reduction's units go to the CTAs in the order they arrived (the
      * first to be done with GEMM2 wait longest for the combine flags), and
@@ -1174,7 +1334,6 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
      * storing while they wait (a stride past every unit: one pass of the
      * loop, which adds the stride once): the code of fused_reduce and the
      * tokens' ids and weights are then in the SM's caches when the rows are in. */
-    const long long r_first = (long long)s_ticket * FUSED_CONSUMERS + ct;
     if (fa.reduce_warm == 2 && !s_last && s_ticket * FUSED_CONSUMERS < op.num_tokens * (w.hidden / 8)) {
         dfm_reduce_args_t dry = red;
         dry.out = NULL;
@@ -1264,6 +1423,7 @@ cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **
     f->args.arrive_work = dfm_cuda_env_int("DFM_CUDA_FUSED_ARRIVE_WORK", FUSED_ARRIVE_WORK, 0, 1);
     f->args.g2_scatter = dfm_cuda_env_int("DFM_CUDA_FUSED_G2_SCATTER", FUSED_G2_SCATTER, 0, 2);
     f->args.reduce_warm = dfm_cuda_env_int("DFM_CUDA_FUSED_REDUCE_WARM", FUSED_REDUCE_WARM, 0, 2);
+    f->args.ll = dfm_cuda_env_int("DFM_CUDA_FUSED_COMBINE_LL", FUSED_COMBINE_LL, 0, 1);
     for (int v = 0; v <= DFM_NUM_QUANT && err == cudaSuccess; v++) {
         /* v < DFM_NUM_QUANT: mode v; v == DFM_NUM_QUANT: FP8 version 5 */
         const void *k = v < DFM_NUM_QUANT ? fused_kernel_of(v) : fused_kernel_of(DFM_QUANT_FP8, 1);
