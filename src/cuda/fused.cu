@@ -287,22 +287,37 @@ static_assert(FT_WAIT1 == DFM_CUDA_TRACE_STAMPS && FUSED_TRACE_N == DFM_CUDA_TRA
  * scope, no last CTA raises combine flags and nobody waits for them (the
  * chain from the last GEMM2 item to the reduction: the last CTA's fence, its
  * count, its flags' release and their hop). The cost: twice the bytes of the
- * results (a word of 4 bytes' data is 8). Every source says in its count
- * words whether its T is above ML or its context has this off
- * (FUSED_COUNTS_BIG), so every rank makes the same choice for a call. The
+ * results (a word of 4 bytes' data is 8). A rank whose T is at most ML runs
+ * the kernel that can send them (fused_kernel's LLK; the others are the
+ * kernels without, instruction for instruction but the count words' mask)
+ * and says so in its count words (FUSED_COUNTS_LL): the call is tagged when
+ * every source said so, the same choice on every rank. The
  * environment variable DFM_CUDA_FUSED_COMBINE_LL (0, 1; read at context
  * creation) overrides it. */
 #ifndef FUSED_COMBINE_LL
 #define FUSED_COMBINE_LL 1
 #endif
-/* Bit of a count word: the source's T is above ML or its context has the
- * tagged combine off (counts are <= 1024, the tag is above bit 15). */
-#define FUSED_COUNTS_BIG 0x8000u
+/* Bit of a count word: the source runs the tagged-combine kernel (its T is
+ * at most ML and its context has it on); counts are <= 1024, the tag is
+ * above bit 15. */
+#define FUSED_COUNTS_LL 0x8000u
 
 /* GEMM2's destination of row (g, src, j): the home rank's combine slot of
- * its (token, slot), from recv_meta (clamped as gemm.cu's combine_out_t). */
+ * its (token, slot), from recv_meta (clamped as gemm.cu's combine_out_t);
+ * <true>: the tagged-combine kernels' (FUSED_COMBINE_LL), either format. */
 template <bool LLC> struct fused_out_t {
-    static constexpr bool kLL = LLC; /* tagged rows where the call allows (is_ll) */
+    const dfm_cuda_world_t *w;
+    __device__ uint16_t *row(int g, int src, int j, long long phys, int half) const {
+        const char *local = w->peer[w->rank];
+        const int meta = *(const int32_t *)(local + dfm_off_recv_meta(&w->L, half, (size_t)phys));
+        int t = meta / w->max_topk, k = meta % w->max_topk;
+        t = t < 0 ? 0 : (t >= w->num_max ? w->num_max - 1 : t);
+        k = k < 0 ? 0 : k;
+        return (uint16_t *)(w->peer[src] + dfm_off_combine_row(&w->L, half, t, k));
+    }
+};
+template <> struct fused_out_t<true> {
+    static constexpr bool kLL = true; /* tagged rows where the call allows (is_ll) */
     const dfm_cuda_world_t *w;
     int is_ll;         /* this call's results go as tagged words (combine_ll) */
     unsigned int tagv; /* their tag: the call's seq, low 32 bits */
@@ -884,7 +899,7 @@ static __device__ __forceinline__ int fused_tid() {
  * (fused_help_widen), the A maps of GEMM1 are over that copy (one half, 2
  * bytes a K element), each stage's A comes as two 64-element K-halves, and
  * the consumers take it as it is (wg_consume's TOK16 path). */
-template <int MODE, bool TOK16 = false>
+template <int MODE, bool TOK16 = false, bool LLK = false>
 static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     fused_kernel(const __grid_constant__ fused_maps_t maps, const __grid_constant__ dfm_cuda_world_t w,
                  const __grid_constant__ dfm_cuda_op_t op, const __grid_constant__ fused_args_t fa) {
@@ -934,13 +949,14 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                                 min(fa.spec_pf, (H * cb + WG_BK - 1) / WG_BK));
     }
     if (blockIdx.x == 0) { /* counts first */
-        const int big = TOK16 || !fa.ll || T > w.L.ll_tokens ? (int)FUSED_COUNTS_BIG : 0;
+        /* (the host picks the LLK kernel where T <= ML and the context has it on) */
         for (int i = tid; i < R * G; i += FUSED_THREADS) {
             const uint32_t *b = s_bits + (size_t)i * W;
             int n = 0;
             for (int x = 0; x < W; x++) n += __popc(b[x]);
             const int dst = i / G, g = i % G;
-            ((int32_t *)(w.peer[dst] + dfm_off_recv_counts(&w.L, half, w.rank)))[g] = n | big | fused_counts_tag(seq);
+            ((int32_t *)(w.peer[dst] + dfm_off_recv_counts(&w.L, half, w.rank)))[g] =
+                n | (LLK ? (int)FUSED_COUNTS_LL : 0) | fused_counts_tag(seq);
         }
         if (tid < R) {
             int32_t *info = (int32_t *)(w.peer[tid] + dfm_off_src_info(&w.L, half, w.rank));
@@ -1014,19 +1030,23 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     if (blockIdx.x == 0 && tid < R)
         fused_wait(&w, local + dfm_off_dispatch_flag(&w.L, half, tid), seq, ~FUSED_COUNTS_TAG, tid,
                    DFM_CUDA_WAIT_DISPATCH, seq);
-    int big = 0;
+    int no_ll = 0; /* LLK: a source without FUSED_COUNTS_LL */
     for (int i = tid; i < G * R; i += FUSED_THREADS) { /* a thread a count word: the polls at once */
         const int g = i / R, src = i % R;
         const unsigned int *p = (const unsigned int *)(local + dfm_off_recv_counts(&w.L, half, src)) + g;
         const unsigned int v = fused_wait_tagged(&w, p, (unsigned int)fused_counts_tag(seq), src, seq);
-        const int c = min((int)(v & (FUSED_COUNTS_BIG - 1u)), M);
-        big |= (int)(v & FUSED_COUNTS_BIG);
+        const int c = min((int)(v & (FUSED_COUNTS_LL - 1u)), M);
+        if (LLK) no_ll |= !(v & FUSED_COUNTS_LL);
         s_cnt[i] = c;
         if (blockIdx.x == 0 && op.ep_recv_count) op.ep_recv_count[i] = c;
     }
-    /* tagged combine rows for this call: no source says no (the same words
-     * on every rank, so the same choice everywhere) */
-    const int ll = !__syncthreads_or(big) && !TOK16;
+    /* tagged combine rows for this call: every source runs the LLK kernel
+     * (the same words on every rank, so the same choice everywhere) */
+    int ll = 0;
+    if constexpr (LLK)
+        ll = !__syncthreads_or(no_ll);
+    else
+        __syncthreads();
     if (tid == 0) FUSED_STAMP(fa, FT_COUNTS);
     if (blockIdx.x == 0 && tid == 0) dfm_dispatch_note_faults(w, op, half);
     const int n_tiles1 = 2 * I / WG_BN, n_tiles2 = H / WG_BN;
@@ -1075,16 +1095,19 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     const int acols = wg_pad_cols(min(PW, max(s_maxcols, 8)));
     static_assert(!TOK16 || (MODE == DFM_QUANT_FP8 && WG_FP8_PROMOTE == 1 && FUSED_PACK),
                   "version 5: FP8 GEMM1 on f16 tensor cores, packed columns");
+    static_assert(!(TOK16 && LLK), "version 5 has no tagged combine (its register budget)");
     const int xbytes = 128 * (acols / 2) * 4, bhb = TOK16 ? 0 : wg_bh_bytes(MODE, WG_FP8_PROMOTE, acols);
     ring.sb = WG_W_BYTES + acols * WG_BK * (TOK16 ? 2 : 1);
     ring.nst = min(WG_MAX_STAGES, ((int)wg_dyn_smem_size() - (int)(smem - smem_raw) - xbytes - bhb) / ring.sb);
     ring.bh = bhb ? smem + ring.nst * ring.sb : nullptr;
     ring.bhs = acols * 256;
     float *xch = (float *)(smem + ring.nst * ring.sb + bhb);
-    fused_out_t<!TOK16> out;
+    fused_out_t<LLK> out;
     out.w = &w;
-    out.is_ll = ll;
-    out.tagv = (unsigned int)seq;
+    if constexpr (LLK) {
+        out.is_ll = ll;
+        out.tagv = (unsigned int)seq;
+    }
 
     /* ---- 3. the expert GEMMs ---- */
     if (warp >= 8) {
@@ -1246,7 +1269,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     } while (0)
             if (phase == 1) {
 #define FUSED_CONSUME(NN) \
-    wg_consume<MODE, 1, NN, fused_out_t<!TOK16>, WG_FP8_PROMOTE, true, true, FUSED_PACK, false, PW, TOK16>(s_p[0], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
+    wg_consume<MODE, 1, NN, fused_out_t<LLK>, WG_FP8_PROMOTE, true, true, FUSED_PACK, false, PW, TOK16>(s_p[0], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
                 FUSED_BY_COLS(FUSED_CONSUME);
 #undef FUSED_CONSUME
                 if (!TOK16 && ct == 0 && fa.trace && n < DFM_CUDA_TRACE_ITEMS)
@@ -1282,7 +1305,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                 if (s_eager) fused_help_requant(&w, &fa, s_cnt, g, q, seq, &s_fin, s_red, true);
             } else {
 #define FUSED_CONSUME(NN) \
-    wg_consume<MODE, 2, NN, fused_out_t<!TOK16>, WG_FP8_PROMOTE2, true, true, FUSED_PACK, false, PW>(s_p[1], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
+    wg_consume<MODE, 2, NN, fused_out_t<LLK>, WG_FP8_PROMOTE2, true, true, FUSED_PACK, false, PW>(s_p[1], out, smem, ring, s_full, s_empty, xch, s_tab, it, g, tile, pass, half)
                 FUSED_BY_COLS(FUSED_CONSUME);
 #undef FUSED_CONSUME
                 if (!TOK16 && ct == 0 && fa.trace && n < DFM_CUDA_TRACE_ITEMS)
@@ -1317,7 +1340,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     }
     wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
     const long long r_first = (long long)s_ticket * FUSED_CONSUMERS + ct;
-    if (ll) { /* the reduction waits for each tagged word it reads */
+    if (LLK && ll) { /* the reduction waits for each tagged word it reads */
         if (ct == 0) FUSED_STAMP(fa, FT_COMBINE_IN);
         fused_reduce_ll(red, &w, local + dfm_off_combine_ll(&w.L, half, 0, 0), seq, r_first,
                         (long long)gridDim.x * FUSED_CONSUMERS);
@@ -1365,15 +1388,20 @@ struct dfm_cuda_fused {
     /* version 5 (FP8, world.tok16 allocated): its kernel's shared memory, and
      * the FP8 maps with a1 over the f16 copy (built with the FP8 ones) */
     int smem16;
+    int smem_ll[DFM_NUM_QUANT]; /* the tagged-combine kernels' (fused_kernel_of's llk) */
     CUtensorMap a1_16[WG_A_MAPS];
     fused_maps_t maps16;
 };
 
-static const void *fused_kernel_of(int quant, int tok16 = 0) {
+/* tok16: version 5; llk: the kernel that can send the tagged combine rows
+ * (FUSED_COMBINE_LL, not with version 5); the others are main's code. */
+static const void *fused_kernel_of(int quant, int tok16 = 0, int llk = 0) {
     if (quant == DFM_QUANT_FP8 && tok16) return (const void *)fused_kernel<DFM_QUANT_FP8, true>;
-    if (quant == DFM_QUANT_FP8) return (const void *)fused_kernel<DFM_QUANT_FP8>;
-    if (quant == DFM_QUANT_INT8) return (const void *)fused_kernel<DFM_QUANT_INT8>;
-    return (const void *)fused_kernel<DFM_QUANT_BF16>;
+    if (quant == DFM_QUANT_FP8)
+        return llk ? (const void *)fused_kernel<DFM_QUANT_FP8, false, true> : (const void *)fused_kernel<DFM_QUANT_FP8>;
+    if (quant == DFM_QUANT_INT8)
+        return llk ? (const void *)fused_kernel<DFM_QUANT_INT8, false, true> : (const void *)fused_kernel<DFM_QUANT_INT8>;
+    return llk ? (const void *)fused_kernel<DFM_QUANT_BF16, false, true> : (const void *)fused_kernel<DFM_QUANT_BF16>;
 }
 
 void dfm_cuda_fused_destroy(dfm_cuda_fused_t *f) {
@@ -1424,10 +1452,14 @@ cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **
     f->args.g2_scatter = dfm_cuda_env_int("DFM_CUDA_FUSED_G2_SCATTER", FUSED_G2_SCATTER, 0, 2);
     f->args.reduce_warm = dfm_cuda_env_int("DFM_CUDA_FUSED_REDUCE_WARM", FUSED_REDUCE_WARM, 0, 2);
     f->args.ll = dfm_cuda_env_int("DFM_CUDA_FUSED_COMBINE_LL", FUSED_COMBINE_LL, 0, 1);
-    for (int v = 0; v <= DFM_NUM_QUANT && err == cudaSuccess; v++) {
-        /* v < DFM_NUM_QUANT: mode v; v == DFM_NUM_QUANT: FP8 version 5 */
-        const void *k = v < DFM_NUM_QUANT ? fused_kernel_of(v) : fused_kernel_of(DFM_QUANT_FP8, 1);
-        int *smem = v < DFM_NUM_QUANT ? &f->smem[v] : &f->smem16;
+    for (int v = 0; v <= 2 * DFM_NUM_QUANT && err == cudaSuccess; v++) {
+        /* v < DFM_NUM_QUANT: mode v; v == DFM_NUM_QUANT: FP8 version 5; above:
+         * mode v - DFM_NUM_QUANT - 1 with the tagged combine */
+        const int m = v < DFM_NUM_QUANT ? v : v - DFM_NUM_QUANT - 1;
+        const void *k = v < DFM_NUM_QUANT    ? fused_kernel_of(v)
+                        : v == DFM_NUM_QUANT ? fused_kernel_of(DFM_QUANT_FP8, 1)
+                                             : fused_kernel_of(m, 0, 1);
+        int *smem = v < DFM_NUM_QUANT ? &f->smem[v] : v == DFM_NUM_QUANT ? &f->smem16 : &f->smem_ll[m];
         *smem = wg_v3_smem(k);
         if (*smem <= 0) {
             err = cudaErrorInvalidValue;
@@ -1503,23 +1535,28 @@ cudaError_t dfm_cuda_fused(dfm_cuda_fused_t *f, const dfm_cuda_world_t *w, const
     fused_args_t a = f->args;
     a.parts = parts;
 
+    /* the kernel that can send tagged combine rows where this rank's T
+     * allows them (every rank's T must: the kernel learns it from the counts) */
+    const int llk = !tok16 && a.ll && T <= w->L.ll_tokens;
     void *args[] = {tok16 ? (void *)&f->maps16 : (void *)&f->maps[op->quant], (void *)w, (void *)op, (void *)&a};
     /* dfm_launch's key: the maps are a function of the world, the op's
      * weights and tok16, so the argument bytes are of these and the world */
     struct {
         dfm_cuda_op_t op;
         fused_args_t a;
-        int tok16;
+        int tok16, llk;
     } key;
     static_assert(sizeof key <= DFM_LAUNCH_KEY_MAX, "dfm_launch compares at most DFM_LAUNCH_KEY_MAX bytes");
     memset(&key, 0, sizeof key);
     key.op = *op;
     memcpy(&key.a, &a, sizeof a);
     key.tok16 = tok16;
+    key.llk = llk;
     cudaError_t err = ev ? cudaEventRecord(ev[0], stream) : cudaSuccess;
     if (err == cudaSuccess)
-        err = dfm_launch(fused_kernel_of(op->quant, tok16), dim3((unsigned)f->grid), dim3(FUSED_THREADS), args,
-                         (size_t)(tok16 ? f->smem16 : f->smem[op->quant]), stream, 1, &key, sizeof key);
+        err = dfm_launch(fused_kernel_of(op->quant, tok16, llk), dim3((unsigned)f->grid), dim3(FUSED_THREADS), args,
+                         (size_t)(tok16 ? f->smem16 : llk ? f->smem_ll[op->quant] : f->smem[op->quant]), stream, 1,
+                         &key, sizeof key);
     for (int i = 1; i < 4 && err == cudaSuccess && ev; i++) err = cudaEventRecord(ev[i], stream);
     return err;
 }

@@ -297,10 +297,11 @@ static __device__ __forceinline__ void wg_bar_sync(int id, int n) {
 static __device__ __forceinline__ void wg_st_shared_u16(uint32_t addr, uint16_t v) {
     asm volatile("st.shared.u16 [%0], %1;" ::"r"(addr), "h"(v) : "memory");
 }
-/* A tagged combine word (wg_consume's OUT::kLL path): relaxed at system
- * scope, 8 bytes at once, polled by the home rank (fused.cu). */
-static __device__ __forceinline__ void wg_st_tagged_u64(uint64_t *p, uint64_t v) {
-    asm volatile("st.relaxed.sys.global.b64 [%0], %1;" ::"l"(p), "l"(v) : "memory");
+/* Two tagged combine words (wg_consume's OUT::kLL path), each 8 bytes whole
+ * (as NCCL's LL protocol stores its flag-and-data pairs), polled by the home
+ * rank (fused.cu's fused_ld_tagged2). */
+static __device__ __forceinline__ void wg_st_tagged_v2(uint64_t *p, uint64_t a, uint64_t b) {
+    asm volatile("st.volatile.global.v2.u64 [%0], {%1, %2};" ::"l"(p), "l"(a), "l"(b) : "memory");
 }
 static __device__ __forceinline__ void wg_st_shared_u32(uint32_t addr, uint32_t v) {
     asm volatile("st.shared.u32 [%0], %1;" ::"r"(addr), "r"(v) : "memory");
@@ -1042,53 +1043,6 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
          * bytes: 8 threads x 16 bytes. The staging area is the GEMM1 exchange
          * buffer (2 x 64 x N x 2 bytes <= its 256 x acols). Without STAGE
          * (the fused kernel: no registers to spare) the fragments go straight. */
-        /* OUT::kLL (the fused kernel's tagged combine rows, out.ll() for this
-         * call): every (token, channel pair) leaves as one 8-byte word,
-         * (tag << 32) | bf16 pair, so the home rank knows it is in from the
-         * word itself (no fence, no flag). Lane l and lane l ^ 4 hold
-         * channels r0 and r0 ^ 1 of the same two tokens: the even lane sends
-         * its pair of token q = 1, the odd one that of q = 0, and each writes
-         * the pair of the token it keeps (q = the lane's parity). */
-        if constexpr (wg_has_ll<OUT>::value && !STAGE) {
-            if (out.ll()) {
-                const uint64_t tag = (uint64_t)out.tag() << 32;
-                const int odd = (lane >> 2) & 1;
-#pragma unroll
-                for (int j0 = 0; j0 < N / 8; j0 += JBE) {
-                    asm volatile("" ::: "memory");
-                    float sa[JBE][2];
-                    uintptr_t ptr[JBE];
-#pragma unroll
-                    for (int jj = 0; jj < JBE; jj++) {
-                        if (j0 + jj >= N / 8) continue;
-                        const int n = (j0 + jj) * 8 + (lane & 3) * 2;
-                        sa[jj][0] = tab[n].sa;
-                        sa[jj][1] = tab[n + 1].sa;
-                        ptr[jj] = tab[n + odd].ptr;
-                    }
-#pragma unroll
-                    for (int jj = 0; jj < JBE; jj++) {
-                        const int j = j0 + jj;
-                        if (j >= N / 8) continue;
-                        uint32_t lo[2], hi[2];
-#pragma unroll
-                        for (int q = 0; q < 2; q++) {
-                            lo[q] = wg_f32_to_bf16(__fmul_rn(__fmul_rn((float)acc[j * 4 + q], sa[jj][q]), sb0));
-                            hi[q] = wg_f32_to_bf16(__fmul_rn(__fmul_rn((float)acc[j * 4 + 2 + q], sa[jj][q]), sb1));
-                        }
-                        const uint32_t rlo = __shfl_xor_sync(0xffffffffu, odd ? lo[0] : lo[1], 4);
-                        const uint32_t rhi = __shfl_xor_sync(0xffffffffu, odd ? hi[0] : hi[1], 4);
-                        if (!ptr[jj]) continue;
-                        const uint64_t plo = odd ? (rlo | (lo[1] << 16)) : (lo[0] | (rlo << 16));
-                        const uint64_t phi = odd ? (rhi | (hi[1] << 16)) : (hi[0] | (rhi << 16));
-                        uint64_t *yrow = (uint64_t *)ptr[jj] + wg * 32;
-                        wg_st_tagged_u64(yrow + (r0 >> 1), tag | plo);
-                        wg_st_tagged_u64(yrow + ((r0 + 8) >> 1), tag | phi);
-                    }
-                }
-                return;
-            }
-        }
         uint32_t stg = 0, s_lo[2] = {0, 0}, s_hi[2] = {0, 0}; /* 32-bit addresses: registers are tight */
         if constexpr (STAGE) {
             stg = wg_smem_u32(xch) + wg * (128 * N);
@@ -1146,6 +1100,25 @@ static __device__ __forceinline__ void wg_consume(const wg_gemm_args_t &p, const
                     const int c = c0 + u * 128, n = c >> 3, k = c & 7;
                     ptr[u] = c < N * 8 ? tab[n].ptr : 0;
                     if (ptr[u]) v[u] = wg_ld_shared_v4(stg + n * 128 + ((k ^ (n & 7)) << 4));
+                }
+                /* OUT::kLL and out.ll() (the fused kernel's tagged combine
+                 * rows): each bf16 pair leaves as an 8-byte word (tag << 32) |
+                 * pair, so the home rank knows it is in from the word itself
+                 * (no fence, no flag): a row segment is 256 bytes, 8 threads
+                 * x two 16-byte stores of two words. */
+                if constexpr (wg_has_ll<OUT>::value) {
+                    if (out.ll()) {
+                        const uint64_t tag = (uint64_t)out.tag() << 32;
+#pragma unroll
+                        for (int u = 0; u < CB; u++) {
+                            const int c = c0 + u * 128, k = c & 7;
+                            if (!ptr[u]) continue;
+                            uint64_t *d = (uint64_t *)ptr[u] + wg * 32 + k * 4;
+                            wg_st_tagged_v2(d, tag | v[u].x, tag | v[u].y);
+                            wg_st_tagged_v2(d + 2, tag | v[u].z, tag | v[u].w);
+                        }
+                        continue;
+                    }
                 }
 #pragma unroll
                 for (int u = 0; u < CB; u++) {
