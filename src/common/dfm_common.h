@@ -170,8 +170,8 @@ DFM_HD static inline int dfm_seq_half(uint64_t seq) { return (int)(seq & 1u); }
  *                                    two bf16, for calls whose every rank has
  *                                    T <= ML (the fused kernel, see fused.cu)
  *
- * M = num_max_dispatch_tokens_per_rank, ML = min(M, DFM_COMBINE_LL_TOKENS)
- * on the CUDA backend, 0 on the CPU backend. Row (g, src, j) is the j-th token of
+ * M = num_max_dispatch_tokens_per_rank, ML = min(M, DFM_COMBINE_LL_TOKENS,
+ * DFM_COMBINE_LL_ELEMS / (Kmax * H)) on the CUDA backend, 0 on the CPU backend. Row (g, src, j) is the j-th token of
  * src (in token order) routed to g; each (token, expert) pair goes once. A
  * combine row is written by the rank holding the expert of the token's first
  * slot that names it.
@@ -179,6 +179,14 @@ DFM_HD static inline int dfm_seq_half(uint64_t seq) { return (int)(seq & 1u); }
 #define DFM_ALIGN 128u
 #ifndef DFM_COMBINE_LL_TOKENS
 #define DFM_COMBINE_LL_TOKENS 64 /* tokens a rank of the tagged combine rows (combine_ll) */
+#endif
+/* Values a rank (T * Kmax * H) of the tagged rows at most: they are twice the
+ * bytes of combine_rows, which costs more than the flags they save beyond
+ * ~1M values (twenty-fifth session, 4 x H100: dsv3-e32 T = 32, 1.8M values,
+ * +6.7 us tagged; qwen3-235b T = 32, 1M values, -1.7 us; every T = 1 row
+ * 3-4 us faster). Also bounds combine_ll to 8 MiB. */
+#ifndef DFM_COMBINE_LL_ELEMS
+#define DFM_COMBINE_LL_ELEMS (1u << 20)
 #endif
 #define DFM_SRC_INFO_WORDS 4
 enum { DFM_INFO_QUANT = 0, DFM_INFO_TOPK = 1, DFM_INFO_TOKENS = 2, DFM_INFO_DROPPED = 3 };
@@ -207,9 +215,9 @@ static inline void dfm_layout_init(dfm_layout_t *L, const dfm_config_t *c) {
     L->max_topk = c->max_topk;
     L->num_max = c->num_max_dispatch_tokens_per_rank;
     L->row_bytes = dfm_align_up(H * code, 16);
-    L->ll_tokens = c->backend == DFM_BACKEND_CUDA
-                       ? (int)(M < DFM_COMBINE_LL_TOKENS ? M : DFM_COMBINE_LL_TOKENS)
-                       : 0;
+    size_t ml = M < DFM_COMBINE_LL_TOKENS ? M : DFM_COMBINE_LL_TOKENS;
+    if (ml > DFM_COMBINE_LL_ELEMS / (K * H)) ml = DFM_COMBINE_LL_ELEMS / (K * H);
+    L->ll_tokens = c->backend == DFM_BACKEND_CUDA ? (int)ml : 0;
 #define DFM_LAYOUT_FIELD(field, bytes)                                                   \
     do {                                                                                 \
         L->field = off;                                                                  \

@@ -1537,7 +1537,7 @@ cudaError_t dfm_cuda_fused(dfm_cuda_fused_t *f, const dfm_cuda_world_t *w, const
 
     /* the kernel that can send tagged combine rows where this rank's T
      * allows them (every rank's T must: the kernel learns it from the counts) */
-    const int llk = !tok16 && a.ll && T <= w->L.ll_tokens;
+    const int llk = !tok16 && a.ll && w->L.ll_tokens > 0 && T <= w->L.ll_tokens;
     void *args[] = {tok16 ? (void *)&f->maps16 : (void *)&f->maps[op->quant], (void *)w, (void *)op, (void *)&a};
     /* dfm_launch's key: the maps are a function of the world, the op's
      * weights and tok16, so the argument bytes are of these and the world */
