@@ -1339,7 +1339,10 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
         }
     }
     wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
-    const long long r_first = (long long)s_ticket * FUSED_CONSUMERS + ct;
+    /* (where r_first is computed: each kernel's instructions as measured, the
+     * non-LLK ones those of the kernels before the tagged combine) */
+    long long r_first = 0;
+    if constexpr (LLK) r_first = (long long)s_ticket * FUSED_CONSUMERS + ct;
     if (LLK && ll) { /* the reduction waits for each tagged word it reads */
         if (ct == 0) FUSED_STAMP(fa, FT_COMBINE_IN);
         fused_reduce_ll(red, &w, local + dfm_off_combine_ll(&w.L, half, 0, 0), seq, r_first,
@@ -1357,6 +1360,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
      * storing while they wait (a stride past every unit: one pass of the
      * loop, which adds the stride once): the code of fused_reduce and the
      * tokens' ids and weights are then in the SM's caches when the rows are in. */
+    if constexpr (!LLK) r_first = (long long)s_ticket * FUSED_CONSUMERS + ct;
     if (fa.reduce_warm == 2 && !s_last && s_ticket * FUSED_CONSUMERS < op.num_tokens * (w.hidden / 8)) {
         dfm_reduce_args_t dry = red;
         dry.out = NULL;
