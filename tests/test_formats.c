@@ -3,7 +3,9 @@
  * checked bit for bit: every FP8 E4M3 code, the rounding ties of E4M3, bf16
  * and int8 (ties to even, subnormals, saturation, NaN), the permutation of
  * w1's channels, and dfm_weights_prepare_w13/w2 against the oracle's own
- * per-channel quantization. Usage: test_formats [-s SEED] [-o NAME-SUBSTRING]
+ * per-channel quantization; and the symmetric region's layout (dfm_layout_init):
+ * its fields in order, aligned and apart, every slot's accessor inside its
+ * field, and the tagged combine rows' ML. Usage: test_formats [-s SEED] [-o NAME-SUBSTRING]
  */
 #include <float.h>
 #include <math.h>
@@ -325,6 +327,111 @@ static void test_row_quantization(void) {
     }
 }
 
+/* A config of the layout test: R ranks, E experts, H, I, K, M, the modes' mask. */
+static dfm_config_t layout_config(dfm_backend_t b, int R, int E, int H, int I, int K, int M, unsigned modes) {
+    dfm_config_t c = DFM_CONFIG_INIT;
+    c.backend = b;
+    c.num_ranks = R;
+    c.num_experts = E;
+    c.hidden = H;
+    c.inter = I;
+    c.max_topk = K;
+    c.num_max_dispatch_tokens_per_rank = M;
+    c.quant_modes = modes;
+    return c;
+}
+
+/* ML from its definition (dfm_common.h): min(M, DFM_COMBINE_LL_TOKENS,
+ * DFM_COMBINE_LL_ELEMS / (Kmax * H)) on the CUDA backend, 0 on the CPU one. */
+static int want_ll_tokens(const dfm_config_t *c) {
+    if (c->backend != DFM_BACKEND_CUDA) return 0;
+    long long ml = c->num_max_dispatch_tokens_per_rank, cap = DFM_COMBINE_LL_TOKENS;
+    long long by_values = (long long)DFM_COMBINE_LL_ELEMS / ((long long)c->max_topk * c->hidden);
+    if (ml > cap) ml = cap;
+    if (ml > by_values) ml = by_values;
+    return (int)ml;
+}
+
+/* One layout: the fields (two halves each) in order, DFM_ALIGN-aligned, none
+ * overlapping the next, and the last slot of each accessor inside its field. */
+static void check_layout(const dfm_config_t *c) {
+    dfm_layout_t L;
+    dfm_layout_init(&L, c);
+    const int R = c->num_ranks, G = c->num_experts / c->num_ranks, H = c->hidden;
+    const int K = c->max_topk, M = c->num_max_dispatch_tokens_per_rank;
+    const char *tag = c->backend == DFM_BACKEND_CUDA ? "cuda" : "cpu";
+    TH_EXPECT(L.ll_tokens == want_ll_tokens(c), "%s R=%d E=%d H=%d K=%d M=%d: ll_tokens %d, want %d", tag, R,
+              c->num_experts, H, K, M, L.ll_tokens, want_ll_tokens(c));
+    TH_EXPECT(L.ll_tokens >= 0 && L.ll_tokens <= M, "ll_tokens %d outside [0, M = %d]", L.ll_tokens, M);
+    TH_EXPECT((size_t)L.ll_tokens * K * H <= DFM_COMBINE_LL_ELEMS, "combine_ll holds %zu values a half",
+              (size_t)L.ll_tokens * K * H);
+    size_t code = (c->quant_modes & DFM_QUANT_MASK(DFM_QUANT_BF16)) ? 2u : 1u;
+    TH_EXPECT(L.row_bytes >= (size_t)H * code && L.row_bytes % 16 == 0, "row_bytes %zu for H=%d", L.row_bytes, H);
+    const size_t rows = dfm_rows_per_half(&L);
+    /* {offset of the field, end of its last slot of half 1}, in layout order */
+    const size_t f[][2] = {
+        {L.off_dispatch_flag, dfm_off_dispatch_flag(&L, 1, R - 1) + sizeof(uint64_t)},
+        {L.off_combine_flag, dfm_off_combine_flag(&L, 1, R - 1) + sizeof(uint64_t)},
+        {L.off_src_info, dfm_off_src_info(&L, 1, R - 1) + DFM_SRC_INFO_WORDS * sizeof(int32_t)},
+        {L.off_recv_counts, dfm_off_recv_counts(&L, 1, R - 1) + (size_t)G * sizeof(int32_t)},
+        {L.off_recv_meta, dfm_off_recv_meta(&L, 1, rows - 1) + sizeof(int32_t)},
+        {L.off_recv_scale, dfm_off_recv_scale(&L, 1, rows - 1) + sizeof(float)},
+        {L.off_recv_rows, dfm_off_recv_rows(&L, 1, rows - 1) + L.row_bytes},
+        {L.off_combine_rows, dfm_off_combine_row(&L, 1, M - 1, K - 1) + (size_t)H * sizeof(uint16_t)},
+        {L.off_combine_ll, L.ll_tokens ? dfm_off_combine_ll(&L, 1, L.ll_tokens - 1, K - 1) + (size_t)H * 4u
+                                       : L.off_combine_ll},
+    };
+    const size_t n = sizeof f / sizeof f[0];
+    for (size_t i = 0; i < n; i++) {
+        const size_t next = i + 1 < n ? f[i + 1][0] : L.region_bytes;
+        TH_EXPECT(f[i][0] % DFM_ALIGN == 0, "%s field %zu at %zu: not %u-aligned", tag, i, f[i][0], DFM_ALIGN);
+        TH_EXPECT(f[i][0] <= f[i][1] && f[i][1] <= next, "%s R=%d G=%d H=%d K=%d M=%d: field %zu [%zu, %zu) past %zu",
+                  tag, R, G, H, K, M, i, f[i][0], f[i][1], next);
+    }
+    if (L.ll_tokens) /* half 1's rows start where half 0's end */
+        TH_EXPECT(dfm_off_combine_ll(&L, 1, 0, 0) == dfm_off_combine_ll(&L, 0, L.ll_tokens - 1, K - 1) + (size_t)H * 4u,
+                  "combine_ll halves not adjacent");
+}
+
+static void test_region_layout(void) {
+    th_rng_t *rng = &th_rng;
+    const unsigned all = DFM_QUANT_MASK_ALL, fp8 = DFM_QUANT_MASK(DFM_QUANT_FP8);
+    /* PERF.md's configs on 4 ranks: ML 18 (dsv3-e32, dsv3-e256), 32 (qwen3-235b),
+     * 64 (qwen3-30b-bf16); M below the caps: ML = M */
+    const struct {
+        int E, H, I, K, M, ml;
+        unsigned modes;
+    } named[] = {
+        {32, 7168, 2048, 8, 128, 18, fp8},
+        {128, 4096, 1536, 8, 128, 32, fp8},
+        {128, 2048, 768, 8, 128, 64, DFM_QUANT_MASK(DFM_QUANT_BF16)},
+        {256, 7168, 2048, 8, 1024, 18, all},
+        {32, 7168, 2048, 8, 8, 8, fp8},
+    };
+    for (size_t i = 0; i < sizeof named / sizeof named[0]; i++) {
+        for (int b = 0; b < 2; b++) {
+            dfm_config_t c = layout_config(b ? DFM_BACKEND_CUDA : DFM_BACKEND_CPU, 4, named[i].E, named[i].H,
+                                           named[i].I, named[i].K, named[i].M, named[i].modes);
+            dfm_layout_t L;
+            dfm_layout_init(&L, &c);
+            TH_EXPECT(L.ll_tokens == (b ? named[i].ml : 0), "E=%d H=%d M=%d %s: ll_tokens %d, want %d", named[i].E,
+                      named[i].H, named[i].M, b ? "cuda" : "cpu", L.ll_tokens, b ? named[i].ml : 0);
+            check_layout(&c);
+        }
+    }
+    /* random configs inside dfm.h's limits */
+    for (int it = 0; it < 4000; it++) {
+        const int R = 1 + th_rng_int(rng, 8), G = 1 + th_rng_int(rng, 1024 / R < 64 ? 1024 / R : 64);
+        const int H = 128 * (2 + th_rng_int(rng, 127)), I = 64 * (1 + th_rng_int(rng, 128));
+        const int K = 1 + th_rng_int(rng, 16);
+        const int M = th_rng_int(rng, 4) ? 1 + th_rng_int(rng, 160) : 1 + th_rng_int(rng, 1024);
+        const unsigned modes = 1u + (unsigned)th_rng_int(rng, (int)all);
+        dfm_config_t c = layout_config(th_rng_int(rng, 2) ? DFM_BACKEND_CUDA : DFM_BACKEND_CPU, R, R * G, H, I, K,
+                                       M, modes);
+        check_layout(&c);
+    }
+}
+
 int main(int argc, char **argv) {
     static const th_test_t tests[] = {
         {"e4m3_codes", test_e4m3_codes},
@@ -335,6 +442,7 @@ int main(int argc, char **argv) {
         {"permutation", test_permutation},
         {"row_quantization", test_row_quantization},
         {"weight_helpers", test_weight_helpers},
+        {"region_layout", test_region_layout},
     };
     return th_main("test_formats", argc, argv, tests, sizeof tests / sizeof tests[0]);
 }
