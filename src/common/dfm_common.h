@@ -166,7 +166,7 @@ DFM_HD static inline int dfm_seq_half(uint64_t seq) { return (int)(seq & 1u); }
  *   recv_rows     [2][G][R][M]  row_bytes each: codes (H * code bytes)
  *   combine_rows  [2][M][Kmax]  H bf16 each: expert result for my (t, slot)
  *   combine_ll    [2][ML][Kmax] H / 2 u64 each (CUDA backend only): the same
- *                                    results as tagged words, (seq << 32) |
+ *                                    results as tagged words, (tag << 32) |
  *                                    two bf16, for calls whose every rank has
  *                                    T <= ML (the fused kernel, see fused.cu)
  *

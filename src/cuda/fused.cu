@@ -281,7 +281,7 @@ static_assert(FT_WAIT1 == DFM_CUDA_TRACE_STAMPS && FUSED_TRACE_N == DFM_CUDA_TRA
 #endif
 
 /* 1: where every rank's T is at most the layout's ll_tokens (ML, dfm_common.h),
- * GEMM2's results go to the home ranks as tagged words, (seq << 32) | a bf16
+ * GEMM2's results go to the home ranks as tagged words, (fused_ll_tag(seq) << 32) | a bf16
  * pair, in combine_ll, and the home rank's reduction waits for the words
  * themselves (fused_reduce_ll): no CTA fences its GEMM2 stores at system
  * scope, no last CTA raises combine flags and nobody waits for them (the
@@ -306,6 +306,12 @@ static_assert(FT_WAIT1 == DFM_CUDA_TRACE_STAMPS && FUSED_TRACE_N == DFM_CUDA_TRA
  * at most ML and its context has it on); counts are <= 1024, the tag is
  * above bit 15. */
 #define FUSED_COUNTS_LL 0x8000u
+/* The tag of call seq's tagged combine words: its low 31 bits with the top bit
+ * set, so never 0 (a word never written since the region was cleared cannot
+ * pass for one) and unlike the tags of the calls before on the same half. */
+static __device__ __forceinline__ unsigned int fused_ll_tag(unsigned long long seq) {
+    return (unsigned int)seq | 0x80000000u;
+}
 
 /* GEMM2's destination of row (g, src, j): the home rank's combine slot of
  * its (token, slot), from recv_meta (clamped as gemm.cu's combine_out_t);
@@ -325,7 +331,7 @@ template <> struct fused_out_t<true> {
     static constexpr bool kLL = true; /* tagged rows where the call allows (is_ll) */
     const dfm_cuda_world_t *w;
     int is_ll;         /* this call's results go as tagged words (combine_ll) */
-    unsigned int tagv; /* their tag: the call's seq, low 32 bits */
+    unsigned int tagv; /* their tag: fused_ll_tag of the call's seq */
     /* channel ch0 of the row: a bf16 in combine_rows, or a u64 word in combine_ll */
     __device__ uintptr_t ptr_at(int g, int src, int j, long long phys, int half, int ch0) const {
         const char *local = w->peer[w->rank];
@@ -699,7 +705,7 @@ static __device__ __noinline__ void fused_reduce_ll(const dfm_reduce_args_t a, c
     constexpr int S = DFM_REDUCE_SLOTS;
     const int K = a.num_topk, H = a.hidden, E = a.num_experts, groups = H / 8, lane = threadIdx.x & 31;
     const int G = w->num_local_experts;
-    const unsigned int tag = (unsigned int)seq;
+    const unsigned int tag = fused_ll_tag(seq);
     const long long total = (long long)a.num_tokens * groups;
     /* a warp-uniform trip count: the poll's votes need every lane */
     for (long long i0 = first - lane; i0 < total; i0 += stride) {
@@ -1111,7 +1117,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     out.w = &w;
     if constexpr (LLK) {
         out.is_ll = ll;
-        out.tagv = (unsigned int)seq;
+        out.tagv = fused_ll_tag(seq);
     }
 
     /* ---- 3. the expert GEMMs ---- */
