@@ -101,6 +101,18 @@ static __host__ __device__ __forceinline__ int fused_counts_tag(unsigned long lo
 #ifndef FUSED_SPEC_PF_LATE
 #define FUSED_SPEC_PF_LATE 1
 #endif
+/* Where the call is too sparse for that guess (R * T * K < 2E: decode at
+ * T ~ 1), the CTAs prefetch instead, after their send units, the first n
+ * weight stages of GEMM1 tiles of the local experts that this rank's own
+ * tokens chose (known from the route, before any count arrives): CTA b takes
+ * tile b % n_tiles1 of the (b / n_tiles1)-th such expert, so every tile of
+ * those experts is warmed once, in the ~3-4 us of the head in which HBM
+ * otherwise idles (the rank's own part of the route; the peers' tokens are
+ * known only from their counts). 0: off. The environment variable
+ * DFM_CUDA_FUSED_OWN_PF (0..64, read at context creation) overrides it. */
+#ifndef FUSED_OWN_PF_STAGES
+#define FUSED_OWN_PF_STAGES 0
+#endif
 /* Whether the CTA that completes an expert's GEMM1 items requantizes the
  * expert's rows right away (claims shared with the CTAs that reach its GEMM2
  * items) instead of leaving it all to them: 0 never, 1 when the expert has at
@@ -178,6 +190,7 @@ typedef struct {
     /* NULL, or [grid][FUSED_TRACE_STRIDE] %globaltimer stamps of the last call
      * (DFM_CUDA_FUSED_TRACE=1; read by dfm_cuda_fused_trace) */
     unsigned long long *trace;
+    int own_pf; /* FUSED_OWN_PF_STAGES or DFM_CUDA_FUSED_OWN_PF (last: the fields above keep their offsets) */
 } fused_args_t;
 
 /* Trace points, one stamp per CTA each (written by thread 0, a consumer):
@@ -663,6 +676,43 @@ static __device__ __noinline__ void fused_spec_prefetch(const CUtensorMap *wmap,
     for (int kt = 0; kt < n; kt++) wg_prefetch_l2(wmap, kt * WG_BK, wrow);
 }
 
+/* The weight prefetches after a CTA's send units, by one warp (out of line:
+ * the dispatch prologue has no register to spare): where per = R * T * K
+ * rows are expected to fill every expert (FUSED_SPEC_PF_STAGES' guess), lane
+ * 0 takes the CTA's likely first GEMM1 item; where too sparse for that
+ * (FUSED_OWN_PF_STAGES), tile b % n_t1 of the (b / n_t1)-th local expert
+ * that this rank's own tokens chose (s_bits, the route's bitmap: rows
+ * me * G .. me * G + G - 1), lane l its stages l, l + 32, ... nk: GEMM1's
+ * stages an item. */
+static __device__ __noinline__ void fused_head_prefetch(const CUtensorMap *wmap, const uint32_t *s_bits, int W, int me,
+                                                        int per, const fused_args_t &fa, int PW,
+                                                        const dfm_cuda_world_t &w, int nk) {
+    const int lane = threadIdx.x & 31, G = w.num_local_experts, I = w.inter, E = w.num_experts;
+    const int n_t1 = 2 * I / WG_BN, b = (int)blockIdx.x;
+    if (fa.spec_pf && per >= 2 * E && 2 * per <= PW * E) {
+        if (lane == 0 && b < G * n_t1) fused_spec_prefetch(wmap, (b / n_t1) * 2 * I + (b % n_t1) * WG_BN, min(fa.spec_pf, nk));
+        return;
+    }
+    if (!fa.own_pf || per >= 2 * E) return;
+    const int want = b / n_t1, tile = b % n_t1, n = min(fa.own_pf, nk);
+    int seen = 0;
+    for (int g0 = 0; g0 < G; g0 += 32) {
+        const int g = g0 + lane;
+        bool hit = false;
+        if (g < G)
+            for (int x = 0; x < W; x++) hit |= s_bits[(size_t)(me * G + g) * W + x] != 0u;
+        const unsigned int m = __ballot_sync(0xffffffffu, hit);
+        if (want < seen + __popc(m)) { /* the (want - seen)-th set bit of m */
+            unsigned int r = m;
+            for (int j = 0; j < want - seen; j++) r &= r - 1u;
+            const int ge = g0 + __ffs(r) - 1;
+            for (int kt = lane; kt < n; kt += 32) wg_prefetch_l2(wmap, kt * WG_BK, ge * 2 * I + tile * WG_BN);
+            return;
+        }
+        seen += __popc(m);
+    }
+}
+
 /* The combine reduction, out of line: inlined, its loads in flight change
  * the register allocation of the GEMM loops (ptxas C7511 in version 5). Its
  * arguments come as values (dfm_reduce_args, read from the kernel's
@@ -987,12 +1037,8 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     const int u0 = fa.send_skip0 ? ((int)blockIdx.x + (int)gridDim.x - 1) % (int)gridDim.x : (int)blockIdx.x;
     const int n_send = fa.arrive_work ? max(1, min((int)gridDim.x, T * fa.parts)) : (int)gridDim.x;
     dfm_dispatch_send<FUSED_THREADS, MODE>(w, op, s_bits, W, fa.parts, half, s_red, s_dst, s_rank, u0);
-    if (FUSED_SPEC_PF_LATE && fa.spec_pf && tid == FUSED_THREADS - 32) {
-        const int per = R * T * K, n_t1 = 2 * I / WG_BN;
-        if (per >= 2 * E && 2 * per <= PW * E && (int)blockIdx.x < G * n_t1)
-            fused_spec_prefetch(&maps.w1, ((int)blockIdx.x / n_t1) * 2 * I + ((int)blockIdx.x % n_t1) * WG_BN,
-                                min(fa.spec_pf, (H * cb + WG_BK - 1) / WG_BK));
-    }
+    if (FUSED_SPEC_PF_LATE && warp == FUSED_THREADS / 32 - 1)
+        fused_head_prefetch(&maps.w1, s_bits, W, w.rank, R * T * K, fa, PW, w, (H * cb + WG_BK - 1) / WG_BK);
     if (u0 < n_send && dfm_cta_arrive_n(&w.st->send_done, &s_last, (unsigned int)n_send)) {
         if (tid == 0) {
             w.st->seq = seq;
@@ -1459,6 +1505,7 @@ cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **
     f->args.w_evict_first = dfm_cuda_w_evict_first();
     f->args.l2_pf = dfm_cuda_env_int("DFM_CUDA_FUSED_L2_PF", FUSED_L2_PF_STAGES, 0, 64);
     f->args.spec_pf = dfm_cuda_env_int("DFM_CUDA_FUSED_SPEC_PF", FUSED_SPEC_PF_STAGES, 0, 64);
+    f->args.own_pf = dfm_cuda_env_int("DFM_CUDA_FUSED_OWN_PF", FUSED_OWN_PF_STAGES, 0, 64);
     f->args.eager_rq = dfm_cuda_env_int("DFM_CUDA_FUSED_EAGER_RQ", FUSED_EAGER_RQ, 0, 3);
     f->args.rq_ahead = dfm_cuda_env_int("DFM_CUDA_FUSED_RQ_AHEAD", FUSED_RQ_AHEAD, 0, 64);
     f->args.dynamic = dfm_cuda_env_int("DFM_CUDA_FUSED_DYNAMIC", FUSED_DYNAMIC, 0, 1);
