@@ -109,9 +109,14 @@ static __host__ __device__ __forceinline__ int fused_counts_tag(unsigned long lo
  * those experts is warmed once, in the ~3-4 us of the head in which HBM
  * otherwise idles (the rank's own part of the route; the peers' tokens are
  * known only from their counts). 0: off. The environment variable
- * DFM_CUDA_FUSED_OWN_PF (0..64, read at context creation) overrides it. */
+ * DFM_CUDA_FUSED_OWN_PF (0..64, read at context creation) overrides it.
+ * Measured (twenty-sixth session, call 2, 4 x H100, three rounds, medians of
+ * the rounds, 0 -> 8 -> 16 -> 32 stages, T = 1): dsv3-e32 127.2 -> 125.7 ->
+ * 125.8 -> 127.6 us, dsv3-e32-int8 140.6 -> 139.6 -> 140.0 -> 148.0,
+ * qwen3-235b 78.1 -> 78.1 -> 77.9 -> 81.2, qwen3-30b-bf16 57.1 -> 56.6 ->
+ * 55.9 -> 55.3; T = 32 (not sparse: off) unchanged. */
 #ifndef FUSED_OWN_PF_STAGES
-#define FUSED_OWN_PF_STAGES 0
+#define FUSED_OWN_PF_STAGES 16
 #endif
 /* Whether the CTA that completes an expert's GEMM1 items requantizes the
  * expert's rows right away (claims shared with the CTAs that reach its GEMM2
