@@ -14,7 +14,8 @@
  * parameters 16 B or a PARAM-byte struct (the fused kernel's are ~3 KB of
  * tensor maps, world and op); and programmatic dependent launch (the test
  * kernel waits with griddepcontrol.wait at entry, the previous kernel lets
- * dependents launch at its own entry).
+ * dependents launch at its own entry); and the kernel as a one-node graph
+ * launched with cudaGraphLaunch (as the library launches the fused kernel).
  *
  *   nvcc -O3 -gencode=arch=compute_90a,code=sm_90a -o launch_probe bench/launch_probe.cu
  *   ./launch_probe [reps]
@@ -67,7 +68,7 @@ __global__ void test_big(const __grid_constant__ big_param_t p, int pdl_wait) {
 
 typedef struct {
     const char *name;
-    int coop, smem, big, pdl;
+    int coop, smem, big, pdl, graph;
 } probe_case_t;
 
 static cudaError_t launch_test(const probe_case_t *c, int grid, cudaStream_t s, const big_param_t *bp) {
@@ -94,6 +95,35 @@ static cudaError_t launch_test(const probe_case_t *c, int grid, cudaStream_t s, 
     return cudaLaunchKernelEx(&cfg, test_small, SPIN_NS, w);
 }
 
+/* A one-node graph of the case's kernel (the library launches the fused
+ * kernel so: backend.cu's launch graphs), instantiated once. */
+static cudaGraphExec_t make_graph(const probe_case_t *c, int grid, big_param_t *bp, int *w) {
+    cudaGraph_t g;
+    CK(cudaGraphCreate(&g, 0));
+    cudaKernelNodeParams kp;
+    memset(&kp, 0, sizeof kp);
+    void *args_big[] = {bp, w};
+    static unsigned long long ns = SPIN_NS;
+    void *args_small[] = {&ns, w};
+    kp.func = c->big ? (void *)test_big : (void *)test_small;
+    kp.gridDim = dim3(grid);
+    kp.blockDim = dim3(384);
+    kp.sharedMemBytes = c->smem ? SMEM_BYTES : 0;
+    kp.kernelParams = c->big ? args_big : args_small;
+    cudaGraphNode_t node;
+    CK(cudaGraphAddKernelNode(&node, g, NULL, 0, &kp));
+    if (c->coop) {
+        cudaLaunchAttributeValue v;
+        memset(&v, 0, sizeof v);
+        v.cooperative = 1;
+        CK(cudaGraphKernelNodeSetAttribute(node, cudaLaunchAttributeCooperative, &v));
+    }
+    cudaGraphExec_t ex;
+    CK(cudaGraphInstantiate(&ex, g, 0));
+    CK(cudaGraphDestroy(g));
+    return ex;
+}
+
 static int cmp_f(const void *a, const void *b) {
     const float x = *(const float *)a, y = *(const float *)b;
     return x < y ? -1 : x > y;
@@ -118,6 +148,7 @@ int main(int argc, char **argv) {
         {"plain", 0, 0, 0, 0},         {"coop", 1, 0, 0, 0},          {"coop+smem", 1, 1, 0, 0},
         {"coop+smem+3KB", 1, 1, 1, 0}, {"plain+smem+3KB", 0, 1, 1, 0}, {"coop+smem+3KB+pdl", 1, 1, 1, 1},
         {"plain+smem+3KB+pdl", 0, 1, 1, 1}, {"coop+pdl", 1, 0, 0, 1},
+        {"graph:coop+smem+3KB", 1, 1, 1, 0, 1}, {"graph:plain", 0, 0, 0, 0, 1},
     };
     float *t = (float *)malloc(sizeof(float) * (size_t)reps);
     printf("# launch_probe: %s, %d SMs, spins %.1f us, median of %d; overhead beyond the spins, us\n", prop.name,
@@ -126,13 +157,14 @@ int main(int argc, char **argv) {
     for (size_t ci = 0; ci < sizeof cases / sizeof cases[0]; ci++) {
         const probe_case_t *c = &cases[ci];
         float med[2];
-        int failed = 0;
+        int failed = 0, w0 = 0;
+        cudaGraphExec_t ex = c->graph ? make_graph(c, grid, &bp, &w0) : NULL;
         for (int mode = 0; mode < 2 && !failed; mode++) {
             for (int r = -5; r < reps; r++) {
                 if (mode == 1) CK(cudaEventRecord(e0, s));
                 prev_kernel<<<grid, 256, 0, s>>>(SPIN_NS, c->pdl);
                 if (mode == 0) CK(cudaEventRecord(e0, s));
-                cudaError_t err = launch_test(c, grid, s, &bp);
+                cudaError_t err = ex ? cudaGraphLaunch(ex, s) : launch_test(c, grid, s, &bp);
                 if (err != cudaSuccess) {
                     printf("%-22s launch failed: %s\n", c->name, cudaGetErrorString(err));
                     (void)cudaGetLastError();
@@ -148,6 +180,7 @@ int main(int argc, char **argv) {
             qsort(t, (size_t)reps, sizeof *t, cmp_f);
             med[mode] = t[reps / 2];
         }
+        if (ex) CK(cudaGraphExecDestroy(ex));
         if (!failed) printf("%-22s %8.2f %8.2f\n", c->name, med[0], med[1]);
     }
     CK(cudaDeviceSynchronize());
