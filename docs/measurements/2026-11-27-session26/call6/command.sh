@@ -4,5 +4,5 @@
 source scripts/gpu_env.sh
 nvidia-smi -L > $OUT/smi.txt
 mkdir -p /tmp/b && tar -C /tmp/b -xJf build-c26p/bins7.tar.xz
-DFM_LIBRARY=/tmp/b/m/libdfm.so timeout 390 python3 -m pytest -v -rs -s --durations=10 tests/python/test_cuda.py > $OUT/pytest.txt 2>&1
+DFM_LIBRARY=/tmp/b/m/libdfm.so timeout 390 python3 -m pytest -v -rs --durations=10 tests/python/test_cuda.py > $OUT/pytest.txt 2>&1
 echo "pytest rc=$?" >> $OUT/pytest.txt
