@@ -118,9 +118,15 @@ $(BUILD)/%.o: %.c $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
 	$(CC) $(CFLAGS) -c $< -o $@
 
+# With WERROR=1 a kernel whose wgmma ptxas serializes for want of registers
+# (info C7511, not a warning to nvcc) fails the build: in the fused kernel it
+# costs microseconds a call (docs/PERF_NOTES.md, twenty-sixth session).
 $(BUILD)/%.o: %.cu $(FLAGS_STAMP)
 	@mkdir -p $(dir $@)
-	$(NVCC) $(NVFLAGS) -c $< -o $@
+	$(NVCC) $(NVFLAGS) -c $< -o $@ 2> $@.log || { cat $@.log >&2; rm -f $@.log; exit 1; }
+	@cat $@.log >&2; if [ "$(WERROR)" = 1 ] && grep -q C7511 $@.log; then \
+	  echo "$<: ptxas serialized wgmma (C7511, above): WERROR=1 fails on it" >&2; rm -f $@ $@.log; exit 1; fi; \
+	rm -f $@.log
 
 $(BUILD)/libdfm.so: $(LIB_OBJ)
 	$(CC) -shared $(LDFLAGS) -o $@ $^ $(LDLIBS)

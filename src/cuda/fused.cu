@@ -1042,8 +1042,17 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     const int u0 = fa.send_skip0 ? ((int)blockIdx.x + (int)gridDim.x - 1) % (int)gridDim.x : (int)blockIdx.x;
     const int n_send = fa.arrive_work ? max(1, min((int)gridDim.x, T * fa.parts)) : (int)gridDim.x;
     dfm_dispatch_send<FUSED_THREADS, MODE>(w, op, s_bits, W, fa.parts, half, s_red, s_dst, s_rank, u0);
-    if (FUSED_SPEC_PF_LATE && warp == FUSED_THREADS / 32 - 1)
+    if constexpr (TOK16) { /* version 5 runs dense calls only: no own-expert prefetch, and its
+                            * kernel stays the code measured before it (SASS) */
+        if (FUSED_SPEC_PF_LATE && fa.spec_pf && tid == FUSED_THREADS - 32) {
+            const int per = R * T * K, n_t1 = 2 * I / WG_BN;
+            if (per >= 2 * E && 2 * per <= PW * E && (int)blockIdx.x < G * n_t1)
+                fused_spec_prefetch(&maps.w1, ((int)blockIdx.x / n_t1) * 2 * I + ((int)blockIdx.x % n_t1) * WG_BN,
+                                    min(fa.spec_pf, (H * cb + WG_BK - 1) / WG_BK));
+        }
+    } else if (FUSED_SPEC_PF_LATE && warp == FUSED_THREADS / 32 - 1) {
         fused_head_prefetch(&maps.w1, s_bits, W, w.rank, R * T * K, fa, PW, w, (H * cb + WG_BK - 1) / WG_BK);
+    }
     if (u0 < n_send && dfm_cta_arrive_n(&w.st->send_done, &s_last, (unsigned int)n_send)) {
         if (tid == 0) {
             w.st->seq = seq;
