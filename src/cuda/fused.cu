@@ -885,12 +885,14 @@ static __device__ __forceinline__ int fused_a_box(const wg_gemm_args_t &p, int g
  *        wgmma code's row_count), item prefixes of both GEMMs, mbarriers.
  * Roles, in order, every CTA (grid = num_sms, cooperative: all co-resident):
  *   1. dispatch, all FUSED_THREADS (384) threads: route the whole batch into the bitmap;
- *      (spec_pf) warp 8's lane 0 prefetches its likely first GEMM1 item's
- *      first weight stages into L2;
  *      CTA 0 publishes counts + src_info + the counts flag; work units
  *      (token, part) quantize and store to every destination (CTA 0 takes
  *      the grid's last unit, SEND_SKIP0); the CTAs with units arrive on
- *      st->send_done (ARRIVE_WORK), the last raises the payload flags.
+ *      st->send_done (ARRIVE_WORK), the last raises the payload flags; after
+ *      its units, the CTA's last warp prefetches into L2 the first weight
+ *      stages of its likely first GEMM1 item (spec_pf) or, at sparse calls,
+ *      of a GEMM1 tile of the local experts this rank's own tokens chose
+ *      (own_pf; version 5's kernel: spec_pf only, from one thread).
  *   2. wait for every rank's counts (a thread a tagged count word, kept in
  *      s_cnt; CTA 0 also the counts flags, for src_info; thread 0 sets up the
  *      ring's mbarriers and the GEMM arguments first), build the schedule:
