@@ -2,7 +2,7 @@
 # DFM_CUDA_FUSED_TRACE=1 DFM_CUDA_FUSED_TRACE_ITEMS=PREFIX writes PREFIX.<config>.T<T>.rank<r>.csv):
 # per rank, GEMM1 / GEMM2 item durations and gate waits (first items apart from later ones),
 # the time between a CTA's items, each expert's GEMM1 end and GEMM2 span, and the CTAs busy
-# over time. Usage: python3 scripts/fused_items.py "PREFIX.qwen3-235b.T1.rank*.csv"
+# over time. Usage: python3 scripts/fused_items.py "PREFIX.qwen3-235b.T1.rank*.csv" [KSPLIT]
 import csv, sys, statistics as st, glob, os
 tiles = {"qwen3-235b": (24, 32), "dsv3-e32": (32, 56), "dsv3-e32-int8": (32, 56), "qwen3-30b-bf16": (12, 16)}
 def load(path):
@@ -20,6 +20,7 @@ for path in sorted(glob.glob(sys.argv[1])):
     if cfg not in tiles:
         sys.exit("%s: GEMM1 / GEMM2 tiles per expert (2I/128, H/128) of config %r unknown: add it to `tiles`" % (name, cfg))
     t1, t2 = tiles[cfg]
+    t1 *= int(sys.argv[2]) if len(sys.argv) > 2 else 1  # K-split GEMM1 (DFM_CUDA_FUSED_KSPLIT): 2 items a tile
     rows = load(path)
     total = max(r["u"] for r in rows) + 1
     A = total // (t1 + t2)
