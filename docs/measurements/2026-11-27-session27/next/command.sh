@@ -47,4 +47,5 @@ ok 490 && { timeout 55 $K DFM_TEST_TIMEOUT_S=50 compute-sanitizer --tool memchec
   /tmp/b/ks/test_moe -b cuda -p threads -o "fused(q=fp8,R=2," > $L/ks_memcheck.txt 2>&1; st ks_memcheck $?; }
 ok 545 && { timeout 45 $R DFM_TEST_TIMEOUT_S=40 compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 \
   /tmp/b/rqw/test_moe -b cuda -p threads -o "fused(q=fp8,R=2," > $L/rqw_memcheck.txt 2>&1; st rqw_memcheck $?; }
+python3 scripts/ab_means.py -v $L m r1 k0 k200 k264 rk > $L/ab_table.txt 2>&1
 cd $OUT && tar czf n.tgz n && rm -rf n
