@@ -7,6 +7,10 @@
 # and lost at qwen3-235b T = 32 (+42: 8-row experts requantized row by row by 96 threads),
 # dsv3-e32-int8 T = 32 (+27) and once qwen3-30b-bf16 T = 1 (one round 99.0 against 55.9).
 # Mode 3 keeps the experts of 3..16 rows on the consumers' path.
+# If build-c28 is lost: `git am` session 27's branches/rq-warps.patch, then this session's
+# branches/cnt-warps.patch (its first commit = bins10's code, all = bins11's), and
+# `make CUDA=1 WERROR=1 BUILD=build-X -j8 build-X/libdfm.so build-X/tests/test_moe build-X/bench/dfm_bench`,
+# strip --strip-debug, tar -cJf (directories cnt/ and cnt3/).
 # A/B m (main 27de2c4, build-c27/bins1) / c2 (bins10) / c3 / c0 (bins11), three rounds;
 # qwen3-30b-bf16 T = 1 five more times with c2 and c3 (the one-round pathology);
 # bins11's fused suite at modes 2 and 3, 1000-call sequence and memcheck at 3.
