@@ -27,6 +27,6 @@ C="env DFM_CUDA_FUSED_RQ_WARPS=4 /tmp/b/r/test_moe -b cuda -p threads"
 ok 260 && { timeout 70 env DFM_CUDA_FUSED=1 $C > $L/r4_fused.txt 2>&1; st r4_fused $?; }
 ok 330 && { timeout 75 $C > $L/r4_pipeline.txt 2>&1; st r4_pipeline $?; }
 ok 410 && { timeout 30 env DFM_CUDA_FUSED=1 $C -o sequence -c 1000 > $L/r4_seq1000.txt 2>&1; st r4_seq1000 $?; }
-ok 440 && { timeout 65 env DFM_CUDA_FUSED=1 DFM_TEST_TIMEOUT_S=60 compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 \
+ok 440 && { timeout 65 env DFM_CUDA_FUSED=1 DFM_CUDA_FUSED_RQ_WARPS=4 DFM_TEST_TIMEOUT_S=60 compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 \
   /tmp/b/r/test_moe -b cuda -p threads -o "fused(q=fp8,R=2," > $L/r4_memcheck.txt 2>&1; st r4_memcheck $?; }
 cd $OUT && tar czf n.tgz n && rm -rf n
