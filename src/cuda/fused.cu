@@ -131,6 +131,21 @@ static __host__ __device__ __forceinline__ int fused_counts_tag(unsigned long lo
 #ifndef FUSED_EAGER_RQ
 #define FUSED_EAGER_RQ 3
 #endif
+/* 1: an expert of at most FUSED_EAGER_ROWS rows (eager_rq != 0) is
+ * requantized by the CTA's three idle producer-group warps (9-11: without
+ * this they leave once the GEMM phase starts) instead of by its consumers,
+ * which go on to their next item at once: at qwen3-235b T = 1 the consumers'
+ * requantization of one row took ~10 us under the weight stream while the
+ * CTA's next GEMM1 item waited, and that item's expert then ended the call
+ * (per-item trace, twenty-seventh session). The consumers hand the expert
+ * over through a shared-memory queue of FUSED_RQQ slots (full: they do it
+ * themselves). DFM_CUDA_FUSED_RQ_WARPS=0|1 overrides it. */
+#ifndef FUSED_RQ_WARPS
+#define FUSED_RQ_WARPS 0
+#endif
+#define FUSED_RQQ 16
+#define FUSED_RQW_THREADS 96 /* warps 9-11 */
+#define FUSED_BAR_RQW 6      /* their named barrier */
 /* Experts past its own that a CTA waiting at a GEMM2 gate helps requantize
  * (fused_help_requant). Fifteenth session, call 2 (4 x H200), against 0:
  * dsv3-e32 T = 32 / 128 182 / 322 -> 176 / 308 us, qwen3-235b T = 128
@@ -196,6 +211,7 @@ typedef struct {
      * (DFM_CUDA_FUSED_TRACE=1; read by dfm_cuda_fused_trace) */
     unsigned long long *trace;
     int own_pf; /* FUSED_OWN_PF_STAGES or DFM_CUDA_FUSED_OWN_PF (last: the fields above keep their offsets) */
+    int rq_warps; /* FUSED_RQ_WARPS or DFM_CUDA_FUSED_RQ_WARPS */
 } fused_args_t;
 
 /* Trace points, one stamp per CTA each (written by thread 0, a consumer):
@@ -633,6 +649,62 @@ static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused
     }
 }
 
+/* The requantization queue of a CTA (FUSED_RQ_WARPS): the consumers' thread 0
+ * posts expert g in q[n % FUSED_RQQ], then n + 1 in *posted; warps 9-11 take
+ * them in order and say how many they finished in *done; *end = 1 once the
+ * consumers have no item left (nothing is posted after it). */
+typedef struct {
+    int q[FUSED_RQQ];
+    int posted, done, end;
+} fused_rqq_t;
+
+/*
+ * Warps 9-11 (FUSED_RQ_WARPS): requantize each posted expert's rows (its few
+ * rows: the consumers post only those), a row over the 96 threads (amax in
+ * red, two rows' sets alternating as fused_help_requant's), then raise its
+ * q_ready. The consumers' thread 0 posted g after its acquire-release count
+ * of g's GEMM1 items, which orders every CTA's act stores of g before these
+ * loads (and this CTA holds no stale copy of them: act rows are only stored
+ * on this SM meanwhile). Polls shared memory with a short sleep.
+ */
+static __device__ __forceinline__ void fused_rq_warps(const dfm_cuda_world_t *w, const fused_args_t *fa,
+                                                   const int *s_cnt, dfm_quant_t q, unsigned long long seq,
+                                                   fused_rqq_t *rq, float *red) {
+    const int t = threadIdx.x - 9 * 32, R = w->num_ranks;
+    for (int n = 0;; n++) {
+        for (;;) {
+            if (*(volatile int *)&rq->posted > n) break;
+            if (*(volatile int *)&rq->end) {
+                __threadfence_block();
+                if (*(volatile int *)&rq->posted > n) break;
+                return;
+            }
+            __nanosleep(100);
+        }
+        __threadfence_block();
+        const int g = *(volatile int *)&rq->q[n % FUSED_RQQ];
+        const int rows = fused_rows_of(s_cnt, R, g);
+        for (int f = 0, src = 0, j = 0; f < rows; f++, j++) {
+            while (j >= s_cnt[g * R + src]) j -= s_cnt[g * R + src++];
+            float *rd = red + (f & 1) * (FUSED_RQW_THREADS / 32);
+            dfm_requant_row_by<2, FUSED_RQW_THREADS>(w, dfm_recv_row(&w->L, g, src, j), q, t, [&](float m) {
+                m = dfm_warp_max(m);
+                if ((t & 31) == 0) rd[t >> 5] = m;
+                wg_bar_sync(FUSED_BAR_RQW, FUSED_RQW_THREADS);
+#pragma unroll
+                for (int x = 0; x < FUSED_RQW_THREADS / 32; x++) m = fmaxf(m, rd[x]);
+                return m;
+            });
+        }
+        fused_fence_proxy_global(); /* for the TMA reads of what the rows wrote */
+        wg_bar_sync(FUSED_BAR_RQW, FUSED_RQW_THREADS); /* every thread's stores before the release */
+        if (t == 0) {
+            fused_flag_st<FUSED_LOCAL_GPU>(fa->q_ready + g, seq);
+            *(volatile int *)&rq->done = n + 1;
+        }
+    }
+}
+
 /* Rows of an expert widened per claim (fused_help_widen): one per consumer warp. */
 #ifndef FUSED_WD_ROWS
 #define FUSED_WD_ROWS 8
@@ -989,6 +1061,8 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     __shared__ int s_dropped, s_last, s_maxcols, s_fin, s_eager, s_s2, s_ticket;
     __shared__ int s_items[FUSED_ITEMQ]; /* item n of this CTA: u, or -1 after the last */
     __shared__ int s_nitems;             /* items published in s_items (the producer's lane 0) */
+    __shared__ fused_rqq_t s_rqq;        /* experts handed to warps 9-11 (rq_warps) */
+    __shared__ float s_rqred[2 * FUSED_RQW_THREADS / 32];
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int T = op.num_tokens, K = op.num_topk, E = w.num_experts;
@@ -1070,6 +1144,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
         s_pre1[0] = 0;
         s_pre2[0] = 0;
         s_nitems = 0;
+        s_rqq.posted = s_rqq.done = s_rqq.end = 0;
         s_maxcols = 0;
         for (int s = 0; s < WG_MAX_STAGES; s++) {
             wg_mbar_init(&s_full[s], 1);
@@ -1189,7 +1264,10 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
          * stage (the combine below is the consumers' alone, on named
          * barriers), so nothing of the later phases stays live in it. */
         fused_setmaxnreg_dec<FUSED_REGS_PRODUCER>();
-        if (warp > 8) return;
+        if (warp > 8) {
+            if (fa.rq_warps) fused_rq_warps(&w, &fa, s_cnt, q, seq, &s_rqq, s_rqred);
+            return;
+        }
         const int plane = fused_tid() & 31;
         const uint64_t wpol = wg_policy_evict_first();
         int it = 0, n = 0;
@@ -1371,6 +1449,17 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                                                (int)*(volatile unsigned int *)&fa.fs->item_next[half];
                         s_eager = fa.eager_rq == 2 || (fa.eager_rq != 0 && rows <= FUSED_EAGER_ROWS) ||
                                   (fa.eager_rq == 3 && unclaimed1 >= (int)gridDim.x);
+                        /* rq_warps: a few rows go to warps 9-11, unless
+                         * their queue is full */
+                        if (fa.rq_warps && fa.eager_rq != 0 && rows <= FUSED_EAGER_ROWS) {
+                            const int np = s_rqq.posted;
+                            if (np - *(volatile int *)&s_rqq.done < FUSED_RQQ) {
+                                s_rqq.q[np % FUSED_RQQ] = g;
+                                __threadfence_block();
+                                *(volatile int *)&s_rqq.posted = np + 1;
+                                s_eager = 0;
+                            }
+                        }
                     }
                     FUSED_STAMP(fa, FT_G1_DONE);
                 }
@@ -1385,6 +1474,10 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                     fa.trace[(size_t)blockIdx.x * FUSED_TRACE_STRIDE + FUSED_TRACE_N + 4 * n + 3] = dfm_globaltimer();
             }
 #undef FUSED_BY_COLS
+        }
+        if (ct == 0) { /* warps 9-11 leave once they have done every posted expert */
+            __threadfence_block();
+            *(volatile int *)&s_rqq.end = 1;
         }
         if (ct == 0 && fa.trace) {
             unsigned long long *tr = fa.trace + (size_t)blockIdx.x * FUSED_TRACE_STRIDE;
@@ -1522,6 +1615,7 @@ cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **
     f->args.l2_pf = dfm_cuda_env_int("DFM_CUDA_FUSED_L2_PF", FUSED_L2_PF_STAGES, 0, 64);
     f->args.spec_pf = dfm_cuda_env_int("DFM_CUDA_FUSED_SPEC_PF", FUSED_SPEC_PF_STAGES, 0, 64);
     f->args.own_pf = dfm_cuda_env_int("DFM_CUDA_FUSED_OWN_PF", FUSED_OWN_PF_STAGES, 0, 64);
+    f->args.rq_warps = dfm_cuda_env_int("DFM_CUDA_FUSED_RQ_WARPS", FUSED_RQ_WARPS, 0, 1);
     f->args.eager_rq = dfm_cuda_env_int("DFM_CUDA_FUSED_EAGER_RQ", FUSED_EAGER_RQ, 0, 3);
     f->args.rq_ahead = dfm_cuda_env_int("DFM_CUDA_FUSED_RQ_AHEAD", FUSED_RQ_AHEAD, 0, 64);
     f->args.dynamic = dfm_cuda_env_int("DFM_CUDA_FUSED_DYNAMIC", FUSED_DYNAMIC, 0, 1);
