@@ -139,7 +139,14 @@ static __host__ __device__ __forceinline__ int fused_counts_tag(unsigned long lo
  * CTA's next GEMM1 item waited, and that item's expert then ended the call
  * (per-item trace, twenty-seventh session). The consumers hand the expert
  * over through a shared-memory queue of FUSED_RQQ slots (full: they do it
- * themselves). DFM_CUDA_FUSED_RQ_WARPS=0|1 overrides it. */
+ * themselves). 2: warps 9-11 also count each of the CTA's GEMM1 items on
+ * g1_done (the consumers post the item and arrive on its slot's mbarrier,
+ * which releases their act stores, and go on; twenty-eighth session's ncu:
+ * at qwen3-235b T = 32, 7.7 % of the warps' stall samples were the 255
+ * consumer threads waiting while thread 0's acquire-release count
+ * returned), raise g1_ready and requantize a completed few-row expert; an
+ * expert of more rows is left to the CTAs with its GEMM2 items (no eager
+ * mode 3). DFM_CUDA_FUSED_RQ_WARPS=0|1|2 overrides it. */
 #ifndef FUSED_RQ_WARPS
 #define FUSED_RQ_WARPS 0
 #endif
@@ -656,6 +663,7 @@ static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused
 typedef struct {
     int q[FUSED_RQQ];
     int posted, done, end;
+    int act[2]; /* rq_warps 2: item n's expert completed and to be requantized here (n & 1) */
 } fused_rqq_t;
 
 /*
@@ -668,8 +676,9 @@ typedef struct {
  * on this SM meanwhile). Polls shared memory with a short sleep.
  */
 static __device__ __forceinline__ void fused_rq_warps(const dfm_cuda_world_t *w, const fused_args_t *fa,
-                                                   const int *s_cnt, dfm_quant_t q, unsigned long long seq,
-                                                   fused_rqq_t *rq, float *red) {
+                                                   const int *s_cnt, const int *s_pre1, dfm_quant_t q,
+                                                   unsigned long long seq, fused_rqq_t *rq, float *red,
+                                                   uint64_t *cbar) {
     const int t = threadIdx.x - 9 * 32, R = w->num_ranks;
     for (int n = 0;; n++) {
         for (;;) {
@@ -684,6 +693,29 @@ static __device__ __forceinline__ void fused_rq_warps(const dfm_cuda_world_t *w,
         __threadfence_block();
         const int g = *(volatile int *)&rq->q[n % FUSED_RQQ];
         const int rows = fused_rows_of(s_cnt, R, g);
+        if (fa->rq_warps == 2) {
+            /* item n of the CTA's GEMM1 items, of expert g: its consumers'
+             * act stores are released by their arrivals on the slot's
+             * mbarrier, acquired here, then counted (acquire-release, GPU
+             * scope: cumulative) as the consumers did */
+            wg_mbar_wait(&cbar[n % FUSED_RQQ], (n / FUSED_RQQ) & 1);
+            if (t == 0) {
+                const unsigned int items = (unsigned int)(s_pre1[g + 1] - s_pre1[g]);
+                int act = 0;
+                if (dfm_atom_add_acq_rel_gpu(&fa->g1_done[g], 1u) == items - 1) {
+                    fa->g1_done[g] = 0; /* every item of g is counted: reset for the next call */
+                    /* an owned expert (requantized here) has no helpers */
+                    if (fa->eager_rq == 0 || rows > FUSED_EAGER_ROWS) fused_flag_st<FUSED_LOCAL_GPU>(fa->g1_ready + g, seq);
+                    else act = 1;
+                }
+                rq->act[n & 1] = act;
+            }
+            wg_bar_sync(FUSED_BAR_RQW, FUSED_RQW_THREADS);
+            if (!rq->act[n & 1]) {
+                if (t == 0) *(volatile int *)&rq->done = n + 1;
+                continue;
+            }
+        }
         for (int f = 0, src = 0, j = 0; f < rows; f++, j++) {
             while (j >= s_cnt[g * R + src]) j -= s_cnt[g * R + src++];
             float *rd = red + (f & 1) * (FUSED_RQW_THREADS / 32);
@@ -1062,6 +1094,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     __shared__ int s_items[FUSED_ITEMQ]; /* item n of this CTA: u, or -1 after the last */
     __shared__ int s_nitems;             /* items published in s_items (the producer's lane 0) */
     __shared__ fused_rqq_t s_rqq;        /* experts handed to warps 9-11 (rq_warps) */
+    __shared__ __align__(8) uint64_t s_cbar[FUSED_RQQ]; /* rq_warps 2: GEMM1 items' consumer arrivals */
     __shared__ float s_rqred[2 * FUSED_RQW_THREADS / 32];
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -1150,6 +1183,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             wg_mbar_init(&s_full[s], 1);
             wg_mbar_init(&s_empty[s], 8);
         }
+        for (int s = 0; s < FUSED_RQQ; s++) wg_mbar_init(&s_cbar[s], FUSED_CONSUMERS);
         asm volatile("fence.mbarrier_init.release.cluster;" ::: "memory");
         for (int ph = 0; ph < 2; ph++) {
             wg_gemm_args_t *p = &s_p[ph];
@@ -1265,7 +1299,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
          * barriers), so nothing of the later phases stays live in it. */
         fused_setmaxnreg_dec<FUSED_REGS_PRODUCER>();
         if (warp > 8) {
-            if (fa.rq_warps) fused_rq_warps(&w, &fa, s_cnt, q, seq, &s_rqq, s_rqred);
+            if (fa.rq_warps) fused_rq_warps(&w, &fa, s_cnt, s_pre1, q, seq, &s_rqq, s_rqred, s_cbar);
             return;
         }
         const int plane = fused_tid() & 31;
@@ -1365,7 +1399,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     fused_setmaxnreg_inc<FUSED_REGS_CONSUMER>();
     const int ct = fused_tid(), clane = ct & 31; /* re-read, not kept from the dispatch phase (see fused_tid) */
     { /* consumers */
-        int it = 0, first1 = 1, first2 = 1;
+        int it = 0, first1 = 1, first2 = 1, nq = 0; /* nq: GEMM1 items posted (rq_warps 2) */
         unsigned long long tw1 = 0, tw2 = 0; /* trace: ns before items' gates opened */
         unsigned int tn1 = 0, tn2 = 0;       /* trace: items */
         for (int n = 0;; n++) {
@@ -1431,6 +1465,24 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                 /* as dfm_cta_arrive: the barrier orders every consumer's act
                  * stores before thread 0's acquire-release count (GPU scope:
                  * the requantization reads act with generic loads) */
+                if (fa.rq_warps == 2) {
+                    /* post the item to warps 9-11 (a free slot: they are
+                     * done with the item FUSED_RQQ back), then every
+                     * consumer thread arrives on its slot (release) and
+                     * goes on to its next item */
+                    const int slot = nq % FUSED_RQQ;
+                    if (ct == 0) {
+                        while (nq - *(volatile int *)&s_rqq.done >= FUSED_RQQ) __nanosleep(64);
+                        s_rqq.q[slot] = g;
+                        __threadfence_block();
+                        *(volatile int *)&s_rqq.posted = nq + 1;
+                        FUSED_STAMP(fa, FT_G1_DONE);
+                    }
+                    wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
+                    wg_mbar_arrive_at(wg_smem_u32(&s_cbar[slot]));
+                    nq++;
+                    continue;
+                }
                 wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
                 if (ct == 0) {
                     const unsigned int items = (unsigned int)(s_pre1[g + 1] - s_pre1[g]);
@@ -1615,7 +1667,7 @@ cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **
     f->args.l2_pf = dfm_cuda_env_int("DFM_CUDA_FUSED_L2_PF", FUSED_L2_PF_STAGES, 0, 64);
     f->args.spec_pf = dfm_cuda_env_int("DFM_CUDA_FUSED_SPEC_PF", FUSED_SPEC_PF_STAGES, 0, 64);
     f->args.own_pf = dfm_cuda_env_int("DFM_CUDA_FUSED_OWN_PF", FUSED_OWN_PF_STAGES, 0, 64);
-    f->args.rq_warps = dfm_cuda_env_int("DFM_CUDA_FUSED_RQ_WARPS", FUSED_RQ_WARPS, 0, 1);
+    f->args.rq_warps = dfm_cuda_env_int("DFM_CUDA_FUSED_RQ_WARPS", FUSED_RQ_WARPS, 0, 2);
     f->args.eager_rq = dfm_cuda_env_int("DFM_CUDA_FUSED_EAGER_RQ", FUSED_EAGER_RQ, 0, 3);
     f->args.rq_ahead = dfm_cuda_env_int("DFM_CUDA_FUSED_RQ_AHEAD", FUSED_RQ_AHEAD, 0, 64);
     f->args.dynamic = dfm_cuda_env_int("DFM_CUDA_FUSED_DYNAMIC", FUSED_DYNAMIC, 0, 1);
