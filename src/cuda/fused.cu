@@ -146,11 +146,18 @@ static __host__ __device__ __forceinline__ int fused_counts_tag(unsigned long lo
  * consumer threads waiting while thread 0's acquire-release count
  * returned), raise g1_ready and requantize a completed few-row expert; an
  * expert of more rows is left to the CTAs with its GEMM2 items (no eager
- * mode 3). DFM_CUDA_FUSED_RQ_WARPS=0|1|2 overrides it. */
+ * mode 3). 3: as 2, but only the items of experts of at most FUSED_RQW_ROWS
+ * rows or of more than FUSED_EAGER_ROWS (the others counted and requantized
+ * by the consumers as with 0: twenty-eighth session, call 6, mode 2 lost 42
+ * us at qwen3-235b T = 32, 8 rows an expert, which 96 threads requantize
+ * row by row). DFM_CUDA_FUSED_RQ_WARPS=0..3 overrides it. */
 #ifndef FUSED_RQ_WARPS
 #define FUSED_RQ_WARPS 0
 #endif
 #define FUSED_RQQ 16
+#ifndef FUSED_RQW_ROWS
+#define FUSED_RQW_ROWS 2 /* rq_warps 3: experts of at most this many rows requantized by warps 9-11 */
+#endif
 #define FUSED_RQW_THREADS 96 /* warps 9-11 */
 #define FUSED_BAR_RQW 6      /* their named barrier */
 /* Experts past its own that a CTA waiting at a GEMM2 gate helps requantize
@@ -659,16 +666,20 @@ static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused
 /* The requantization queue of a CTA (FUSED_RQ_WARPS): the consumers' thread 0
  * posts expert g in q[n % FUSED_RQQ], then n + 1 in *posted; warps 9-11 take
  * them in order and say how many they finished in *done; *end = 1 once the
- * consumers have no item left (nothing is posted after it). */
+ * consumers have no item left (nothing is posted after it). rq_warps 1: the
+ * posts are few-row experts to requantize; >= 2: GEMM1 items to count (the
+ * expert of each), each with its slot's mbarrier, which every consumer
+ * thread arrives on after the post. */
 typedef struct {
     int q[FUSED_RQQ];
     int posted, done, end;
-    int act[2]; /* rq_warps 2: item n's expert completed and to be requantized here (n & 1) */
+    int act[2]; /* rq_warps >= 2: item n's expert completed and to be requantized here (n & 1) */
 } fused_rqq_t;
 
 /*
- * Warps 9-11 (FUSED_RQ_WARPS): requantize each posted expert's rows (its few
- * rows: the consumers post only those), a row over the 96 threads (amax in
+ * Warps 9-11 (FUSED_RQ_WARPS; >= 2: first count the posted item, and go on
+ * only if that completed a few-row expert): requantize each posted expert's
+ * rows (its few rows: the consumers post only those), a row over the 96 threads (amax in
  * red, two rows' sets alternating as fused_help_requant's), then raise its
  * q_ready. The consumers' thread 0 posted g after its acquire-release count
  * of g's GEMM1 items, which orders every CTA's act stores of g before these
@@ -693,7 +704,7 @@ static __device__ __forceinline__ void fused_rq_warps(const dfm_cuda_world_t *w,
         __threadfence_block();
         const int g = *(volatile int *)&rq->q[n % FUSED_RQQ];
         const int rows = fused_rows_of(s_cnt, R, g);
-        if (fa->rq_warps == 2) {
+        if (fa->rq_warps >= 2) {
             /* item n of the CTA's GEMM1 items, of expert g: its consumers'
              * act stores are released by their arrivals on the slot's
              * mbarrier, acquired here, then counted (acquire-release, GPU
@@ -1094,7 +1105,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     __shared__ int s_items[FUSED_ITEMQ]; /* item n of this CTA: u, or -1 after the last */
     __shared__ int s_nitems;             /* items published in s_items (the producer's lane 0) */
     __shared__ fused_rqq_t s_rqq;        /* experts handed to warps 9-11 (rq_warps) */
-    __shared__ __align__(8) uint64_t s_cbar[FUSED_RQQ]; /* rq_warps 2: GEMM1 items' consumer arrivals */
+    __shared__ __align__(8) uint64_t s_cbar[FUSED_RQQ]; /* rq_warps >= 2: GEMM1 items' consumer arrivals */
     __shared__ float s_rqred[2 * FUSED_RQW_THREADS / 32];
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -1399,7 +1410,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     fused_setmaxnreg_inc<FUSED_REGS_CONSUMER>();
     const int ct = fused_tid(), clane = ct & 31; /* re-read, not kept from the dispatch phase (see fused_tid) */
     { /* consumers */
-        int it = 0, first1 = 1, first2 = 1, nq = 0; /* nq: GEMM1 items posted (rq_warps 2) */
+        int it = 0, first1 = 1, first2 = 1, nq = 0; /* nq: GEMM1 items posted (rq_warps >= 2) */
         unsigned long long tw1 = 0, tw2 = 0; /* trace: ns before items' gates opened */
         unsigned int tn1 = 0, tn2 = 0;       /* trace: items */
         for (int n = 0;; n++) {
@@ -1465,7 +1476,9 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                 /* as dfm_cta_arrive: the barrier orders every consumer's act
                  * stores before thread 0's acquire-release count (GPU scope:
                  * the requantization reads act with generic loads) */
-                if (fa.rq_warps == 2) {
+                if (fa.rq_warps == 2 ||
+                    (fa.rq_warps == 3 && (fused_rows_of(s_cnt, R, g) <= FUSED_RQW_ROWS ||
+                                          fused_rows_of(s_cnt, R, g) > FUSED_EAGER_ROWS))) {
                     /* post the item to warps 9-11 (a free slot: they are
                      * done with the item FUSED_RQQ back), then every
                      * consumer thread arrives on its slot (release) and
@@ -1503,7 +1516,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                                   (fa.eager_rq == 3 && unclaimed1 >= (int)gridDim.x);
                         /* rq_warps: a few rows go to warps 9-11, unless
                          * their queue is full */
-                        if (fa.rq_warps && fa.eager_rq != 0 && rows <= FUSED_EAGER_ROWS) {
+                        if (fa.rq_warps == 1 && fa.eager_rq != 0 && rows <= FUSED_EAGER_ROWS) {
                             const int np = s_rqq.posted;
                             if (np - *(volatile int *)&s_rqq.done < FUSED_RQQ) {
                                 s_rqq.q[np % FUSED_RQQ] = g;
@@ -1667,7 +1680,7 @@ cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **
     f->args.l2_pf = dfm_cuda_env_int("DFM_CUDA_FUSED_L2_PF", FUSED_L2_PF_STAGES, 0, 64);
     f->args.spec_pf = dfm_cuda_env_int("DFM_CUDA_FUSED_SPEC_PF", FUSED_SPEC_PF_STAGES, 0, 64);
     f->args.own_pf = dfm_cuda_env_int("DFM_CUDA_FUSED_OWN_PF", FUSED_OWN_PF_STAGES, 0, 64);
-    f->args.rq_warps = dfm_cuda_env_int("DFM_CUDA_FUSED_RQ_WARPS", FUSED_RQ_WARPS, 0, 2);
+    f->args.rq_warps = dfm_cuda_env_int("DFM_CUDA_FUSED_RQ_WARPS", FUSED_RQ_WARPS, 0, 3);
     f->args.eager_rq = dfm_cuda_env_int("DFM_CUDA_FUSED_EAGER_RQ", FUSED_EAGER_RQ, 0, 3);
     f->args.rq_ahead = dfm_cuda_env_int("DFM_CUDA_FUSED_RQ_AHEAD", FUSED_RQ_AHEAD, 0, 64);
     f->args.dynamic = dfm_cuda_env_int("DFM_CUDA_FUSED_DYNAMIC", FUSED_DYNAMIC, 0, 1);
