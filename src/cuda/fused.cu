@@ -1048,7 +1048,13 @@ static __device__ __forceinline__ int fused_a_box(const wg_gemm_args_t &p, int g
  * CTA that completed its GEMM1, which waits for nothing first), so every q_ready[g] is raised, every GEMM2 item completes, every
  * CTA arrives, and the combine flags rise on every rank (tagged: every
  * GEMM2 item's words are stored, which is all a reduction unit waits for, and
- * a CTA reduces only after its producer has claimed past the last item). Inside a CTA the
+ * a CTA reduces only after its producer has claimed past the last item). With
+ * rq_warps >= 2 a GEMM1 item's count (and a completed few-row expert's
+ * requantization) is warps 9-11's: they wait only for their own CTA's
+ * consumers' arrivals on the item's slot, which follow its post with no wait
+ * in between, so every posted count happens; the consumers wait for a free
+ * slot only while warps 9-11 are FUSED_RQQ items behind, which they work off
+ * without waiting on anything else. Inside a CTA the
  * producer finishes issuing all of an item's stages (W and A) before it
  * starts the next item, and waits on a gate only when every stage it could
  * still issue belongs to the gated item, so consumers never wait on a stage
