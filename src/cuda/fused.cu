@@ -1054,7 +1054,8 @@ static __device__ __forceinline__ int fused_a_box(const wg_gemm_args_t &p, int g
  * consumers' arrivals on the item's slot, which follow its post with no wait
  * in between, so every posted count happens; the consumers wait for a free
  * slot only while warps 9-11 are FUSED_RQQ items behind, which they work off
- * without waiting on anything else. Inside a CTA the
+ * without waiting on anything else (these in-CTA waits are the only spins
+ * without the timeout below: none depends on another CTA). Inside a CTA the
  * producer finishes issuing all of an item's stages (W and A) before it
  * starts the next item, and waits on a gate only when every stage it could
  * still issue belongs to the gated item, so consumers never wait on a stage
