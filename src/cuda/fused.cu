@@ -150,7 +150,9 @@ static __host__ __device__ __forceinline__ int fused_counts_tag(unsigned long lo
  * rows or of more than FUSED_EAGER_ROWS (the others counted and requantized
  * by the consumers as with 0: twenty-eighth session, call 6, mode 2 lost 42
  * us at qwen3-235b T = 32, 8 rows an expert, which 96 threads requantize
- * row by row). DFM_CUDA_FUSED_RQ_WARPS=0..3 overrides it. */
+ * row by row). 4: as 3, only the experts of at most FUSED_RQW_ROWS rows
+ * (twenty-ninth session, call 1: 3 lost 5.5 us at dsv3-e32-int8 T = 32,
+ * experts of ~32 rows). DFM_CUDA_FUSED_RQ_WARPS=0..4 overrides it. */
 #ifndef FUSED_RQ_WARPS
 #define FUSED_RQ_WARPS 0
 #endif
@@ -1484,8 +1486,8 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                  * stores before thread 0's acquire-release count (GPU scope:
                  * the requantization reads act with generic loads) */
                 if (fa.rq_warps == 2 ||
-                    (fa.rq_warps == 3 && (fused_rows_of(s_cnt, R, g) <= FUSED_RQW_ROWS ||
-                                          fused_rows_of(s_cnt, R, g) > FUSED_EAGER_ROWS))) {
+                    (fa.rq_warps >= 3 && (fused_rows_of(s_cnt, R, g) <= FUSED_RQW_ROWS ||
+                                          (fa.rq_warps == 3 && fused_rows_of(s_cnt, R, g) > FUSED_EAGER_ROWS)))) {
                     /* post the item to warps 9-11 (a free slot: they are
                      * done with the item FUSED_RQQ back), then every
                      * consumer thread arrives on its slot (release) and
@@ -1687,7 +1689,7 @@ cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **
     f->args.l2_pf = dfm_cuda_env_int("DFM_CUDA_FUSED_L2_PF", FUSED_L2_PF_STAGES, 0, 64);
     f->args.spec_pf = dfm_cuda_env_int("DFM_CUDA_FUSED_SPEC_PF", FUSED_SPEC_PF_STAGES, 0, 64);
     f->args.own_pf = dfm_cuda_env_int("DFM_CUDA_FUSED_OWN_PF", FUSED_OWN_PF_STAGES, 0, 64);
-    f->args.rq_warps = dfm_cuda_env_int("DFM_CUDA_FUSED_RQ_WARPS", FUSED_RQ_WARPS, 0, 3);
+    f->args.rq_warps = dfm_cuda_env_int("DFM_CUDA_FUSED_RQ_WARPS", FUSED_RQ_WARPS, 0, 4);
     f->args.eager_rq = dfm_cuda_env_int("DFM_CUDA_FUSED_EAGER_RQ", FUSED_EAGER_RQ, 0, 3);
     f->args.rq_ahead = dfm_cuda_env_int("DFM_CUDA_FUSED_RQ_AHEAD", FUSED_RQ_AHEAD, 0, 64);
     f->args.dynamic = dfm_cuda_env_int("DFM_CUDA_FUSED_DYNAMIC", FUSED_DYNAMIC, 0, 1);
