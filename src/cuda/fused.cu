@@ -152,9 +152,11 @@ static __host__ __device__ __forceinline__ int fused_counts_tag(unsigned long lo
  * us at qwen3-235b T = 32, 8 rows an expert, which 96 threads requantize
  * row by row). 4: as 3, only the experts of at most FUSED_RQW_ROWS rows
  * (twenty-ninth session, call 1: 3 lost 5.5 us at dsv3-e32-int8 T = 32,
- * experts of ~32 rows). DFM_CUDA_FUSED_RQ_WARPS=0..4 overrides it. */
+ * experts of ~32 rows; 4 (the default), against 0: qwen3-235b T = 1 78.9 ->
+ * 76.8 us, dsv3-e32-int8 140.0 -> 138.6). DFM_CUDA_FUSED_RQ_WARPS=0..4
+ * overrides it. */
 #ifndef FUSED_RQ_WARPS
-#define FUSED_RQ_WARPS 0
+#define FUSED_RQ_WARPS 4
 #endif
 #define FUSED_RQQ 16
 #ifndef FUSED_RQW_ROWS
@@ -665,6 +667,17 @@ static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused
     }
 }
 
+/* Named barrier id over n threads that also says whether any thread's p != 0. */
+static __device__ __forceinline__ int fused_bar_or(int id, int n, int p) {
+    int r;
+    asm volatile("{\n\t.reg .pred pi, po;\n\tsetp.ne.s32 pi, %1, 0;\n\t"
+                 "bar.red.or.pred po, %2, %3, pi;\n\tselp.s32 %0, 1, 0, po;\n\t}"
+                 : "=r"(r)
+                 : "r"(p), "r"(id), "r"(n)
+                 : "memory");
+    return r;
+}
+
 /* The requantization queue of a CTA (FUSED_RQ_WARPS): the consumers' thread 0
  * posts expert g in q[n % FUSED_RQQ], then n + 1 in *posted; warps 9-11 take
  * them in order and say how many they finished in *done; *end = 1 once the
@@ -693,6 +706,18 @@ static __device__ __forceinline__ void fused_rq_warps(const dfm_cuda_world_t *w,
                                                    unsigned long long seq, fused_rqq_t *rq, float *red,
                                                    uint64_t *cbar) {
     const int t = threadIdx.x - 9 * 32, R = w->num_ranks;
+    if (fa->rq_warps == 4) {
+        /* only experts of 1..FUSED_RQW_ROWS rows come here: without one in
+         * this call the warps leave at once, as with rq_warps 0 (twenty-ninth
+         * session, call 2: left polling the queue through a T = 128 call
+         * they cost 1.5-2.6 us) */
+        int any = 0;
+        for (int g = t; g < w->num_local_experts; g += FUSED_RQW_THREADS) {
+            const int rows = fused_rows_of(s_cnt, R, g);
+            any |= rows > 0 && rows <= FUSED_RQW_ROWS;
+        }
+        if (!fused_bar_or(FUSED_BAR_RQW, FUSED_RQW_THREADS, any)) return;
+    }
     for (int n = 0;; n++) {
         for (;;) {
             if (*(volatile int *)&rq->posted > n) break;
