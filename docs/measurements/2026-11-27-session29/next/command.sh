@@ -1,5 +1,5 @@
 #!/bin/bash
-# Session 29 call 5, 4 x H100 (~120 s; guards keep it under 170): is the merge's +0.6..+3.4 us
+# For the next session (NOT RUN: this session's device time was spent), 4 x H100 (~120 s; guards keep it under 170): is the merge's +0.6..+3.4 us
 # at T >= 32 in call 3 (merged e against its own mode 0) real? m (main 27de2c4) / e (merged) /
 # e0 (merged, DFM_CUDA_FUSED_RQ_WARPS=0) at T = 32, 128 only, four rounds, variants interleaved.
 source scripts/gpu_env.sh
