@@ -160,7 +160,7 @@ static __host__ __device__ __forceinline__ int fused_counts_tag(unsigned long lo
 #endif
 #define FUSED_RQQ 16
 #ifndef FUSED_RQW_ROWS
-#define FUSED_RQW_ROWS 2 /* rq_warps 3: experts of at most this many rows requantized by warps 9-11 */
+#define FUSED_RQW_ROWS 2 /* rq_warps 3 and 4: experts of at most this many rows requantized by warps 9-11 */
 #endif
 #define FUSED_RQW_THREADS 96 /* warps 9-11 */
 #define FUSED_BAR_RQW 6      /* their named barrier */
