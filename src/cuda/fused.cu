@@ -706,15 +706,17 @@ static __device__ __forceinline__ void fused_rq_warps(const dfm_cuda_world_t *w,
                                                    unsigned long long seq, fused_rqq_t *rq, float *red,
                                                    uint64_t *cbar) {
     const int t = threadIdx.x - 9 * 32, R = w->num_ranks;
-    if (fa->rq_warps == 4) {
-        /* only experts of 1..FUSED_RQW_ROWS rows come here: without one in
-         * this call the warps leave at once, as with rq_warps 0 (twenty-ninth
-         * session, call 2: left polling the queue through a T = 128 call
-         * they cost 1.5-2.6 us) */
+    if (fa->rq_warps >= 3) {
+        /* only experts of 1..FUSED_RQW_ROWS rows (and with 3, of more than
+         * FUSED_EAGER_ROWS) come here: without one in this call the warps
+         * leave at once, as with rq_warps 0 (twenty-ninth session, call 2:
+         * left polling the queue through a T = 128 call they cost 1.5-2.6
+         * us; thirtieth, call 2: 3 left polling through qwen3-235b T = 32,
+         * 8 rows an expert, +1.5 us) */
         int any = 0;
         for (int g = t; g < w->num_local_experts; g += FUSED_RQW_THREADS) {
             const int rows = fused_rows_of(s_cnt, R, g);
-            any |= rows > 0 && rows <= FUSED_RQW_ROWS;
+            any |= rows > 0 && (rows <= FUSED_RQW_ROWS || (fa->rq_warps == 3 && rows > FUSED_EAGER_ROWS));
         }
         if (!fused_bar_or(FUSED_BAR_RQW, FUSED_RQW_THREADS, any)) return;
     }
