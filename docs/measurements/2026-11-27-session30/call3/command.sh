@@ -29,7 +29,7 @@ python3 scripts/ab_means.py -v $L e n4 n3 eA1 > $L/ab_table.txt 2>&1
 C="env DFM_CUDA_FUSED=1 DFM_CUDA_FUSED_RQ_WARPS=3 /tmp/b/n/test_moe -b cuda -p threads"
 ok 200 && { timeout 70 $C > $L/n3_fused.txt 2>&1; st n3_fused $?; }
 ok 270 && { timeout 30 $C -o sequence -c 1000 > $L/n3_seq1000.txt 2>&1; st n3_seq1000 $?; }
-ok 300 && { DFM_TEST_TIMEOUT_S=60 timeout 65 compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 \
-  $C -o "fused(q=fp8,R=2," > $L/n3_memcheck.txt 2>&1; st n3_memcheck $?; }
+ok 300 && { DFM_CUDA_FUSED=1 DFM_CUDA_FUSED_RQ_WARPS=3 DFM_TEST_TIMEOUT_S=60 timeout 65 compute-sanitizer --tool memcheck \
+  --report-api-errors no --error-exitcode 9 /tmp/b/n/test_moe -b cuda -p threads -o "fused(q=fp8,R=2," > $L/n3_memcheck.txt 2>&1; st n3_memcheck $?; }
 ok 340 && { DFM_CUDA_FUSED_RQ_WARPS=3 OUT=$L/bench BUILD=/tmp/b/n PYTHON=python3 BENCH_TIMEOUT=100 TORCH_TIMEOUT=80 timeout 190 bash bench/run_bench.sh > $L/run_bench.out 2>&1; st bench $?; }
 cd $OUT && tar czf n.tgz n && rm -rf n
