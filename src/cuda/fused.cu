@@ -152,11 +152,14 @@ static __host__ __device__ __forceinline__ int fused_counts_tag(unsigned long lo
  * us at qwen3-235b T = 32, 8 rows an expert, which 96 threads requantize
  * row by row). 4: as 3, only the experts of at most FUSED_RQW_ROWS rows
  * (twenty-ninth session, call 1: 3 lost 5.5 us at dsv3-e32-int8 T = 32,
- * experts of ~32 rows; 4 (the default), against 0: qwen3-235b T = 1 78.9 ->
- * 76.8 us, dsv3-e32-int8 140.0 -> 138.6). DFM_CUDA_FUSED_RQ_WARPS=0..4
- * overrides it. */
+ * experts of ~32 rows; 4, against 0: qwen3-235b T = 1 78.9 -> 76.8 us,
+ * dsv3-e32-int8 140.0 -> 138.6). With 3 and 4 the warps leave at once when
+ * no expert of the call is theirs. 3 is the default (thirtieth session,
+ * calls 2 and 3, 4 x H100, against 4: qwen3-235b T = 128 -5.0 / -5.6 us,
+ * dsv3-e32 T = 32 -1.0 / -1.1, T = 1 the same; dsv3-e32-int8 T = 32
+ * +1.6 / +3.1, a noisy row). DFM_CUDA_FUSED_RQ_WARPS=0..4 overrides it. */
 #ifndef FUSED_RQ_WARPS
-#define FUSED_RQ_WARPS 4
+#define FUSED_RQ_WARPS 3
 #endif
 #define FUSED_RQQ 16
 #ifndef FUSED_RQW_ROWS
