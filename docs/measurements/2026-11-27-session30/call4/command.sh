@@ -10,5 +10,5 @@ mkdir -p /tmp/b && tar -C /tmp/b -xJf build-c30/bins19.tar.xz; st untar $?
 timeout 60 env DFM_LIBRARY=/tmp/b/d/libdfm.so PYTHONPATH=$PWD/python python3 -m torch.distributed.run \
   --nproc_per_node=4 examples/torch_moe.py > $L/example.txt 2>&1; st example $?
 cd $OUT && tar czf n.tgz n && cd - > /dev/null
-DFM_LIBRARY=/tmp/b/d/libdfm.so timeout $(( 540 - ($(date +%s) - t0) )) python3 -m pytest -v -rs --durations=12 \
+DFM_LIBRARY=/tmp/b/d/libdfm.so timeout $(( 400 - ($(date +%s) - t0) )) python3 -m pytest -v -rs --durations=12 \
   tests/python/test_cuda.py > $OUT/pytest.txt 2>&1; echo "pytest rc=$? at $(( $(date +%s) - t0 )) s" >> $OUT/pytest.txt
