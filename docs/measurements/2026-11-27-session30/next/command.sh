@@ -2,7 +2,7 @@
 # For the next session (NOT RUN), 4 x H100, one call (~330 s; guards keep it under 450).
 # Carry build-c30/bins19.tar.xz, build-c30/bins20.tar.xz, build-c30/bins21.tar.xz (files, not the
 # whole build-c30: it is over the 64 MB carry limit). Stripped `make CUDA=1 WERROR=1` builds:
-#   d/ (bins19) = main 7c1d1b1's src/ (FUSED_RQ_WARPS 3 the default)
+#   d/ (bins19) = main 8a0b173's src/ (FUSED_RQ_WARPS 3 the default)
 #   i/ (bins20) = branches/int8-keeps-mode4.patch on it: mode 3's > 16-row hand-off for FP8 and
 #                 BF16 only, INT8 as mode 4
 #   c/ (bins21) = i + branches/rqw-cleanup.patch: modes 1 and 2 removed (1 and 2 read as 0)
