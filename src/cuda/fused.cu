@@ -165,6 +165,13 @@ static __host__ __device__ __forceinline__ int fused_counts_tag(unsigned long lo
 #ifndef FUSED_RQW_ROWS
 #define FUSED_RQW_ROWS 2 /* rq_warps 3 and 4: experts of at most this many rows requantized by warps 9-11 */
 #endif
+/* rq_warps 3: the > FUSED_EAGER_ROWS hand-off for FP8 and BF16 only; INT8
+ * keeps 4's (thirtieth session, calls 2 and 3: 3 against 4 at dsv3-e32-int8
+ * T = 32 +1.6 / +3.1 us, where FP8 dsv3-e32 gained 1.0 / 1.1) */
+#ifndef FUSED_RQW_MANY_INT8
+#define FUSED_RQW_MANY_INT8 0
+#endif
+#define FUSED_RQW_MANY(q) (FUSED_RQW_MANY_INT8 || (q) != DFM_QUANT_INT8)
 #define FUSED_RQW_THREADS 96 /* warps 9-11 */
 #define FUSED_BAR_RQW 6      /* their named barrier */
 /* Experts past its own that a CTA waiting at a GEMM2 gate helps requantize
@@ -719,7 +726,7 @@ static __device__ __forceinline__ void fused_rq_warps(const dfm_cuda_world_t *w,
         int any = 0;
         for (int g = t; g < w->num_local_experts; g += FUSED_RQW_THREADS) {
             const int rows = fused_rows_of(s_cnt, R, g);
-            any |= rows > 0 && (rows <= FUSED_RQW_ROWS || (fa->rq_warps == 3 && rows > FUSED_EAGER_ROWS));
+            any |= rows > 0 && (rows <= FUSED_RQW_ROWS || (fa->rq_warps == 3 && FUSED_RQW_MANY(q) && rows > FUSED_EAGER_ROWS));
         }
         if (!fused_bar_or(FUSED_BAR_RQW, FUSED_RQW_THREADS, any)) return;
     }
@@ -1517,7 +1524,8 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                  * the requantization reads act with generic loads) */
                 if (fa.rq_warps == 2 ||
                     (fa.rq_warps >= 3 && (fused_rows_of(s_cnt, R, g) <= FUSED_RQW_ROWS ||
-                                          (fa.rq_warps == 3 && fused_rows_of(s_cnt, R, g) > FUSED_EAGER_ROWS)))) {
+                                          (fa.rq_warps == 3 && FUSED_RQW_MANY(MODE) &&
+                                           fused_rows_of(s_cnt, R, g) > FUSED_EAGER_ROWS)))) {
                     /* post the item to warps 9-11 (a free slot: they are
                      * done with the item FUSED_RQQ back), then every
                      * consumer thread arrives on its slot (release) and
