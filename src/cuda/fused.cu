@@ -131,33 +131,29 @@ static __host__ __device__ __forceinline__ int fused_counts_tag(unsigned long lo
 #ifndef FUSED_EAGER_RQ
 #define FUSED_EAGER_RQ 3
 #endif
-/* 1: an expert of at most FUSED_EAGER_ROWS rows (eager_rq != 0) is
- * requantized by the CTA's three idle producer-group warps (9-11: without
- * this they leave once the GEMM phase starts) instead of by its consumers,
- * which go on to their next item at once: at qwen3-235b T = 1 the consumers'
+/* The CTA's three producer-group warps 9-11, idle once the GEMM phase
+ * starts, take over the count of some of the CTA's GEMM1 items (rq_warps):
+ * the consumers post the item in a shared-memory queue of FUSED_RQQ slots and
+ * arrive on its slot's mbarrier (which releases their act stores) and go on
+ * to their next item at once; the warps count it on g1_done, raise g1_ready
+ * when it completes its expert, and requantize a completed expert of at most
+ * FUSED_RQW_ROWS rows themselves (at qwen3-235b T = 1 the consumers'
  * requantization of one row took ~10 us under the weight stream while the
- * CTA's next GEMM1 item waited, and that item's expert then ended the call
- * (per-item trace, twenty-seventh session). The consumers hand the expert
- * over through a shared-memory queue of FUSED_RQQ slots (full: they do it
- * themselves). 2: warps 9-11 also count each of the CTA's GEMM1 items on
- * g1_done (the consumers post the item and arrive on its slot's mbarrier,
- * which releases their act stores, and go on; twenty-eighth session's ncu:
- * at qwen3-235b T = 32, 7.7 % of the warps' stall samples were the 255
- * consumer threads waiting while thread 0's acquire-release count
- * returned), raise g1_ready and requantize a completed few-row expert; an
- * expert of more rows is left to the CTAs with its GEMM2 items (no eager
- * mode 3). 3: as 2, but only the items of experts of at most FUSED_RQW_ROWS
- * rows or of more than FUSED_EAGER_ROWS (the others counted and requantized
- * by the consumers as with 0: twenty-eighth session, call 6, mode 2 lost 42
- * us at qwen3-235b T = 32, 8 rows an expert, which 96 threads requantize
- * row by row). 4: as 3, only the experts of at most FUSED_RQW_ROWS rows
- * (twenty-ninth session, call 1: 3 lost 5.5 us at dsv3-e32-int8 T = 32,
- * experts of ~32 rows; 4, against 0: qwen3-235b T = 1 78.9 -> 76.8 us,
- * dsv3-e32-int8 140.0 -> 138.6). With 3 and 4 the warps leave at once when
- * no expert of the call is theirs. 3 is the default (thirtieth session,
- * calls 2 and 3, 4 x H100, against 4: qwen3-235b T = 128 -5.0 / -5.6 us,
- * dsv3-e32 T = 32 -1.0 / -1.1, T = 1 the same; dsv3-e32-int8 T = 32
- * +1.6 / +3.1, a noisy row). DFM_CUDA_FUSED_RQ_WARPS=0..4 overrides it. */
+ * CTA's next GEMM1 item waited: per-item trace, twenty-seventh session; at
+ * qwen3-235b T = 32, 7.7 % of the warps' stall samples were 255 consumer
+ * threads waiting while thread 0's acquire-release count returned: ncu,
+ * twenty-eighth). 0: none, the consumers count every item. 4: the items of
+ * experts of at most FUSED_RQW_ROWS rows (against 0: qwen3-235b T = 1 78.9 ->
+ * 76.8 us, dsv3-e32-int8 140.0 -> 138.6, twenty-ninth session). 3 (the
+ * default): also those of experts of more than FUSED_EAGER_ROWS rows
+ * (FUSED_RQW_MANY), whose requantization is then left to the CTAs with their
+ * GEMM2 items, never eager (thirtieth session, calls 2 and 3, 4 x H100,
+ * against 4: qwen3-235b T = 128 -5.0 / -5.6 us, dsv3-e32 T = 32 -1.0 / -1.1,
+ * T = 1 the same). The 3..16-row experts stay the consumers': 96 threads
+ * requantizing them row by row lost 37-45 us at qwen3-235b T = 32 (8 rows an
+ * expert; twenty-eighth to thirtieth sessions, modes 1 and 2 then, removed).
+ * With 3 and 4 the warps leave at once when no expert of the call is theirs.
+ * DFM_CUDA_FUSED_RQ_WARPS=0|3|4 overrides it (1 and 2 read as 0). */
 #ifndef FUSED_RQ_WARPS
 #define FUSED_RQ_WARPS 3
 #endif
@@ -688,35 +684,32 @@ static __device__ __forceinline__ int fused_bar_or(int id, int n, int p) {
     return r;
 }
 
-/* The requantization queue of a CTA (FUSED_RQ_WARPS): the consumers' thread 0
- * posts expert g in q[n % FUSED_RQQ], then n + 1 in *posted; warps 9-11 take
- * them in order and say how many they finished in *done; *end = 1 once the
- * consumers have no item left (nothing is posted after it). rq_warps 1: the
- * posts are few-row experts to requantize; >= 2: GEMM1 items to count (the
- * expert of each), each with its slot's mbarrier, which every consumer
- * thread arrives on after the post. */
+/* The GEMM1 item queue of a CTA (FUSED_RQ_WARPS): the consumers' thread 0
+ * posts the expert g of its GEMM1 item in q[n % FUSED_RQQ], then n + 1 in
+ * *posted, and every consumer thread arrives on the slot's mbarrier; warps
+ * 9-11 take them in order and say how many they finished in *done; *end = 1
+ * once the consumers have no item left (nothing is posted after it). */
 typedef struct {
     int q[FUSED_RQQ];
     int posted, done, end;
-    int act[2]; /* rq_warps >= 2: item n's expert completed and to be requantized here (n & 1) */
+    int act[2]; /* item n's expert completed and to be requantized here (n & 1) */
 } fused_rqq_t;
 
 /*
- * Warps 9-11 (FUSED_RQ_WARPS; >= 2: first count the posted item, and go on
- * only if that completed a few-row expert): requantize each posted expert's
- * rows (its few rows: the consumers post only those), a row over the 96 threads (amax in
- * red, two rows' sets alternating as fused_help_requant's), then raise its
- * q_ready. The consumers' thread 0 posted g after its acquire-release count
- * of g's GEMM1 items, which orders every CTA's act stores of g before these
- * loads (and this CTA holds no stale copy of them: act rows are only stored
- * on this SM meanwhile). Polls shared memory with a short sleep.
+ * Warps 9-11 (FUSED_RQ_WARPS 3 or 4): count each posted GEMM1 item, and when
+ * that completes a few-row expert requantize its rows, a row over the 96
+ * threads (amax in red, two rows' sets alternating as fused_help_requant's),
+ * then raise its q_ready. The count (acquire-release, GPU scope, after the
+ * slot's mbarrier) orders every CTA's act stores of g before these loads
+ * (and this CTA holds no stale copy of them: act rows are only stored on
+ * this SM meanwhile). Polls shared memory with a short sleep.
  */
 static __device__ __forceinline__ void fused_rq_warps(const dfm_cuda_world_t *w, const fused_args_t *fa,
                                                    const int *s_cnt, const int *s_pre1, dfm_quant_t q,
                                                    unsigned long long seq, fused_rqq_t *rq, float *red,
                                                    uint64_t *cbar) {
     const int t = threadIdx.x - 9 * 32, R = w->num_ranks;
-    if (fa->rq_warps >= 3) {
+    {
         /* only experts of 1..FUSED_RQW_ROWS rows (and with 3, of more than
          * FUSED_EAGER_ROWS) come here: without one in this call the warps
          * leave at once, as with rq_warps 0 (twenty-ninth session, call 2:
@@ -743,28 +736,26 @@ static __device__ __forceinline__ void fused_rq_warps(const dfm_cuda_world_t *w,
         __threadfence_block();
         const int g = *(volatile int *)&rq->q[n % FUSED_RQQ];
         const int rows = fused_rows_of(s_cnt, R, g);
-        if (fa->rq_warps >= 2) {
-            /* item n of the CTA's GEMM1 items, of expert g: its consumers'
-             * act stores are released by their arrivals on the slot's
-             * mbarrier, acquired here, then counted (acquire-release, GPU
-             * scope: cumulative) as the consumers did */
-            wg_mbar_wait(&cbar[n % FUSED_RQQ], (n / FUSED_RQQ) & 1);
-            if (t == 0) {
-                const unsigned int items = (unsigned int)(s_pre1[g + 1] - s_pre1[g]);
-                int act = 0;
-                if (dfm_atom_add_acq_rel_gpu(&fa->g1_done[g], 1u) == items - 1) {
-                    fa->g1_done[g] = 0; /* every item of g is counted: reset for the next call */
-                    /* an owned expert (requantized here) has no helpers */
-                    if (fa->eager_rq == 0 || rows > FUSED_EAGER_ROWS) fused_flag_st<FUSED_LOCAL_GPU>(fa->g1_ready + g, seq);
-                    else act = 1;
-                }
-                rq->act[n & 1] = act;
+        /* item n of the CTA's GEMM1 items, of expert g: its consumers' act
+         * stores are released by their arrivals on the slot's mbarrier,
+         * acquired here, then counted (acquire-release, GPU scope:
+         * cumulative) as the consumers do */
+        wg_mbar_wait(&cbar[n % FUSED_RQQ], (n / FUSED_RQQ) & 1);
+        if (t == 0) {
+            const unsigned int items = (unsigned int)(s_pre1[g + 1] - s_pre1[g]);
+            int act = 0;
+            if (dfm_atom_add_acq_rel_gpu(&fa->g1_done[g], 1u) == items - 1) {
+                fa->g1_done[g] = 0; /* every item of g is counted: reset for the next call */
+                /* an owned expert (requantized here) has no helpers */
+                if (fa->eager_rq == 0 || rows > FUSED_EAGER_ROWS) fused_flag_st<FUSED_LOCAL_GPU>(fa->g1_ready + g, seq);
+                else act = 1;
             }
-            wg_bar_sync(FUSED_BAR_RQW, FUSED_RQW_THREADS);
-            if (!rq->act[n & 1]) {
-                if (t == 0) *(volatile int *)&rq->done = n + 1;
-                continue;
-            }
+            rq->act[n & 1] = act;
+        }
+        wg_bar_sync(FUSED_BAR_RQW, FUSED_RQW_THREADS);
+        if (!rq->act[n & 1]) {
+            if (t == 0) *(volatile int *)&rq->done = n + 1;
+            continue;
         }
         for (int f = 0, src = 0, j = 0; f < rows; f++, j++) {
             while (j >= s_cnt[g * R + src]) j -= s_cnt[g * R + src++];
@@ -1088,7 +1079,7 @@ static __device__ __forceinline__ int fused_a_box(const wg_gemm_args_t &p, int g
  * CTA arrives, and the combine flags rise on every rank (tagged: every
  * GEMM2 item's words are stored, which is all a reduction unit waits for, and
  * a CTA reduces only after its producer has claimed past the last item). With
- * rq_warps >= 2 a GEMM1 item's count (and a completed few-row expert's
+ * rq_warps a GEMM1 item's count (and a completed few-row expert's
  * requantization) is warps 9-11's: they wait only for their own CTA's
  * consumers' arrivals on the item's slot, which follow its post with no wait
  * in between, so every posted count happens; the consumers wait for a free
@@ -1151,7 +1142,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     __shared__ int s_items[FUSED_ITEMQ]; /* item n of this CTA: u, or -1 after the last */
     __shared__ int s_nitems;             /* items published in s_items (the producer's lane 0) */
     __shared__ fused_rqq_t s_rqq;        /* experts handed to warps 9-11 (rq_warps) */
-    __shared__ __align__(8) uint64_t s_cbar[FUSED_RQQ]; /* rq_warps >= 2: GEMM1 items' consumer arrivals */
+    __shared__ __align__(8) uint64_t s_cbar[FUSED_RQQ]; /* rq_warps: GEMM1 items' consumer arrivals */
     __shared__ float s_rqred[2 * FUSED_RQW_THREADS / 32];
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
@@ -1456,7 +1447,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     fused_setmaxnreg_inc<FUSED_REGS_CONSUMER>();
     const int ct = fused_tid(), clane = ct & 31; /* re-read, not kept from the dispatch phase (see fused_tid) */
     { /* consumers */
-        int it = 0, first1 = 1, first2 = 1, nq = 0; /* nq: GEMM1 items posted (rq_warps >= 2) */
+        int it = 0, first1 = 1, first2 = 1, nq = 0; /* nq: GEMM1 items posted (rq_warps) */
         unsigned long long tw1 = 0, tw2 = 0; /* trace: ns before items' gates opened */
         unsigned int tn1 = 0, tn2 = 0;       /* trace: items */
         for (int n = 0;; n++) {
@@ -1522,10 +1513,9 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                 /* as dfm_cta_arrive: the barrier orders every consumer's act
                  * stores before thread 0's acquire-release count (GPU scope:
                  * the requantization reads act with generic loads) */
-                if (fa.rq_warps == 2 ||
-                    (fa.rq_warps >= 3 && (fused_rows_of(s_cnt, R, g) <= FUSED_RQW_ROWS ||
-                                          (fa.rq_warps == 3 && FUSED_RQW_MANY(MODE) &&
-                                           fused_rows_of(s_cnt, R, g) > FUSED_EAGER_ROWS)))) {
+                if (fa.rq_warps && (fused_rows_of(s_cnt, R, g) <= FUSED_RQW_ROWS ||
+                                    (fa.rq_warps == 3 && FUSED_RQW_MANY(MODE) &&
+                                     fused_rows_of(s_cnt, R, g) > FUSED_EAGER_ROWS))) {
                     /* post the item to warps 9-11 (a free slot: they are
                      * done with the item FUSED_RQQ back), then every
                      * consumer thread arrives on its slot (release) and
@@ -1561,17 +1551,6 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                                                (int)*(volatile unsigned int *)&fa.fs->item_next[half];
                         s_eager = fa.eager_rq == 2 || (fa.eager_rq != 0 && rows <= FUSED_EAGER_ROWS) ||
                                   (fa.eager_rq == 3 && unclaimed1 >= (int)gridDim.x);
-                        /* rq_warps: a few rows go to warps 9-11, unless
-                         * their queue is full */
-                        if (fa.rq_warps == 1 && fa.eager_rq != 0 && rows <= FUSED_EAGER_ROWS) {
-                            const int np = s_rqq.posted;
-                            if (np - *(volatile int *)&s_rqq.done < FUSED_RQQ) {
-                                s_rqq.q[np % FUSED_RQQ] = g;
-                                __threadfence_block();
-                                *(volatile int *)&s_rqq.posted = np + 1;
-                                s_eager = 0;
-                            }
-                        }
                     }
                     FUSED_STAMP(fa, FT_G1_DONE);
                 }
@@ -1728,6 +1707,7 @@ cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **
     f->args.spec_pf = dfm_cuda_env_int("DFM_CUDA_FUSED_SPEC_PF", FUSED_SPEC_PF_STAGES, 0, 64);
     f->args.own_pf = dfm_cuda_env_int("DFM_CUDA_FUSED_OWN_PF", FUSED_OWN_PF_STAGES, 0, 64);
     f->args.rq_warps = dfm_cuda_env_int("DFM_CUDA_FUSED_RQ_WARPS", FUSED_RQ_WARPS, 0, 4);
+    if (f->args.rq_warps < 3) f->args.rq_warps = 0; /* modes 1 and 2 are gone */
     f->args.eager_rq = dfm_cuda_env_int("DFM_CUDA_FUSED_EAGER_RQ", FUSED_EAGER_RQ, 0, 3);
     f->args.rq_ahead = dfm_cuda_env_int("DFM_CUDA_FUSED_RQ_AHEAD", FUSED_RQ_AHEAD, 0, 64);
     f->args.dynamic = dfm_cuda_env_int("DFM_CUDA_FUSED_DYNAMIC", FUSED_DYNAMIC, 0, 1);
