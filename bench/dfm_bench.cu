@@ -6,7 +6,8 @@
  * Per configuration, T and routing it times, on every rank:
  *   dispatch  dfm_dispatch (route + quantize + send + pack), alone
  *   combine   dfm_combine (y home + weighted reduce), alone
- *   layer     dfm_fused_moe, the whole unfused pipeline of launches today
+ *   layer     dfm_fused_moe as the pipeline of launches (DFM_CUDA_FUSED=0, this
+ *             driver's default; the library's own default is the fused kernel)
  *   gemms     the expert phase inside dfm_fused_moe (GEMM1 + SwiGLU, requant,
  *             GEMM2 writing into the home ranks' combine slots), from the
  *             internal phase events (dfm_cuda_time_phases), in a second pass
@@ -617,6 +618,10 @@ static int parse_list(const char *s, int *v, int max) {
 }
 
 int main(int argc, char **argv) {
+    /* The library runs the one-kernel operator unless DFM_CUDA_FUSED=0; this
+     * driver's own default stays the pipeline of launches (its dispatch / gemms /
+     * combine columns are the pipeline's phases): DFM_CUDA_FUSED=1 for the fused. */
+    setenv("DFM_CUDA_FUSED", "0", 0);
     int R = 0, warmup = 5, iters = 30, opt, route_T = 32, num_tf = 0, tf[MAX_T], local = 0, keep_g = 0;
     const char *filter = NULL, *csv = NULL, *dump = NULL;
     while ((opt = getopt(argc, argv, "r:c:t:s:w:n:o:d:LG")) != -1) {

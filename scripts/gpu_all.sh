@@ -20,18 +20,19 @@
 #   SKIP_EXTRA=1                       leave out every longer run: the 1000-call
 #                                      sequences (default and DFM_CUDA_FP8_PROMOTE=128),
 #                                      the sanitizers, the whole test_moe with
-#                                      DFM_CUDA_FUSED=1 and with DFM_CUDA_GRAPH=0, gemm_bench -v 3pe (FP8 promote
+#                                      DFM_CUDA_FUSED=0 and with DFM_CUDA_GRAPH=0, gemm_bench -v 3pe (FP8 promote
 #                                      128, 32, 1)
 #   SKIP_PROMOTE=1 / SKIP_FUSED=1      leave out the promotion group (both 1000-call
-#                                      runs, gemm_bench -v 3pe) / the fused group (test_moe
-#                                      with DFM_CUDA_FUSED=1)
+#                                      runs, gemm_bench -v 3pe) / the pipeline group (test_moe
+#                                      with DFM_CUDA_FUSED=0: the pipeline of launches; the
+#                                      C tests above run the library's default, the fused kernel)
 #   SKIP_TOK16=1                       leave out test_moe and a 1000-call sequence with
 #                                      FP8 GEMM1's version 5 forced (DFM_CUDA_TOK16_ROWS=0)
 # Only the new steps, in two device calls (each group's timeouts add up to more than
 # 10 minutes only if steps hang):
 #   quick="SKIP_BUILD=1 SKIP_TESTS=1 SKIP_PYTEST=1 SKIP_DEMO=1 SKIP_BENCH=1 SKIP_SANITIZER=1"
 #   env $quick SKIP_FUSED=1 scripts/gpu_all.sh     # FP8 promotion: 1 GPU is enough
-#   env $quick SKIP_PROMOTE=1 scripts/gpu_all.sh   # fused operator: 2 GPUs
+#   env $quick SKIP_PROMOTE=1 scripts/gpu_all.sh   # the pipeline group: 2 GPUs
 # Fit the whole run in the device tool's 10-minute call with the timeouts.
 # The device tool returns at most 8 files: when $LOG holds more at the end,
 # each folder in it (bench/) is packed into <folder>.tar.gz, with
@@ -143,41 +144,44 @@ done
 # FP8 calls with T <= 8; DFM_DEBUG=1 makes the log name the kernel); compute-sanitizer
 # memcheck and racecheck on one GPU (NCCL probes kernels of other
 # architectures, hence --report-api-errors no); the whole test_moe on thread
-# ranks once more with the one-kernel fused operator (DFM_CUDA_FUSED=1, never
-# run before 2026-11-26's build); the GEMM-only check of promote 32 beside 128
+# ranks once more with the pipeline of launches (DFM_CUDA_FUSED=0; the library's
+# default since the thirty-first session is the one-kernel fused operator, which
+# the per-rank runs above take); the GEMM-only check of promote 32 beside 128
 # (gemm_bench -v 3pe: FP8 promote 128, 32 and 1 side by side: act errors, code flips, time).
 # The two 1000-call runs share one seed (SEQ_SEED, else a fresh one), so they
 # see the same data and their failure counts compare call for call.
 if [ "${SKIP_EXTRA:-0}" != 1 ] && [ -x "$BUILD/tests/test_moe" ]; then
     if [ "${SKIP_PROMOTE:-0}" != 1 ]; then
         seq_seed=${SEQ_SEED:-$(od -An -N4 -tu4 /dev/urandom | tr -d ' ')}
-        step test_moe-1000-calls "$TEST_TIMEOUT" "$BUILD/tests/test_moe" -b cuda -p threads \
+        step test_moe-1000-calls "$TEST_TIMEOUT" env DFM_CUDA_FUSED=0 "$BUILD/tests/test_moe" -b cuda \
+            -p threads -o sequence -c 1000 -s "$seq_seed"
+        step test_moe-1000-calls-fused "$TEST_TIMEOUT" "$BUILD/tests/test_moe" -b cuda -p threads \
             -o sequence -c 1000 -s "$seq_seed"
         # a diagnostic, not a test: the old QGMMA GEMM1 is expected to fail a few
         # calls (the count is what it reports), so its step does not fail
         step test_moe-1000-calls-promote128-diagnostic "$TEST_TIMEOUT" bash -c \
             '"$@" || echo "(diagnostic: calls over tolerance with promote 128 are expected)"' _ \
-            env DFM_CUDA_FP8_PROMOTE=128 DFM_DEBUG=1 \
+            env DFM_CUDA_FUSED=0 DFM_CUDA_FP8_PROMOTE=128 DFM_DEBUG=1 \
             "$BUILD/tests/test_moe" -b cuda -p threads -o sequence -c 1000 -s "$seq_seed"
         if [ -x "$BUILD/bench/gemm_bench" ]; then
             step gemm_bench-promote "$BENCH_TIMEOUT" "$BUILD/bench/gemm_bench" -v 3pe -m 1 -i 10
         fi
     fi
     if [ "${SKIP_FUSED:-0}" != 1 ]; then
-        step test_moe-threads-fused "$TEST_TIMEOUT" env DFM_CUDA_FUSED=1 \
+        step test_moe-threads-pipeline "$TEST_TIMEOUT" env DFM_CUDA_FUSED=0 \
             "$BUILD/tests/test_moe" -b cuda -p threads
         # dfm_fused_moe's launches without the cached graph (plain launches, as
         # inside a caller's capture; the steps above run through the graph)
-        step test_moe-threads-nograph "$TEST_TIMEOUT" env DFM_CUDA_GRAPH=0 \
+        step test_moe-threads-nograph "$TEST_TIMEOUT" env DFM_CUDA_FUSED=0 DFM_CUDA_GRAPH=0 \
             "$BUILD/tests/test_moe" -b cuda -p threads
     fi
     if [ "${SKIP_TOK16:-0}" != 1 ]; then
         # FP8 GEMM1's version 5 (tokens widened to f16 once, TMA-fed) runs by
         # default from 96 expected rows per expert, which no test case reaches:
         # DFM_CUDA_TOK16_ROWS=0 makes every FP8 call take it (DFM_DEBUG=1 names it)
-        step test_moe-threads-tok16 "$TEST_TIMEOUT" env DFM_CUDA_TOK16_ROWS=0 DFM_DEBUG=1 \
+        step test_moe-threads-tok16 "$TEST_TIMEOUT" env DFM_CUDA_FUSED=0 DFM_CUDA_TOK16_ROWS=0 DFM_DEBUG=1 \
             "$BUILD/tests/test_moe" -b cuda -p threads
-        step test_moe-1000-calls-tok16 "$TEST_TIMEOUT" env DFM_CUDA_TOK16_ROWS=0 \
+        step test_moe-1000-calls-tok16 "$TEST_TIMEOUT" env DFM_CUDA_FUSED=0 DFM_CUDA_TOK16_ROWS=0 \
             "$BUILD/tests/test_moe" -b cuda -p threads -o sequence -c 1000
         # the fused kernel's version 5 (its CTAs widen the rows themselves)
         step test_moe-threads-fused-tok16 "$TEST_TIMEOUT" env DFM_CUDA_FUSED=1 DFM_CUDA_TOK16_ROWS=0 \
@@ -185,12 +189,17 @@ if [ "${SKIP_EXTRA:-0}" != 1 ] && [ -x "$BUILD/tests/test_moe" ]; then
     fi
     if [ "${SKIP_SANITIZER:-0}" != 1 ] && command -v compute-sanitizer >/dev/null; then
         for tool in memcheck racecheck; do
-            step "sanitizer-$tool" "$TEST_TIMEOUT" env DFM_TEST_TIMEOUT_S=120 compute-sanitizer --tool "$tool" \
+            step "sanitizer-$tool" "$TEST_TIMEOUT" env DFM_CUDA_FUSED=0 DFM_TEST_TIMEOUT_S=120 \
+                compute-sanitizer --tool "$tool" \
                 --report-api-errors no --error-exitcode 9 "$BUILD/tests/test_moe" -b cuda \
                 -p threads -o "pair(q=fp8,R=1,"
         done
+        # the library's default, the fused kernel
+        step sanitizer-memcheck-fused "$TEST_TIMEOUT" env DFM_TEST_TIMEOUT_S=120 compute-sanitizer \
+            --tool memcheck --report-api-errors no --error-exitcode 9 "$BUILD/tests/test_moe" -b cuda \
+            -p threads -o "fused(q=fp8,R=1,"
         [ "${SKIP_TOK16:-0}" != 1 ] &&
-            step sanitizer-memcheck-tok16 "$TEST_TIMEOUT" env DFM_TEST_TIMEOUT_S=120 DFM_CUDA_TOK16_ROWS=0 \
+            step sanitizer-memcheck-tok16 "$TEST_TIMEOUT" env DFM_CUDA_FUSED=0 DFM_TEST_TIMEOUT_S=120 DFM_CUDA_TOK16_ROWS=0 \
                 compute-sanitizer --tool memcheck --report-api-errors no --error-exitcode 9 \
                 "$BUILD/tests/test_moe" -b cuda -p threads -o "pair(q=fp8,R=1,"
         [ "${SKIP_TOK16:-0}" != 1 ] &&

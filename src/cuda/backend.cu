@@ -177,7 +177,7 @@ typedef struct {
      * caller owns, recorded around the phases of dfm_fused_moe; NULL: off. */
     const cudaEvent_t *phase_ev;
     unsigned int seen_invalid, seen_mismatch; /* async totals already reported */
-    dfm_cuda_fused_t *fused; /* one-kernel dfm_fused_moe (DFM_CUDA_FUSED=1), else NULL */
+    dfm_cuda_fused_t *fused; /* one-kernel dfm_fused_moe (default), NULL with DFM_CUDA_FUSED=0 */
     int use_graphs;          /* DFM_CUDA_GRAPH unset or not "0" */
     launch_graph_t graph[2]; /* dfm_fused_moe's launches: [0] the pipeline, [1] the fused kernel */
 } cuda_impl_t;
@@ -319,7 +319,8 @@ static dfm_status_t create_common(dfm_ctx_t *ctx, const dfm_unique_id_t *id, voi
         const char *ge = getenv("DFM_CUDA_GRAPH");
         im->use_graphs = !(ge && ge[0] == '0' && ge[1] == 0);
         if (dfm_cuda_fused_create(w, &im->fused) != cudaSuccess) {
-            st = dfm_set_error(ctx, DFM_ERROR_SYSTEM, "DFM_CUDA_FUSED=1: setting up the fused kernel failed");
+            st = dfm_set_error(ctx, DFM_ERROR_SYSTEM,
+                               "setting up the fused kernel failed (DFM_CUDA_FUSED=0 selects the pipeline)");
             goto fail;
         }
         if (cudaDeviceSynchronize() != cudaSuccess) {

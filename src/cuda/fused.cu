@@ -5,8 +5,8 @@
  * into the home ranks' combine slots) and the combine reduction, with no
  * grid-wide barrier: every dependency is a flag or a counter in memory.
  *
- * Selected only with DFM_CUDA_FUSED=1 at context creation (fused.cuh); the
- * 5-launch pipeline stays the default. Version 1 passed the whole GPU test
+ * The default since the thirty-first session (fused.cuh); DFM_CUDA_FUSED=0 at
+ * context creation selects the 5-launch pipeline instead. Version 1 passed the whole GPU test
  * suite on 1-4 H100s but fell behind the pipeline as T grew; version 2 spreads
  * the per-expert requantization over the CTAs waiting for it (passes the
  * suite on 1-4 H100s and H200s; dsv3-e32 T=128 1538 -> 831 us, T=1024 13989
@@ -1674,8 +1674,7 @@ void dfm_cuda_fused_destroy(dfm_cuda_fused_t *f) {
 
 cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **out) {
     *out = NULL;
-    const char *e = getenv("DFM_CUDA_FUSED");
-    if (e == NULL || strcmp(e, "1") != 0) return cudaSuccess;
+    if (!dfm_cuda_env_int("DFM_CUDA_FUSED", 1, 0, 1)) return cudaSuccess; /* 0: the pipeline */
     dfm_cuda_fused_t *f = (dfm_cuda_fused_t *)calloc(1, sizeof *f);
     if (f == NULL) return cudaErrorMemoryAllocation;
     const int G = w->num_local_experts;

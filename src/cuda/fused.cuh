@@ -3,11 +3,12 @@
  * (src/cuda/fused.cu), for backend.cu. Nothing of the kernel's device code is
  * here.
  *
- * Selected per context at creation: only when the environment variable
- * DFM_CUDA_FUSED=1 is set (every rank of the world must agree: a rank running
- * the 5-launch pipeline and a rank running the fused kernel speak different
- * flag protocols and the call ends in a timeout). Default off until the
- * kernel has been tested on the device (docs/PERF_NOTES.md, "Fused kernel v1").
+ * Selected per context at creation: the default, unless the environment
+ * variable DFM_CUDA_FUSED=0 selects the 5-launch pipeline (every rank of the
+ * world must agree: a rank running the pipeline and a rank running the fused
+ * kernel speak different flag protocols and the call ends in a timeout). Off
+ * by default until the thirty-first session (BENCHMARKS.md v31: faster than
+ * the pipeline in most rows, at most 5 % slower in the others).
  */
 #ifndef DFM_CUDA_FUSED_CUH
 #define DFM_CUDA_FUSED_CUH
@@ -17,7 +18,7 @@
 typedef struct dfm_cuda_fused dfm_cuda_fused_t;
 
 /* At context creation, after the world is complete (peer[], scratch,
- * num_sms). *out = NULL (and cudaSuccess) when DFM_CUDA_FUSED is not "1";
+ * num_sms). *out = NULL (and cudaSuccess) when DFM_CUDA_FUSED is "0";
  * otherwise allocates the kernel's device counters, sets its shared-memory
  * limit and checks that a grid of num_sms CTAs can be co-resident. */
 cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **out);

@@ -40,9 +40,17 @@ def _run(world, target, *args, timeout_s=300):
     dfm_dist.run(world, target, *args, backend="nccl", timeout_s=timeout_s)
 
 
+@pytest.mark.parametrize("path", ["kernel", "pipeline"])
 @pytest.mark.parametrize("mode", ["fp8", "int8", "bf16"])
 @pytest.mark.parametrize("world", WORLDS)
-def test_cuda_fused_numerics(world, mode, seed):
+def test_cuda_fused_numerics(world, mode, path, seed, monkeypatch):
+    """fused_deep_moe against the float64 oracle on both CUDA paths: the library's
+    default, one persistent kernel a call, and the pipeline of launches
+    (DFM_CUDA_FUSED=0). The spawned ranks inherit the environment."""
+    if path == "pipeline":
+        monkeypatch.setenv("DFM_CUDA_FUSED", "0")
+    else:
+        monkeypatch.delenv("DFM_CUDA_FUSED", raising=False)
     _run(world, "dfm_workers:fused_numerics", seed, mode, "cuda")
 
 
@@ -58,7 +66,7 @@ def test_cuda_graph_capture_replay(world, seed):
 
 @pytest.mark.parametrize("world", [w for w in WORLDS if w.values[0] >= 2])
 def test_cuda_fused_kernel_graph_replay_1000(world, seed):
-    """The one-kernel operator (DFM_CUDA_FUSED=1) captured once and replayed 1000
+    """The one-kernel operator (the default; DFM_CUDA_FUSED=1) captured once and replayed 1000
     times, six input sets in turn, every replay checked (sequence numbers live in
     device memory, so a replay is a new call)."""
     _run(world, "dfm_workers:graph_replay", seed, 1000, True, 6, timeout_s=600)
