@@ -695,6 +695,28 @@ typedef struct {
     int act[2]; /* item n's expert completed and to be requantized here (n & 1) */
 } fused_rqq_t;
 
+/* Whether the GEMM1 items of an expert of `rows` (> 0) rows go to warps 9-11
+ * (rq_warps 3 or 4, FUSED_RQ_WARPS): those of at most FUSED_RQW_ROWS rows,
+ * and with 3 (FP8 and BF16) those of more than FUSED_EAGER_ROWS. */
+static __device__ __forceinline__ bool fused_rqw_takes(int rq_warps, dfm_quant_t q, int rows) {
+    return rq_warps && (rows <= FUSED_RQW_ROWS || (rq_warps == 3 && FUSED_RQW_MANY(q) && rows > FUSED_EAGER_ROWS));
+}
+
+/* Counts one GEMM1 item of expert g (acquire-release, GPU scope: after the
+ * barrier or mbarrier that ordered the item's act stores before it). The
+ * expert's last item resets the count for the next call and raises g1_ready,
+ * unless the expert is its completer's to requantize (eager_rq, at most
+ * FUSED_EAGER_ROWS rows: an owned expert has no helpers, nobody waits for the
+ * flag). Returns whether the item was the expert's last. */
+static __device__ __forceinline__ bool fused_count_g1(const fused_args_t *fa, const int *s_pre1, int g, int rows,
+                                                      unsigned long long seq) {
+    const unsigned int items = (unsigned int)(s_pre1[g + 1] - s_pre1[g]);
+    if (dfm_atom_add_acq_rel_gpu(&fa->g1_done[g], 1u) != items - 1) return false;
+    fa->g1_done[g] = 0; /* every item of g is counted: reset for the next call */
+    if (fa->eager_rq == 0 || rows > FUSED_EAGER_ROWS) fused_flag_st<FUSED_LOCAL_GPU>(fa->g1_ready + g, seq);
+    return true;
+}
+
 /*
  * Warps 9-11 (FUSED_RQ_WARPS 3 or 4): count each posted GEMM1 item, and when
  * that completes a few-row expert requantize its rows, a row over the 96
@@ -719,7 +741,7 @@ static __device__ __forceinline__ void fused_rq_warps(const dfm_cuda_world_t *w,
         int any = 0;
         for (int g = t; g < w->num_local_experts; g += FUSED_RQW_THREADS) {
             const int rows = fused_rows_of(s_cnt, R, g);
-            any |= rows > 0 && (rows <= FUSED_RQW_ROWS || (fa->rq_warps == 3 && FUSED_RQW_MANY(q) && rows > FUSED_EAGER_ROWS));
+            any |= rows > 0 && fused_rqw_takes(fa->rq_warps, q, rows);
         }
         if (!fused_bar_or(FUSED_BAR_RQW, FUSED_RQW_THREADS, any)) return;
     }
@@ -741,17 +763,8 @@ static __device__ __forceinline__ void fused_rq_warps(const dfm_cuda_world_t *w,
          * acquired here, then counted (acquire-release, GPU scope:
          * cumulative) as the consumers do */
         wg_mbar_wait(&cbar[n % FUSED_RQQ], (n / FUSED_RQQ) & 1);
-        if (t == 0) {
-            const unsigned int items = (unsigned int)(s_pre1[g + 1] - s_pre1[g]);
-            int act = 0;
-            if (dfm_atom_add_acq_rel_gpu(&fa->g1_done[g], 1u) == items - 1) {
-                fa->g1_done[g] = 0; /* every item of g is counted: reset for the next call */
-                /* an owned expert (requantized here) has no helpers */
-                if (fa->eager_rq == 0 || rows > FUSED_EAGER_ROWS) fused_flag_st<FUSED_LOCAL_GPU>(fa->g1_ready + g, seq);
-                else act = 1;
-            }
-            rq->act[n & 1] = act;
-        }
+        if (t == 0) /* an owned expert (eager_rq, few rows) is requantized here */
+            rq->act[n & 1] = fused_count_g1(fa, s_pre1, g, rows, seq) && fa->eager_rq != 0 && rows <= FUSED_EAGER_ROWS;
         wg_bar_sync(FUSED_BAR_RQW, FUSED_RQW_THREADS);
         if (!rq->act[n & 1]) {
             if (t == 0) *(volatile int *)&rq->done = n + 1;
@@ -1513,9 +1526,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                 /* as dfm_cta_arrive: the barrier orders every consumer's act
                  * stores before thread 0's acquire-release count (GPU scope:
                  * the requantization reads act with generic loads) */
-                if (fa.rq_warps && (fused_rows_of(s_cnt, R, g) <= FUSED_RQW_ROWS ||
-                                    (fa.rq_warps == 3 && FUSED_RQW_MANY(MODE) &&
-                                     fused_rows_of(s_cnt, R, g) > FUSED_EAGER_ROWS))) {
+                if (fused_rqw_takes(fa.rq_warps, q, fused_rows_of(s_cnt, R, g))) {
                     /* post the item to warps 9-11 (a free slot: they are
                      * done with the item FUSED_RQQ back), then every
                      * consumer thread arrives on its slot (release) and
@@ -1535,18 +1546,12 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                 }
                 wg_bar_sync(FUSED_BAR_DONE, FUSED_CONSUMERS);
                 if (ct == 0) {
-                    const unsigned int items = (unsigned int)(s_pre1[g + 1] - s_pre1[g]);
+                    const int rows = fused_rows_of(s_cnt, R, g);
                     s_eager = 0;
-                    if (dfm_atom_add_acq_rel_gpu(&fa.g1_done[g], 1u) == items - 1) {
-                        fa.g1_done[g] = 0; /* every item of g is counted: reset for the next call */
+                    if (fused_count_g1(&fa, s_pre1, g, rows, seq)) {
                         /* 1: only an expert of a few rows (a few us of this
                          * CTA's time; more delays its next GEMM1 item); 3:
                          * also while a grid of GEMM1 items is unclaimed */
-                        const int rows = fused_rows_of(s_cnt, R, g);
-                        /* an owned expert (this CTA requantizes it all) has
-                         * no helpers: nobody waits for its g1_ready */
-                        if (fa.eager_rq == 0 || rows > FUSED_EAGER_ROWS)
-                            fused_flag_st<FUSED_LOCAL_GPU>(fa.g1_ready + g, seq);
                         const int unclaimed1 = total1 - (int)gridDim.x -
                                                (int)*(volatile unsigned int *)&fa.fs->item_next[half];
                         s_eager = fa.eager_rq == 2 || (fa.eager_rq != 0 && rows <= FUSED_EAGER_ROWS) ||
