@@ -127,9 +127,17 @@ static __host__ __device__ __forceinline__ int fused_counts_tag(unsigned long lo
  * as 1, and also while at least a grid's worth of GEMM1 items is unclaimed
  * (the dynamic schedule absorbs this CTA's delay): qwen3-235b T = 32 / 128
  * 269 / 360 -> 260 / 344 us, dsv3-e32 unchanged (fifteenth session, call 1).
- * DFM_CUDA_FUSED_EAGER_RQ=0|1|2|3 overrides it. */
+ * INT8 calls take FUSED_EAGER_RQ_INT8 (0) instead: the experts of more than
+ * FUSED_EAGER_ROWS rows stay with their consumers' count there (FUSED_RQW_MANY),
+ * and 3's eager start of them cost dsv3-e32-int8 T = 32 176.3 -> 187.0 us
+ * (thirty-second session, call 5, 4 x H100, three rounds; T = 1 140.8 ->
+ * 139.4, T = 128 the same; call 4: T = 1024 1395.5 against 1437.8).
+ * DFM_CUDA_FUSED_EAGER_RQ=0|1|2|3 overrides both. */
 #ifndef FUSED_EAGER_RQ
 #define FUSED_EAGER_RQ 3
+#endif
+#ifndef FUSED_EAGER_RQ_INT8
+#define FUSED_EAGER_RQ_INT8 0
 #endif
 /* The CTA's three producer-group warps 9-11, idle once the GEMM phase
  * starts, take over the count of some of the CTA's GEMM1 items (rq_warps):
@@ -222,7 +230,7 @@ typedef struct {
     int parts; /* dispatch work units per token */
     int l2_pf; /* FUSED_L2_PF_STAGES or DFM_CUDA_FUSED_L2_PF */
     int spec_pf; /* FUSED_SPEC_PF_STAGES or DFM_CUDA_FUSED_SPEC_PF */
-    int eager_rq; /* FUSED_EAGER_RQ or DFM_CUDA_FUSED_EAGER_RQ: 0, 1, 2, 3 */
+    int eager_rq; /* FUSED_EAGER_RQ(_INT8) or DFM_CUDA_FUSED_EAGER_RQ: 0, 1, 2, 3 */
     int rq_ahead; /* FUSED_RQ_AHEAD or DFM_CUDA_FUSED_RQ_AHEAD */
     int dynamic;  /* FUSED_DYNAMIC or DFM_CUDA_FUSED_DYNAMIC */
     int send_skip0;  /* FUSED_SEND_SKIP0 or DFM_CUDA_FUSED_SEND_SKIP0 */
@@ -1712,7 +1720,7 @@ cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **
     f->args.own_pf = dfm_cuda_env_int("DFM_CUDA_FUSED_OWN_PF", FUSED_OWN_PF_STAGES, 0, 64);
     f->args.rq_warps = dfm_cuda_env_int("DFM_CUDA_FUSED_RQ_WARPS", FUSED_RQ_WARPS, 0, 4);
     if (f->args.rq_warps < 3) f->args.rq_warps = 0; /* modes 1 and 2 are gone */
-    f->args.eager_rq = dfm_cuda_env_int("DFM_CUDA_FUSED_EAGER_RQ", FUSED_EAGER_RQ, 0, 3);
+    f->args.eager_rq = dfm_cuda_env_int("DFM_CUDA_FUSED_EAGER_RQ", -1, 0, 3); /* -1: by the call's mode */
     f->args.rq_ahead = dfm_cuda_env_int("DFM_CUDA_FUSED_RQ_AHEAD", FUSED_RQ_AHEAD, 0, 64);
     f->args.dynamic = dfm_cuda_env_int("DFM_CUDA_FUSED_DYNAMIC", FUSED_DYNAMIC, 0, 1);
     f->args.send_skip0 = dfm_cuda_env_int("DFM_CUDA_FUSED_SEND_SKIP0", FUSED_SEND_SKIP0, 0, 1);
@@ -1802,6 +1810,7 @@ cudaError_t dfm_cuda_fused(dfm_cuda_fused_t *f, const dfm_cuda_world_t *w, const
     parts = dfm_cuda_env_int("DFM_CUDA_FUSED_PARTS", parts, 1, chunks); /* send-probe */
     fused_args_t a = f->args;
     a.parts = parts;
+    if (a.eager_rq < 0) a.eager_rq = op->quant == DFM_QUANT_INT8 ? FUSED_EAGER_RQ_INT8 : FUSED_EAGER_RQ;
 
     /* the kernel that can send tagged combine rows where this rank's T
      * allows them (every rank's T must: the kernel learns it from the counts) */
