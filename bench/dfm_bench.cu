@@ -662,6 +662,17 @@ int main(int argc, char **argv) {
            R, prop.name, bw / 1e12, hop);
     printf("# times: median of %d iterations after %d warm-up, max over ranks, us; "
            "gemms = expert phase inside the layer\n", iters, warmup);
+    /* which path dfm_fused_moe takes, and the fused kernel's knobs set in vain
+     * (DFM_CUDA_FUSED_*: read by the kernel only; this driver's default is the
+     * pipeline, so a knob without DFM_CUDA_FUSED=1 changes nothing) */
+    const char *fe = getenv("DFM_CUDA_FUSED");
+    const int fused = fe && !strcmp(fe, "1");
+    printf("# path: %s\n", fused ? "the fused kernel (DFM_CUDA_FUSED=1)"
+                                 : "the pipeline of launches (DFM_CUDA_FUSED=0, this driver's default)");
+    for (char **e = environ; !fused && *e; e++)
+        if (!strncmp(*e, "DFM_CUDA_FUSED_", 15))
+            fprintf(stderr, "dfm_bench: %.*s is set, but the pipeline runs: the fused kernel's knobs need "
+                            "DFM_CUDA_FUSED=1\n", (int)strcspn(*e, "="), *e);
     if (local)
         printf("# -L: communication disabled: one rank on GPU 0 with the busiest rank's experts and "
                "per-expert rows, every token local (ranks and T name the case it mirrors)\n");
