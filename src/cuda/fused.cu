@@ -176,6 +176,16 @@ static __host__ __device__ __forceinline__ int fused_counts_tag(unsigned long lo
 #define FUSED_RQW_MANY_INT8 0
 #endif
 #define FUSED_RQW_MANY(q) (FUSED_RQW_MANY_INT8 || (q) != DFM_QUANT_INT8)
+/* rq_warps 3's hand-off is for experts of more than this many rows (at least
+ * FUSED_EAGER_ROWS). Thirty-second session, call 4 (4 x H100, two rounds), 3
+ * against 4 (no such hand-off): dsv3-e256 T = 128 (~16 rows an expert) 1103.5
+ * against 1082.1 us, qwen3-235b T = 128 (~32) 311.7 against 319.4, dsv3-e32
+ * T = 1024 (~1024) 1747.5 against 1795.7: a threshold above 16 might keep
+ * both (build with NVCC="nvcc -DFUSED_RQW_MANY_ROWS=24" to try; a run-time
+ * knob put the FP8 version 5 kernel's wgmma under register pressure, C7511). */
+#ifndef FUSED_RQW_MANY_ROWS
+#define FUSED_RQW_MANY_ROWS FUSED_EAGER_ROWS
+#endif
 #define FUSED_RQW_THREADS 96 /* warps 9-11 */
 #define FUSED_BAR_RQW 6      /* their named barrier */
 /* Experts past its own that a CTA waiting at a GEMM2 gate helps requantize
@@ -705,10 +715,12 @@ typedef struct {
 
 /* Whether the GEMM1 items of an expert of `rows` (> 0) rows go to warps 9-11
  * (rq_warps 3 or 4, FUSED_RQ_WARPS): those of at most FUSED_RQW_ROWS rows,
- * and with 3 (FP8 and BF16) those of more than FUSED_EAGER_ROWS. */
+ * and with 3 (FP8 and BF16) those of more than FUSED_RQW_MANY_ROWS. */
 static __device__ __forceinline__ bool fused_rqw_takes(int rq_warps, dfm_quant_t q, int rows) {
-    return rq_warps && (rows <= FUSED_RQW_ROWS || (rq_warps == 3 && FUSED_RQW_MANY(q) && rows > FUSED_EAGER_ROWS));
+    return rq_warps && (rows <= FUSED_RQW_ROWS || (rq_warps == 3 && FUSED_RQW_MANY(q) && rows > FUSED_RQW_MANY_ROWS));
 }
+/* such an expert is never its completer's to requantize (fused_count_g1) */
+static_assert(FUSED_RQW_MANY_ROWS >= FUSED_EAGER_ROWS, "rq_warps 3's hand-off is for experts of > FUSED_EAGER_ROWS rows");
 
 /* Counts one GEMM1 item of expert g (acquire-release, GPU scope: after the
  * barrier or mbarrier that ordered the item's act stores before it). The
