@@ -26,23 +26,7 @@ for i in 0 1 2; do for k in 0 1 2; do v=${V[$(( (k + i) % 3 ))]}
 done; done
 python3 scripts/ab_means.py -v $L ${V[@]} > $L/ab_table.txt 2>&1
 # the variant with the lowest mean ratio to v0 (v0 itself when neither is below 0.995)
-w=$(python3 - $L <<'PY'
-import sys, os
-d = sys.argv[1]
-def means(v):
-    r = {}
-    for line in open(os.path.join(d, "ab_%s.txt" % v)):
-        f = line.split()
-        if len(f) >= 10 and f[1].isdigit() and f[2].isdigit():
-            r.setdefault((f[0], f[2]), []).append(float(f[8]))
-    return {k: sum(x) / len(x) for k, x in r.items()}
-b = means("v0"); best = (0.995, "v0")
-for v in ("v24", "v32"):
-    m = means(v); ks = [k for k in b if k in m]
-    if ks: best = min(best, (sum(m[k] / b[k] for k in ks) / len(ks), v))
-print(best[1])
-PY
-)
+w=$(python3 scripts/ab_means.py -b v0:0.995 $L ${V[@]} 2>> $L/steps.txt)
 echo "winner: $w" >> $L/steps.txt
 C="/tmp/b/$w/test_moe -b cuda -p threads"
 ok 310 && { timeout 60 $C -o "fused(" > $L/${w}_fused.txt 2>&1; st ${w}_fused $?; }
