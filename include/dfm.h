@@ -51,7 +51,7 @@ extern "C" {
 #endif
 
 #define DFM_VERSION_MAJOR 0
-#define DFM_VERSION_MINOR 1
+#define DFM_VERSION_MINOR 2
 #define DFM_VERSION_PATCH 0
 #define DFM_VERSION (DFM_VERSION_MAJOR * 10000 + DFM_VERSION_MINOR * 100 + DFM_VERSION_PATCH)
 
@@ -95,6 +95,20 @@ typedef enum {
     DFM_NUM_BACKEND
 } dfm_backend_t;
 
+/*
+ * How dfm_fused_moe runs on the CUDA backend (the CPU backend has one way).
+ * Part of the configuration, so every rank of a context takes the same one.
+ * The persistent kernel is the faster at decode sizes; the pipeline of
+ * launches can be a few percent faster on prefill-sized calls (hundreds of
+ * rows per expert; BENCHMARKS.md), so a context sized for those may ask for it.
+ */
+typedef enum {
+    DFM_PATH_DEFAULT = 0,      /* the fused kernel, unless DFM_CUDA_FUSED=0 in the environment */
+    DFM_PATH_FUSED_KERNEL = 1, /* one persistent kernel per call (DFM_CUDA_FUSED ignored) */
+    DFM_PATH_PIPELINE = 2,     /* dispatch, GEMM and combine launches (DFM_CUDA_FUSED ignored) */
+    DFM_NUM_PATH
+} dfm_path_t;
+
 /* Opaque world id, copied by value between ranks (NCCL style). */
 #define DFM_UNIQUE_ID_BYTES 256
 typedef struct {
@@ -120,12 +134,13 @@ typedef struct {
     unsigned int quant_modes;             /* DFM_QUANT_MASK(...) bits */
     double timeout_s;                     /* bound on every wait on a peer */
     int device;                           /* CUDA device ordinal; -1: current */
+    dfm_path_t path;                      /* dfm_fused_moe on CUDA (since 0.2) */
 } dfm_config_t;
 
 #define DFM_CONFIG_INIT                                                                   \
     {                                                                                     \
         sizeof(dfm_config_t), DFM_VERSION, DFM_BACKEND_CPU, 1, 0, 0, 0, 8, 0,             \
-            DFM_QUANT_MASK_ALL, 30.0, -1                                                  \
+            DFM_QUANT_MASK_ALL, 30.0, -1, DFM_PATH_DEFAULT                                \
     }
 
 typedef struct dfm_ctx dfm_ctx_t;
@@ -267,6 +282,13 @@ dfm_status_t dfm_buffer_size_hint(const dfm_config_t *config, size_t *bytes);
  * has completed; it does not synchronize. Details in dfm_ctx_last_error().
  */
 dfm_status_t dfm_get_async_error(dfm_ctx_t *ctx, dfm_status_t *async_error);
+
+/*
+ * How dfm_fused_moe runs on this context, as creation resolved config.path:
+ * DFM_PATH_FUSED_KERNEL or DFM_PATH_PIPELINE (the CPU backend's one way).
+ * Not collective, no synchronization.
+ */
+dfm_status_t dfm_ctx_get_path(const dfm_ctx_t *ctx, dfm_path_t *path);
 
 /* ---- the operator ------------------------------------------------------ */
 

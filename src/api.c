@@ -79,7 +79,8 @@ uint64_t dfm_config_hash(const dfm_config_t *c) {
     const int64_t fields[] = {c->version,     c->backend,  c->num_ranks,
                               c->hidden,      c->inter,    c->num_experts,
                               c->max_topk,    c->num_max_dispatch_tokens_per_rank,
-                              c->quant_modes, (int64_t)(c->timeout_s * 1000.0)};
+                              c->quant_modes, (int64_t)(c->timeout_s * 1000.0),
+                              c->path};
     uint64_t h = 1469598103934665603ull;
     const unsigned char *p = (const unsigned char *)fields;
     for (size_t i = 0; i < sizeof fields; i++) h = (h ^ p[i]) * 1099511628211ull;
@@ -127,6 +128,10 @@ static dfm_status_t check_config(const dfm_config_t *c, char *err, size_t err_by
                       c->quant_modes, DFM_QUANT_MASK_ALL);
     if (!(c->timeout_s > 0.0) || c->timeout_s > 86400.0)
         return REJECT("config.timeout_s: %g must be > 0 and <= 86400", c->timeout_s);
+    if ((int)c->path < 0 || (int)c->path >= DFM_NUM_PATH)
+        return REJECT("config.path: %d is not a dfm_path_t (DFM_PATH_DEFAULT, DFM_PATH_FUSED_KERNEL, "
+                      "DFM_PATH_PIPELINE)",
+                      (int)c->path);
     return DFM_SUCCESS;
 }
 
@@ -197,6 +202,7 @@ static dfm_status_t ctx_begin(dfm_ctx_t **out, const dfm_config_t *config, int r
     ctx->config.size = sizeof(dfm_config_t);
     ctx->rank = rank;
     ctx->ops = ops;
+    ctx->path = DFM_PATH_PIPELINE; /* a backend with one way; CUDA's create decides */
     dfm_layout_init(&ctx->layout, &ctx->config);
     *ctx_out = ctx;
     return DFM_SUCCESS;
@@ -274,6 +280,12 @@ static dfm_status_t poll_async(dfm_ctx_t *ctx) {
 dfm_status_t dfm_get_async_error(dfm_ctx_t *ctx, dfm_status_t *async_error) {
     if (ctx == NULL || async_error == NULL) return DFM_ERROR_INVALID_ARGUMENT;
     *async_error = poll_async(ctx);
+    return DFM_SUCCESS;
+}
+
+dfm_status_t dfm_ctx_get_path(const dfm_ctx_t *ctx, dfm_path_t *path) {
+    if (ctx == NULL || path == NULL) return DFM_ERROR_INVALID_ARGUMENT;
+    *path = ctx->path;
     return DFM_SUCCESS;
 }
 

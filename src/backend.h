@@ -24,6 +24,7 @@ struct dfm_ctx {
     dfm_layout_t layout;
     const dfm_backend_ops_t *ops;
     void *impl; /* the backend's own state */
+    dfm_path_t path; /* how dfm_fused_moe runs (the backend's create may change it) */
 
     /* Host-side count of operations, for pairing dispatch/combine (the
      * device keeps its own sequence numbers, see dfm_common.h). */

@@ -273,6 +273,8 @@ static void test_config(void) {
         case 25: c.timeout_s = -1.0; field = "config.timeout_s"; break;
         case 26: c.timeout_s = NAN; field = "config.timeout_s"; break;
         case 27: c.timeout_s = 1e9; field = "config.timeout_s"; break;
+        case 28: c.path = (dfm_path_t)-1; field = "config.path"; break;
+        case 29: c.path = DFM_NUM_PATH; field = "config.path"; break;
         default: break;
         }
         if (field == NULL) break;
@@ -427,6 +429,12 @@ static void test_fused_args(void) {
               "dfm_get_async_error(ctx, NULL)");
     TH_EXPECT(dfm_get_async_error(NULL, &async) == DFM_ERROR_INVALID_ARGUMENT,
               "dfm_get_async_error(NULL, ...)");
+    /* the CPU backend has one way, reported as the pipeline, whatever config.path asks */
+    dfm_path_t path = DFM_PATH_DEFAULT;
+    TH_EXPECT(dfm_ctx_get_path(ctx, &path) == DFM_SUCCESS && path == DFM_PATH_PIPELINE,
+              "dfm_ctx_get_path on the CPU backend: %d, want DFM_PATH_PIPELINE", (int)path);
+    TH_EXPECT(dfm_ctx_get_path(ctx, NULL) == DFM_ERROR_INVALID_ARGUMENT, "dfm_ctx_get_path(ctx, NULL)");
+    TH_EXPECT(dfm_ctx_get_path(NULL, &path) == DFM_ERROR_INVALID_ARGUMENT, "dfm_ctx_get_path(NULL, ...)");
     dfm_ctx_destroy(ctx);
     mini_free(&m);
 
@@ -837,12 +845,13 @@ static void test_call_timeout(void) {
 }
 
 static void test_config_mismatch(void) {
-    for (int v = 0; v < 3; v++) {
+    for (int v = 0; v < 4; v++) {
         static duo_t d;
         duo_init(&d, DFM_QUANT_FP8, DFM_QUANT_MASK_ALL, SHORT_TIMEOUT_S);
         if (v == 0) d.cfg[1].hidden = 512;
         if (v == 1) d.cfg[1].num_experts = 8;
         if (v == 2) d.cfg[1].quant_modes = DFM_QUANT_MASK(DFM_QUANT_FP8);
+        if (v == 3) d.cfg[1].path = DFM_PATH_PIPELINE; /* the ranks would speak different protocols */
         duo_run(&d);
         TH_EXPECT(d.created[1] == DFM_ERROR_MISMATCH,
                   "rank 1 with another config (variant %d): status %d (%s), want mismatch", v,

@@ -16,7 +16,7 @@ from .utils import FP8_DTYPE, HAS_FLOAT8, EventOverlap, code_dtype, noop_hook
 from .weights import (permuted_channel_source, prepare_gmm1_weight, prepare_gmm2_weight,
                       prepare_weights)
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"
 
 
 def library_version():

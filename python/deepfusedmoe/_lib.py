@@ -57,6 +57,10 @@ QUANT_MASK_ALL = 7
 BACKEND_CPU, BACKEND_CUDA = 0, 1
 BACKEND_IDS = {"cpu": BACKEND_CPU, "cuda": BACKEND_CUDA}
 
+# dfm_path_t: how fused_deep_moe runs on CUDA (config.path)
+PATH_DEFAULT, PATH_FUSED_KERNEL, PATH_PIPELINE = 0, 1, 2
+PATH_IDS = {"default": PATH_DEFAULT, "kernel": PATH_FUSED_KERNEL, "pipeline": PATH_PIPELINE}
+
 UNIQUE_ID_BYTES = 256
 NCCL_MIN_VERSION = 22807  # 2.28.7, as ncclGetVersion() encodes it
 
@@ -131,6 +135,7 @@ class Config(ctypes.Structure):
         ("quant_modes", c_uint),
         ("timeout_s", c_double),
         ("device", c_int),
+        ("path", c_int),
     ]
 
 
@@ -240,6 +245,7 @@ _PROTOTYPES = {
     "dfm_ctx_rank": (c_int, [c_void_p]),
     "dfm_buffer_size_hint": (c_int, [ctypes.POINTER(Config), ctypes.POINTER(c_size_t)]),
     "dfm_get_async_error": (c_int, [c_void_p, ctypes.POINTER(c_int)]),
+    "dfm_ctx_get_path": (c_int, [c_void_p, ctypes.POINTER(c_int)]),
     "dfm_fused_moe": (c_int, [c_void_p, ctypes.POINTER(MoeArgs)]),
     "dfm_dispatch": (c_int, [c_void_p, ctypes.POINTER(DispatchArgs), ctypes.POINTER(Handle)]),
     "dfm_combine": (c_int, [c_void_p, ctypes.POINTER(CombineArgs)]),

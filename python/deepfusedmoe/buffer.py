@@ -109,7 +109,7 @@ def _global_rank(group, group_rank):
 
 
 def _config(backend, num_ranks, hidden, inter, num_experts, max_topk, num_max, quant_mask,
-            timeout_s, device):
+            timeout_s, device, path="default"):
     c = _lib.Config()
     c.size = ctypes.sizeof(_lib.Config)
     c.version = _lib.lib().dfm_get_version()
@@ -123,11 +123,12 @@ def _config(backend, num_ranks, hidden, inter, num_experts, max_topk, num_max, q
     c.quant_modes = quant_mask
     c.timeout_s = float(timeout_s)
     c.device = device
+    c.path = _lib.PATH_IDS[path]
     return c
 
 
 _CONFIG_FIELDS = ("version", "backend", "num_ranks", "hidden", "inter", "num_experts", "max_topk",
-                  "num_max_dispatch_tokens_per_rank", "quant_modes")
+                  "num_max_dispatch_tokens_per_rank", "quant_modes", "path")
 
 
 def config_problem(cfg):
@@ -172,12 +173,17 @@ class Buffer:
             or a DFM_QUANT_MASK bit mask.
         timeout_s: bound on every wait on a peer (SPEC section 7).
         backend: 'cuda', 'cpu', or None: 'cuda' when the group's backend is NCCL.
+        path: how fused_deep_moe runs on CUDA: 'kernel' (one persistent kernel
+            per call), 'pipeline' (dispatch, GEMM and combine launches; can be a
+            few percent faster on prefill-sized calls), or 'default' (the kernel
+            unless DFM_CUDA_FUSED=0). The same on every rank. The CPU backend
+            has one way and takes any of them.
         debug: check expert ids on the host before each call (synchronizes).
     """
 
     def __init__(self, group, num_max_dispatch_tokens_per_rank, hidden, num_experts, *, inter,
                  max_topk=8, quant_modes=ALL_QUANT_MODES, timeout_s=30.0, backend=None,
-                 debug=False):
+                 path="default", debug=False):
         self._ctx = None
         if not dist.is_available() or not dist.is_initialized():
             raise RuntimeError("Buffer: torch.distributed is not initialized "
@@ -191,6 +197,9 @@ class Buffer:
         if backend not in _lib.BACKEND_IDS:
             raise ValueError("backend: %r is not 'cpu', 'cuda' or None" % (backend,))
         self.backend = backend
+        if path not in _lib.PATH_IDS:
+            raise ValueError("path: %r is not 'default', 'kernel' or 'pipeline'" % (path,))
+        self.path = path
         self.num_max_dispatch_tokens_per_rank = int(num_max_dispatch_tokens_per_rank)
         self.hidden = int(hidden)
         self.inter = int(inter)
@@ -219,7 +228,7 @@ class Buffer:
 
         cfg = _config(backend, R, self.hidden, self.inter, self.num_experts, self.max_topk,
                       self.num_max_dispatch_tokens_per_rank, self.quant_mask, self.timeout_s,
-                      device_ordinal)
+                      device_ordinal, path)
         self._config = cfg
         bad_config = config_problem(cfg)
         local_problem = bad_config or self._local_problem(lib, backend)
@@ -289,6 +298,11 @@ class Buffer:
                                 % [r for r in range(R) if int(ok[r])], _lib.ERROR_MISMATCH)
         self._ctx = ctx.value
         self._destroy_fn = lib.dfm_ctx_destroy
+        taken = ctypes.c_int(-1)
+        _lib.check_status(lib.dfm_ctx_get_path(self._ctx, ctypes.byref(taken)),
+                          "Buffer: dfm_ctx_get_path")
+        # how fused_deep_moe runs here: 'kernel' or 'pipeline' (what creation made of `path`)
+        self.path_taken = {v: k for k, v in _lib.PATH_IDS.items()}[taken.value]
 
         # Per-call state, made once: the argument structs (refilled by every call),
         # the bound C entry points, and the expected shapes, strides and dtypes.
@@ -937,10 +951,11 @@ class Buffer:
 
     def __repr__(self):
         return ("Buffer(backend=%r, rank=%d/%d, device=%s, num_max=%d, hidden=%d, inter=%d, "
-                "num_experts=%d, max_topk=%d, quant_modes=%s)"
+                "num_experts=%d, max_topk=%d, quant_modes=%s, path=%r)"
                 % (self.backend, self.rank, self.group_size, self.device,
                    self.num_max_dispatch_tokens_per_rank, self.hidden, self.inter,
-                   self.num_experts, self.max_topk, self.quant_modes))
+                   self.num_experts, self.max_topk, self.quant_modes,
+                   getattr(self, "path_taken", None)))
 
 
 class _nullcontext:

@@ -177,7 +177,7 @@ typedef struct {
      * caller owns, recorded around the phases of dfm_fused_moe; NULL: off. */
     const cudaEvent_t *phase_ev;
     unsigned int seen_invalid, seen_mismatch; /* async totals already reported */
-    dfm_cuda_fused_t *fused; /* one-kernel dfm_fused_moe (default), NULL with DFM_CUDA_FUSED=0 */
+    dfm_cuda_fused_t *fused; /* one-kernel dfm_fused_moe; NULL: the pipeline (config.path, DFM_CUDA_FUSED=0) */
     int use_graphs;          /* DFM_CUDA_GRAPH unset or not "0" */
     launch_graph_t graph[2]; /* dfm_fused_moe's launches: [0] the pipeline, [1] the fused kernel */
 } cuda_impl_t;
@@ -318,11 +318,13 @@ static dfm_status_t create_common(dfm_ctx_t *ctx, const dfm_unique_id_t *id, voi
         }
         const char *ge = getenv("DFM_CUDA_GRAPH");
         im->use_graphs = !(ge && ge[0] == '0' && ge[1] == 0);
-        if (dfm_cuda_fused_create(w, &im->fused) != cudaSuccess) {
+        if (dfm_cuda_fused_create(w, ctx->config.path, &im->fused) != cudaSuccess) {
             st = dfm_set_error(ctx, DFM_ERROR_SYSTEM,
-                               "setting up the fused kernel failed (DFM_CUDA_FUSED=0 selects the pipeline)");
+                               "setting up the fused kernel failed (config.path = DFM_PATH_PIPELINE or "
+                               "DFM_CUDA_FUSED=0 selects the pipeline)");
             goto fail;
         }
+        ctx->path = im->fused ? DFM_PATH_FUSED_KERNEL : DFM_PATH_PIPELINE;
         if (cudaDeviceSynchronize() != cudaSuccess) {
             st = dfm_set_error(ctx, DFM_ERROR_SYSTEM, "device failed during context creation");
             goto fail;

@@ -1697,9 +1697,11 @@ void dfm_cuda_fused_destroy(dfm_cuda_fused_t *f) {
     free(f);
 }
 
-cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **out) {
+cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, int path, dfm_cuda_fused_t **out) {
     *out = NULL;
-    if (!dfm_cuda_env_int("DFM_CUDA_FUSED", 1, 0, 1)) return cudaSuccess; /* 0: the pipeline */
+    /* the pipeline: asked for, or by DFM_CUDA_FUSED=0 where the config leaves it to the library */
+    if (path == DFM_PATH_PIPELINE || (path == DFM_PATH_DEFAULT && !dfm_cuda_env_int("DFM_CUDA_FUSED", 1, 0, 1)))
+        return cudaSuccess;
     dfm_cuda_fused_t *f = (dfm_cuda_fused_t *)calloc(1, sizeof *f);
     if (f == NULL) return cudaErrorMemoryAllocation;
     const int G = w->num_local_experts;

@@ -18,10 +18,11 @@
 typedef struct dfm_cuda_fused dfm_cuda_fused_t;
 
 /* At context creation, after the world is complete (peer[], scratch,
- * num_sms). *out = NULL (and cudaSuccess) when DFM_CUDA_FUSED is "0";
- * otherwise allocates the kernel's device counters, sets its shared-memory
- * limit and checks that a grid of num_sms CTAs can be co-resident. */
-cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, dfm_cuda_fused_t **out);
+ * num_sms). *out = NULL (and cudaSuccess) when `path` (the config's
+ * dfm_path_t) is DFM_PATH_PIPELINE, or DFM_PATH_DEFAULT with DFM_CUDA_FUSED
+ * "0"; otherwise allocates the kernel's device counters, sets its
+ * shared-memory limit and checks that a grid of num_sms CTAs can be co-resident. */
+cudaError_t dfm_cuda_fused_create(const dfm_cuda_world_t *w, int path, dfm_cuda_fused_t **out);
 void dfm_cuda_fused_destroy(dfm_cuda_fused_t *f);
 
 /* One fused call as one cooperative launch on `stream` (no allocation, no

@@ -129,12 +129,16 @@ def _prepared(prob, rank, mode, device):
             for t in dfm.prepare_weights(w13, w2, mode)]
 
 
-def fused_numerics(rank, R, seed, mode, device_type, cases=CASES, H=256, I=128, G=2, M=12, K=3):
-    """The fused operator against the oracle, every case, back to back (no barriers)."""
+def fused_numerics(rank, R, seed, mode, device_type, cases=CASES, H=256, I=128, G=2, M=12, K=3,
+                   path="default", want_path=None):
+    """The fused operator against the oracle, every case, back to back (no barriers).
+    path: the Buffer's; want_path: the way it must then run ('kernel' or 'pipeline')."""
     device = torch.device("cuda", rank) if device_type == "cuda" else torch.device("cpu")
     E = G * R
     K = min(K, E)
-    buf = _make_buffer(R, M, H, E, I, K, device)
+    buf = _make_buffer(R, M, H, E, I, K, device, path=path)
+    if want_path is not None:
+        assert buf.path_taken == want_path, "path=%r ran as %r" % (path, buf.path_taken)
     first = Problem(seed, R, E, H, I, M, K, "normal")
     w1, s1, w2, s2 = _prepared(first, rank, mode, device)
     for n, case in enumerate(cases):
@@ -173,6 +177,11 @@ def fused_numerics(rank, R, seed, mode, device_type, cases=CASES, H=256, I=128, 
         check_fused_output(out, prob, rank, "fp8", "async seed=%d rank=%d" % (seed, rank))
     assert buf.check_async_error() is None
     buf.destroy()
+
+
+def fused_numerics_on_path(rank, R, seed, mode, path):
+    """fused_numerics on CUDA with the Buffer's path, which the context must take."""
+    fused_numerics(rank, R, seed, mode, "cuda", path=path, want_path=path)
 
 
 def _expect_dispatch(buf_out, prob, rank, mode, tag):

@@ -132,6 +132,26 @@ def test_quant_modes_of_buffer(world1, weights):
         b.destroy()
 
 
+@pytest.mark.parametrize("path", ["default", "kernel", "pipeline"])
+def test_path_on_cpu(world1, weights, path):
+    """config.path is accepted on the CPU backend, which has one way (reported as the
+    pipeline), and the call still matches the oracle."""
+    w13, w2, prepared = weights
+    b = dfm.Buffer(None, M, H, E, inter=I, max_topk=K, path=path)
+    try:
+        assert b.path == path and b.path_taken == "pipeline"
+        assert "path='pipeline'" in repr(b)
+        x, idx, w = _inputs()
+        out, _, _ = b.fused_deep_moe(x, idx, w, *prepared["bf16"], M, E, quant="bf16")
+        flips = []
+        ref = oracle.combine(oracle.expert_outputs(x, w13, w2, "bf16", flips), idx, w, E)
+        err, allowed = oracle.check(out, ref, oracle.combine_flips(flips, idx, w, E),
+                                    oracle.TOLERANCE["bf16"][0])
+        assert err <= allowed
+    finally:
+        b.destroy()
+
+
 def test_destroyed_buffer(world1, weights):
     b = dfm.Buffer(None, M, H, E, inter=I, max_topk=K)
     b.destroy()
@@ -152,6 +172,8 @@ def test_bad_buffer_config(world1):
         dfm.Buffer(None, M, H, E, inter=I, backend="tpu")
     with pytest.raises(ValueError, match="quant_modes"):
         dfm.Buffer(None, M, H, E, inter=I, quant_modes=("fp4",))
+    with pytest.raises(ValueError, match="path: 'fast' is not 'default', 'kernel' or 'pipeline'"):
+        dfm.Buffer(None, M, H, E, inter=I, path="fast")
 
 
 # ---- bad arguments ----------------------------------------------------------------------------

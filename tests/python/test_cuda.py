@@ -44,14 +44,16 @@ def _run(world, target, *args, timeout_s=300):
 @pytest.mark.parametrize("mode", ["fp8", "int8", "bf16"])
 @pytest.mark.parametrize("world", WORLDS)
 def test_cuda_fused_numerics(world, mode, path, seed, monkeypatch):
-    """fused_deep_moe against the float64 oracle on both CUDA paths: the library's
-    default, one persistent kernel a call, and the pipeline of launches
-    (DFM_CUDA_FUSED=0). The spawned ranks inherit the environment."""
+    """fused_deep_moe against the float64 oracle on both CUDA paths, chosen by the
+    Buffer's path: one persistent kernel a call (the library's default) and the
+    pipeline of launches. The environment says the opposite (DFM_CUDA_FUSED, which
+    the spawned ranks inherit), and the config must win: each rank checks the way
+    its context runs."""
     if path == "pipeline":
-        monkeypatch.setenv("DFM_CUDA_FUSED", "0")
-    else:
         monkeypatch.delenv("DFM_CUDA_FUSED", raising=False)
-    _run(world, "dfm_workers:fused_numerics", seed, mode, "cuda")
+    else:
+        monkeypatch.setenv("DFM_CUDA_FUSED", "0")
+    _run(world, "dfm_workers:fused_numerics_on_path", seed, mode, path)
 
 
 @pytest.mark.parametrize("world", WORLDS)
