@@ -12,11 +12,7 @@
 #    T = 1 / 32 / 128, dsv3-e32 (and -int8: INT8 has no such hand-off, a control) T = 32 / 128 /
 #    1024, qwen3-30b-bf16 T = 32 / 128.
 # 2. The winner's fused C suite, 1000-call sequence and memcheck (its SASS differs from main's).
-source scripts/gpu_env.sh
-L=$OUT/n; mkdir -p $L
-t0=$(date +%s); st() { echo "$1 $(( $(date +%s) - t0 )) s rc=$2" >> $L/steps.txt; }
-ok() { [ $(( $(date +%s) - t0 )) -lt $1 ]; }
-nvidia-smi -L > $L/smi.txt
+source scripts/call_env.sh # gpu_env.sh; L, st, ok; smi.txt
 mkdir -p /tmp/b && tar -C /tmp/b -xJf build-c32n/bins27.tar.xz; st untar $?
 V=(v0 v24 v32)
 for i in 0 1 2; do for k in 0 1 2; do v=${V[$(( (k + i) % 3 ))]}

@@ -7,11 +7,7 @@
 # 2. ncu on GPU 0 at dsv3-e32-int8 T = 1024 with communication disabled (-L), where the kernel
 #    stays 13 % behind the pipeline (session 32, call 4): the fused kernel, and the pipeline's
 #    wgmma GEMM launches (GEMM1 and GEMM2) of the same case.
-source scripts/gpu_env.sh
-L=$OUT/n; mkdir -p $L
-t0=$(date +%s); st() { echo "$1 $(( $(date +%s) - t0 )) s rc=$2" >> $L/steps.txt; }
-ok() { [ $(( $(date +%s) - t0 )) -lt $1 ]; }
-nvidia-smi -L > $L/smi.txt
+source scripts/call_env.sh # gpu_env.sh; L, st, ok; smi.txt
 mkdir -p /tmp/b && tar -C /tmp/b -xJf build-c32n/bins27.tar.xz; st untar $?
 mkdir -p /tmp/b/v0/bench && ln -sf /tmp/b/v0/dfm_bench /tmp/b/v0/bench/dfm_bench
 OUT=$L/bench BUILD=/tmp/b/v0 PYTHON=python3 BENCH_TIMEOUT=100 TORCH_TIMEOUT=80 timeout 240 bash bench/run_bench.sh > $L/run_bench.out 2>&1; st bench $?
