@@ -60,6 +60,7 @@ BACKEND_IDS = {"cpu": BACKEND_CPU, "cuda": BACKEND_CUDA}
 # dfm_path_t: how fused_deep_moe runs on CUDA (config.path)
 PATH_DEFAULT, PATH_FUSED_KERNEL, PATH_PIPELINE = 0, 1, 2
 PATH_IDS = {"default": PATH_DEFAULT, "kernel": PATH_FUSED_KERNEL, "pipeline": PATH_PIPELINE}
+PATH_NAMES = {v: k for k, v in PATH_IDS.items()}
 
 UNIQUE_ID_BYTES = 256
 NCCL_MIN_VERSION = 22807  # 2.28.7, as ncclGetVersion() encodes it

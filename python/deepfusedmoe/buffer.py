@@ -302,7 +302,7 @@ class Buffer:
         _lib.check_status(lib.dfm_ctx_get_path(self._ctx, ctypes.byref(taken)),
                           "Buffer: dfm_ctx_get_path")
         # how fused_deep_moe runs here: 'kernel' or 'pipeline' (what creation made of `path`)
-        self.path_taken = {v: k for k, v in _lib.PATH_IDS.items()}[taken.value]
+        self.path_taken = _lib.PATH_NAMES[taken.value]
 
         # Per-call state, made once: the argument structs (refilled by every call),
         # the bound C entry points, and the expected shapes, strides and dtypes.

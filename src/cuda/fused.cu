@@ -127,11 +127,12 @@ static __host__ __device__ __forceinline__ int fused_counts_tag(unsigned long lo
  * as 1, and also while at least a grid's worth of GEMM1 items is unclaimed
  * (the dynamic schedule absorbs this CTA's delay): qwen3-235b T = 32 / 128
  * 269 / 360 -> 260 / 344 us, dsv3-e32 unchanged (fifteenth session, call 1).
- * INT8 calls take FUSED_EAGER_RQ_INT8 (0) instead: the experts of more than
- * FUSED_EAGER_ROWS rows stay with their consumers' count there (FUSED_RQW_MANY),
- * and 3's eager start of them cost dsv3-e32-int8 T = 32 176.3 -> 187.0 us
- * (thirty-second session, call 5, 4 x H100, three rounds; T = 1 140.8 ->
- * 139.4, T = 128 the same; call 4: T = 1024 1395.5 against 1437.8).
+ * INT8 calls take FUSED_EAGER_RQ_INT8 (0) instead: against 3, dsv3-e32-int8
+ * T = 32 187.0 -> 176.3 us, T = 1 139.4 -> 140.8, T = 128 the same
+ * (thirty-second session, call 5, 4 x H100, three rounds; call 4: T = 1024
+ * 1437.8 -> 1395.5). Why is not known: 1 (3 without the unclaimed-items
+ * clause) read 185.4 at T = 32, and 0 differs from 1 only for experts of at
+ * most FUSED_EAGER_ROWS rows (docs/PERF_NOTES.md, thirty-second session).
  * DFM_CUDA_FUSED_EAGER_RQ=0|1|2|3 overrides both. */
 #ifndef FUSED_EAGER_RQ
 #define FUSED_EAGER_RQ 3
