@@ -181,11 +181,14 @@ static __host__ __device__ __forceinline__ int fused_counts_tag(unsigned long lo
  * FUSED_EAGER_ROWS). Thirty-second session, call 4 (4 x H100, two rounds), 3
  * against 4 (no such hand-off): dsv3-e256 T = 128 (~16 rows an expert) 1103.5
  * against 1082.1 us, qwen3-235b T = 128 (~32) 311.7 against 319.4, dsv3-e32
- * T = 1024 (~1024) 1747.5 against 1795.7: a threshold above 16 might keep
- * both (build with NVCC="nvcc -DFUSED_RQW_MANY_ROWS=24" to try; a run-time
- * knob put the FP8 version 5 kernel's wgmma under register pressure, C7511). */
+ * T = 1024 (~1024) 1747.5 against 1795.7. 24 keeps both (thirty-third
+ * session, call 2, 4 x H100, three rounds rotated, against 16): dsv3-e256
+ * T = 128 1099.4 -> 1081.4, qwen3-235b T = 128 312.4 -> 313.2, dsv3-e32
+ * T = 1024 1745.8 -> 1742.9, every other row within +-1.6; 32 lost 3.8 at
+ * qwen3-235b T = 128. A compile-time value: a run-time knob put the FP8
+ * version 5 kernel's wgmma under register pressure (C7511). */
 #ifndef FUSED_RQW_MANY_ROWS
-#define FUSED_RQW_MANY_ROWS FUSED_EAGER_ROWS
+#define FUSED_RQW_MANY_ROWS 24
 #endif
 #define FUSED_RQW_THREADS 96 /* warps 9-11 */
 #define FUSED_BAR_RQW 6      /* their named barrier */
