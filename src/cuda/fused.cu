@@ -300,6 +300,22 @@ static_assert(FT_WAIT1 == DFM_CUDA_TRACE_STAMPS && FUSED_TRACE_N == DFM_CUDA_TRA
 #ifndef FUSED_RQ_EAGER_CLAIM
 #define FUSED_RQ_EAGER_CLAIM 4
 #endif
+/* Experts of at least this many rows are requantized a row a warp instead
+ * (dfm_requant_row: 16 float4 a lane, the row of 2048 in registers, so the
+ * CTA's 8 warps take 8 rows a round trip and no barrier a row), claiming
+ * FUSED_RQ_WARP_CLAIM rows at a time. At T = 1024 (~1024 rows an expert,
+ * dsv3-e32-int8, 4 x H100, thirty-third session, call 5) each CTA waited
+ * ~220 us in all before its GEMM2 items' gates, about what they compute:
+ * there a claim of 16 rows took 16 round trips and 32 barriers. */
+#ifndef FUSED_RQ_WARP_ROWS
+#define FUSED_RQ_WARP_ROWS 256
+#endif
+#ifndef FUSED_RQ_WARP_CLAIM
+#define FUSED_RQ_WARP_CLAIM 16
+#endif
+#ifndef FUSED_RQ_WARP_V4
+#define FUSED_RQ_WARP_V4 4 /* float4 a lane in flight: 8 spills in the INT8 kernels (consumers' registers) */
+#endif
 /* float4 loads per thread in flight in the requantization of a row
  * (dfm_requant_row_by over the 256 consumer threads): 2 = 2048 values a
  * round trip. */
@@ -678,20 +694,26 @@ static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused
             if (ct == 0) fused_flag_st<FUSED_LOCAL_GPU>(fa->q_ready + ge, seq);
             continue;
         }
+        auto go = [&]() -> int {
+            if (ge == g) {
+                if (fused_flag_ld<FUSED_LOCAL_GPU>(fa->q_ready + g) == seq) return 0;
+                fused_wait<FUSED_LOCAL_GPU>(w, fa->g1_ready + g, seq, ~0ull, w->rank, DFM_CUDA_WAIT_DISPATCH, seq);
+                return 1;
+            }
+            return fused_flag_ld<FUSED_LOCAL_GPU>(fa->q_ready + g) != seq &&
+                   fused_flag_ld<FUSED_LOCAL_GPU>(fa->q_ready + ge) != seq &&
+                   fused_flag_ld<FUSED_LOCAL_GPU>(fa->g1_ready + ge) == seq;
+        };
+        if (q == DFM_QUANT_INT8 && !eager && rows >= FUSED_RQ_WARP_ROWS) { /* a row a warp */
+            fused_help_rows<false>(w, s_cnt, ge, FUSED_RQ_WARP_CLAIM, seq, fa->q_ready + ge, fa->rq_claim + ge,
+                                   fa->rq_done + ge, s_claim, go, [&](int src, int j, int) {
+                                       dfm_requant_row<FUSED_RQ_WARP_V4>(w, dfm_recv_row(&w->L, ge, src, j), q);
+                                   });
+            continue;
+        }
         const int k = eager ? FUSED_RQ_EAGER_CLAIM : min(16, max(1, rows / FUSED_RQ_CLAIMS));
-        fused_help_rows<true>(
-            w, s_cnt, ge, k, seq, fa->q_ready + ge, fa->rq_claim + ge, fa->rq_done + ge, s_claim,
-            [&]() -> int {
-                if (ge == g) {
-                    if (fused_flag_ld<FUSED_LOCAL_GPU>(fa->q_ready + g) == seq) return 0;
-                    fused_wait<FUSED_LOCAL_GPU>(w, fa->g1_ready + g, seq, ~0ull, w->rank, DFM_CUDA_WAIT_DISPATCH, seq);
-                    return 1;
-                }
-                return fused_flag_ld<FUSED_LOCAL_GPU>(fa->q_ready + g) != seq &&
-                       fused_flag_ld<FUSED_LOCAL_GPU>(fa->q_ready + ge) != seq &&
-                       fused_flag_ld<FUSED_LOCAL_GPU>(fa->g1_ready + ge) == seq;
-            },
-            row);
+        fused_help_rows<true>(w, s_cnt, ge, k, seq, fa->q_ready + ge, fa->rq_claim + ge, fa->rq_done + ge, s_claim, go,
+                              row);
     }
 }
 

@@ -1,19 +1,30 @@
 #!/bin/bash
-# Session 33, call 6, 4 x H100 (~90 s). Carry build-c32n/bins27.tar.xz (v24/ = main ea1017f's kernel).
-# Call 5's trace at dsv3-e32-int8 T = 1024: each CTA waits ~220 us in total before its ~24 GEMM2
+# Session 33, call 6, 4 x H100 (~200 s; guards keep it under 420).
+# Carry build-c32n/bins27.tar.xz (v24/ = main ea1017f's kernel) and build-c33/bins33.tar.xz
+# (w4/ = a stripped `make CUDA=1 WERROR=1` build of this commit's src/: INT8 experts of
+# >= FUSED_RQ_WARP_ROWS (256) rows requantized a row a warp in the GEMM2 help; its test_moe has
+# the two new INT8 cases of >= 256 rows an expert that reach that path).
+# Call 5's trace at dsv3-e32-int8 T = 1024: each CTA waits ~220 us in all before its ~24 GEMM2
 # items' gates open (the requantization help and the gate), about what its GEMM2 items compute.
-# The per-item trace (DFM_CUDA_FUSED_TRACE_ITEMS: every CTA's items, taken / gate open / done) at
-# 4 ranks T = 1024 (INT8, FP8) and at one rank (INT8), and the knobs that touch the requantization.
+# 1. v24's per-item trace (DFM_CUDA_FUSED_TRACE_ITEMS) at 4 ranks T = 1024, INT8 and FP8; w4's
+#    trace summary of the same.
+# 2. w4's fused C suite, 1000-call sequence, memcheck of the new INT8 cases.
+# 3. A/B v24 / w4 at dsv3-e32-int8 T = 1 / 32 / 128 / 256 / 1024, three rounds rotated.
 source scripts/call_env.sh # gpu_env.sh; L, st, ok; smi.txt
-mkdir -p /tmp/b && tar -C /tmp/b -xJf build-c32n/bins27.tar.xz; st untar $?
-B=/tmp/b/v24/dfm_bench
+mkdir -p /tmp/b && tar -C /tmp/b -xJf build-c32n/bins27.tar.xz && tar -C /tmp/b -xJf build-c33/bins33.tar.xz; st untar $?
 mkdir -p $L/items
-DFM_CUDA_FUSED=1 DFM_CUDA_FUSED_TRACE=1 DFM_CUDA_FUSED_TRACE_ITEMS=$L/items/r4 timeout 60 $B -r 4 -c dsv3-e32 -t 1024 -s 0 > $L/trace_r4.txt 2>&1; st trace_r4 $?
-CUDA_VISIBLE_DEVICES=0 DFM_CUDA_FUSED=1 DFM_CUDA_FUSED_TRACE=1 DFM_CUDA_FUSED_TRACE_ITEMS=$L/items/r1 timeout 60 $B -r 1 -c dsv3-e32-int8 -t 1024 -s 0 > $L/trace_r1.txt 2>&1; st trace_r1 $?
-for i in 0 1; do
-  for v in base EAGER_RQ=3 RQ_AHEAD=0 RQ_AHEAD=2 G2_SCATTER=0 G2_SCATTER=1 G2_SCATTER=2; do
-    e=; [ $v != base ] && e=DFM_CUDA_FUSED_$v
-    ok 200 && { timeout 30 env DFM_CUDA_FUSED=1 $e $B -r 4 -c dsv3-e32-int8 -t 256,1024 -s 0 >> $L/knob_$v.txt 2>&1; st knob_${v}_$i $?; }
-  done
+DFM_CUDA_FUSED=1 DFM_CUDA_FUSED_TRACE=1 DFM_CUDA_FUSED_TRACE_ITEMS=$L/items/v24 timeout 60 /tmp/b/v24/dfm_bench -r 4 -c dsv3-e32 -t 1024 -s 0 > $L/trace_v24.txt 2>&1; st trace_v24 $?
+DFM_CUDA_FUSED=1 DFM_CUDA_FUSED_TRACE=1 timeout 60 /tmp/b/w4/dfm_bench -r 4 -c dsv3-e32-int8 -t 256,1024 -s 0 > $L/trace_w4.txt 2>&1; st trace_w4 $?
+C="/tmp/b/w4/test_moe -b cuda -p threads"
+timeout 70 $C -o "fused(" > $L/w4_fused.txt 2>&1; st w4_fused $?
+timeout 25 $C -o sequence -c 1000 > $L/w4_seq1000.txt 2>&1; st w4_seq1000 $?
+for o in "fused(q=int8,R=1,E=4,H=256,I=64,K=2,M=1024" "I=640"; do
+  DFM_TEST_TIMEOUT_S=20 timeout 40 compute-sanitizer --tool memcheck --report-api-errors no \
+    --error-exitcode 9 $C -o "$o" >> $L/w4_memcheck.txt 2>&1; st w4_memcheck $?
 done
+V=(v24 w4)
+for i in 0 1 2; do for k in 0 1; do v=${V[$(( (k + i) % 2 ))]}
+  ok 380 && { timeout 40 env DFM_CUDA_FUSED=1 /tmp/b/$v/dfm_bench -r 4 -c dsv3-e32-int8 -t 1,32,128,256,1024 -s 0 >> $L/ab_$v.txt 2>&1; st ${v}_$i $?; }
+done; done
+python3 scripts/ab_means.py -v $L ${V[@]} > $L/ab_table.txt 2>&1
 cd $OUT && tar czf n.tgz n && rm -rf n
