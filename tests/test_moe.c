@@ -126,9 +126,10 @@ static void build_cases(void) {
     add(OP_FUSED, DFM_QUANT_FP8, 2, 4, 256, 64, 2, 150, ROUTE_TOPK, TOK_MAX, 0, 0);
     add(OP_FUSED, DFM_QUANT_INT8, 2, 4, 256, 64, 2, 150, ROUTE_TOPK, TOK_MAX, 0, 0);
     add(OP_FUSED, DFM_QUANT_FP8, 1, 4, 256, 64, 2, 1024, ROUTE_TOPK, TOK_MAX, 0, 0);
-    /* INT8 experts of >= 256 rows (512 here): the fused kernel requantizes
-     * them a row a warp (FUSED_RQ_WARP_ROWS), I = 640 in two blocks of a
-     * warp's 512 values, the second partial */
+    /* INT8 with 2048 rows over 4 experts, so at least one of >= 512 rows:
+     * the fused kernel requantizes those a row a warp (FUSED_RQ_WARP_ROWS)
+     * and the others a row a CTA; I = 640 in two blocks of a warp's 512
+     * values, the second partial */
     add(OP_FUSED, DFM_QUANT_INT8, 1, 4, 256, 64, 2, 1024, ROUTE_TOPK, TOK_MAX, 0, 0);
     add(OP_FUSED, DFM_QUANT_INT8, 2, 4, 256, 640, 2, 512, ROUTE_TOPK, TOK_MAX, 0, 0);
 

@@ -300,21 +300,26 @@ static_assert(FT_WAIT1 == DFM_CUDA_TRACE_STAMPS && FUSED_TRACE_N == DFM_CUDA_TRA
 #ifndef FUSED_RQ_EAGER_CLAIM
 #define FUSED_RQ_EAGER_CLAIM 4
 #endif
-/* Experts of at least this many rows are requantized a row a warp instead
- * (dfm_requant_row: 16 float4 a lane, the row of 2048 in registers, so the
- * CTA's 8 warps take 8 rows a round trip and no barrier a row), claiming
- * FUSED_RQ_WARP_CLAIM rows at a time. At T = 1024 (~1024 rows an expert,
- * dsv3-e32-int8, 4 x H100, thirty-third session, call 5) each CTA waited
- * ~220 us in all before its GEMM2 items' gates, about what they compute:
- * there a claim of 16 rows took 16 round trips and 32 barriers. */
+/* INT8 experts of at least this many rows are requantized a row a warp
+ * instead (dfm_requant_row, FUSED_RQ_WARP_V4 float4 a lane: the CTA's 8 warps
+ * take 8 rows at once, no barrier a row), claiming FUSED_RQ_WARP_CLAIM rows at
+ * a time. At dsv3-e32-int8 T = 1024 (~1024 rows an expert, 4 x H200,
+ * thirty-third session, call 6's per-item trace) each CTA's GEMM2 items wait
+ * ~2 us at their gates but ~44 us once every ~6 items: where the CTAs reach
+ * the next pair of experts (FUSED_RQ_AHEAD 1) and requantize their rows, 16
+ * round trips and 32 barriers a claim. Thirty-third session, call 7 (4 x H200,
+ * three rounds rotated, against none): T = 1024 1339.1 -> 1292.1 us, T = 256
+ * 417.5 -> 417.1, T = 1 / 32 / 128 115.4 / 164.9 / 247.3 -> 115.2 / 165.1 /
+ * 248.4; with 256, T = 256 lost 10 us. FP8 and BF16 keep the CTA's rows: their
+ * kernels have no registers to spare (V4 4 spilled there). */
 #ifndef FUSED_RQ_WARP_ROWS
-#define FUSED_RQ_WARP_ROWS 256
+#define FUSED_RQ_WARP_ROWS 512
 #endif
 #ifndef FUSED_RQ_WARP_CLAIM
 #define FUSED_RQ_WARP_CLAIM 16
 #endif
 #ifndef FUSED_RQ_WARP_V4
-#define FUSED_RQ_WARP_V4 4 /* float4 a lane in flight: 8 spills in the INT8 kernels (consumers' registers) */
+#define FUSED_RQ_WARP_V4 4 /* float4 a lane in flight: 8 spilled in the INT8 kernels (the consumers' registers) */
 #endif
 /* float4 loads per thread in flight in the requantization of a row
  * (dfm_requant_row_by over the 256 consumer threads): 2 = 2048 values a
