@@ -318,6 +318,9 @@ static_assert(FT_WAIT1 == DFM_CUDA_TRACE_STAMPS && FUSED_TRACE_N == DFM_CUDA_TRA
 #ifndef FUSED_RQ_WARP_CLAIM
 #define FUSED_RQ_WARP_CLAIM 16
 #endif
+#ifndef FUSED_RQ_WARP_V4_FP
+#define FUSED_RQ_WARP_V4_FP 2 /* FP8 and BF16: 0 keeps the CTA's rows */
+#endif
 #ifndef FUSED_RQ_WARP_V4
 #define FUSED_RQ_WARP_V4 4 /* float4 a lane in flight: 8 spilled in the INT8 kernels (the consumers' registers) */
 #endif
@@ -713,6 +716,14 @@ static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused
             fused_help_rows<false>(w, s_cnt, ge, FUSED_RQ_WARP_CLAIM, seq, fa->q_ready + ge, fa->rq_claim + ge,
                                    fa->rq_done + ge, s_claim, go, [&](int src, int j, int) {
                                        dfm_requant_row<FUSED_RQ_WARP_V4>(w, dfm_recv_row(&w->L, ge, src, j), q);
+                                   });
+            continue;
+        }
+        if (FUSED_RQ_WARP_V4_FP && q != DFM_QUANT_INT8 && !eager && rows >= FUSED_RQ_WARP_ROWS) {
+            fused_help_rows<false>(w, s_cnt, ge, FUSED_RQ_WARP_CLAIM, seq, fa->q_ready + ge, fa->rq_claim + ge,
+                                   fa->rq_done + ge, s_claim, go, [&](int src, int j, int) {
+                                       dfm_requant_row<FUSED_RQ_WARP_V4_FP + !FUSED_RQ_WARP_V4_FP>(
+                                           w, dfm_recv_row(&w->L, ge, src, j), q);
                                    });
             continue;
         }
