@@ -312,11 +312,25 @@ static_assert(FT_WAIT1 == DFM_CUDA_TRACE_STAMPS && FUSED_TRACE_N == DFM_CUDA_TRA
  * 417.5 -> 417.1, T = 1 / 32 / 128 115.4 / 164.9 / 247.3 -> 115.2 / 165.1 /
  * 248.4; with 256, T = 256 lost 10 us. FP8 and BF16 keep the CTA's rows: their
  * kernels have no registers to spare (V4 4 spilled there). */
+/* GEMM2 items skip the requantization help and the gate for an expert whose
+ * gate the CTA has passed before (s_qok): at dsv3-e32-int8 T = 1024 the
+ * other GEMM2 items waited ~2 us each there (thirty-third session, call 6). */
+#ifndef FUSED_QOK
+#define FUSED_QOK 1
+#endif
+/* and in version 5's kernel (FP8, TOK16): with the FP8 rows a warp
+ * (FUSED_RQ_WARP_V4_FP 2) its wgmma ran short of registers there (C7511) */
+#ifndef FUSED_QOK_TOK16
+#define FUSED_QOK_TOK16 0
+#endif
 #ifndef FUSED_RQ_WARP_ROWS
 #define FUSED_RQ_WARP_ROWS 512
 #endif
 #ifndef FUSED_RQ_WARP_CLAIM
 #define FUSED_RQ_WARP_CLAIM 16
+#endif
+#ifndef FUSED_RQ_WARP_ROWS_FP
+#define FUSED_RQ_WARP_ROWS_FP 768
 #endif
 #ifndef FUSED_RQ_WARP_V4_FP
 #define FUSED_RQ_WARP_V4_FP 2 /* FP8 and BF16: 0 keeps the CTA's rows */
@@ -719,7 +733,7 @@ static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused
                                    });
             continue;
         }
-        if (FUSED_RQ_WARP_V4_FP && q != DFM_QUANT_INT8 && !eager && rows >= FUSED_RQ_WARP_ROWS) {
+        if (FUSED_RQ_WARP_V4_FP && q != DFM_QUANT_INT8 && !eager && rows >= FUSED_RQ_WARP_ROWS_FP) {
             fused_help_rows<false>(w, s_cnt, ge, FUSED_RQ_WARP_CLAIM, seq, fa->q_ready + ge, fa->rq_claim + ge,
                                    fa->rq_done + ge, s_claim, go, [&](int src, int j, int) {
                                        dfm_requant_row<FUSED_RQ_WARP_V4_FP + !FUSED_RQ_WARP_V4_FP>(
@@ -1219,6 +1233,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     __shared__ fused_rqq_t s_rqq;        /* experts handed to warps 9-11 (rq_warps) */
     __shared__ __align__(8) uint64_t s_cbar[FUSED_RQQ]; /* rq_warps: GEMM1 items' consumer arrivals */
     __shared__ float s_rqred[2 * FUSED_RQW_THREADS / 32];
+    __shared__ unsigned int s_qok[WG_MAX_G / 32]; /* bit g: this CTA has seen q_ready[g] (fused_qok) */
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int T = op.num_tokens, K = op.num_topk, E = w.num_experts;
@@ -1364,6 +1379,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             my_maxcols = max(my_maxcols, cols);
         }
         if (my_maxcols > 0) atomicMax(&s_maxcols, my_maxcols);
+        for (int x = tid; x < (G + 31) / 32; x += FUSED_THREADS) s_qok[x] = 0;
     }
     /* The ring overwrites the bitmap through the async proxy. */
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
@@ -1541,10 +1557,17 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             int g, tile, pass;
             wg_item(phase == 1 ? s_pre1 : s_pre2, G, phase == 1 ? n_tiles1 : n_tiles2, v, g, tile, pass);
             const unsigned long long t_in = ct == 0 && fa.trace ? dfm_globaltimer() : 0;
-            if (phase == 2) fused_help_requant(&w, &fa, s_cnt, g, q, seq, &s_fin, s_red);
+            /* a GEMM2 item of an expert whose gate this CTA has passed before:
+             * nothing to help (fused_help_requant helps only while g's gate is
+             * closed) and nothing to wait for; thread 0's acquire then and the
+             * barriers since order every consumer's reads of g's rows */
+#define FUSED_QOK_G (FUSED_QOK && (FUSED_QOK_TOK16 || !TOK16) && phase == 2 && ((*(volatile unsigned int *)&s_qok[g >> 5] >> (g & 31)) & 1u))
+            if (phase == 2 && !FUSED_QOK_G) fused_help_requant(&w, &fa, s_cnt, g, q, seq, &s_fin, s_red);
             if (TOK16 && phase == 1) fused_help_widen(&w, &fa, s_cnt, g, half, seq, &s_fin);
-            if (clane == 0) fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 1, TOK16); /* orders the epilogue's reads */
+            if (clane == 0 && !FUSED_QOK_G) fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 1, TOK16); /* orders the epilogue's reads */
+#undef FUSED_QOK_G
             __syncwarp();
+            if (FUSED_QOK && (FUSED_QOK_TOK16 || !TOK16) && phase == 2 && ct == 0) s_qok[g >> 5] |= 1u << (g & 31); /* read after the next item's barrier */
             if (ct == 0 && fa.trace) {
                 const unsigned long long dt = dfm_globaltimer() - t_in;
                 if (!TOK16 && n < DFM_CUDA_TRACE_ITEMS) {
