@@ -300,40 +300,45 @@ static_assert(FT_WAIT1 == DFM_CUDA_TRACE_STAMPS && FUSED_TRACE_N == DFM_CUDA_TRA
 #ifndef FUSED_RQ_EAGER_CLAIM
 #define FUSED_RQ_EAGER_CLAIM 4
 #endif
-/* INT8 experts of at least this many rows are requantized a row a warp
- * instead (dfm_requant_row, FUSED_RQ_WARP_V4 float4 a lane: the CTA's 8 warps
- * take 8 rows at once, no barrier a row), claiming FUSED_RQ_WARP_CLAIM rows at
- * a time. At dsv3-e32-int8 T = 1024 (~1024 rows an expert, 4 x H200,
+/* INT8 experts of at least FUSED_RQ_WARP_ROWS rows, FP8 and BF16 ones of at
+ * least FUSED_RQ_WARP_ROWS_FP, are requantized a row a warp instead
+ * (dfm_requant_row, FUSED_RQ_WARP_V4 / _V4_FP float4 a lane: the CTA's 8
+ * warps take 8 rows at once, no barrier a row), claiming FUSED_RQ_WARP_CLAIM
+ * rows at a time. At dsv3-e32-int8 T = 1024 (~1024 rows an expert, 4 x H200,
  * thirty-third session, call 6's per-item trace) each CTA's GEMM2 items wait
  * ~2 us at their gates but ~44 us once every ~6 items: where the CTAs reach
  * the next pair of experts (FUSED_RQ_AHEAD 1) and requantize their rows, 16
  * round trips and 32 barriers a claim. Thirty-third session, call 7 (4 x H200,
  * three rounds rotated, against none): T = 1024 1339.1 -> 1292.1 us, T = 256
  * 417.5 -> 417.1, T = 1 / 32 / 128 115.4 / 164.9 / 247.3 -> 115.2 / 165.1 /
- * 248.4; with 256, T = 256 lost 10 us. FP8 and BF16 keep the CTA's rows: their
- * kernels have no registers to spare (V4 4 spilled there). */
-/* GEMM2 items skip the requantization help and the gate for an expert whose
- * gate the CTA has passed before (s_qok): at dsv3-e32-int8 T = 1024 the
- * other GEMM2 items waited ~2 us each there (thirty-third session, call 6). */
-#ifndef FUSED_QOK
-#define FUSED_QOK 1
-#endif
-/* and in version 5's kernel (FP8, TOK16): with the FP8 rows a warp
- * (FUSED_RQ_WARP_V4_FP 2) its wgmma ran short of registers there (C7511) */
-#ifndef FUSED_QOK_TOK16
-#define FUSED_QOK_TOK16 0
-#endif
+ * 248.4; with 256, T = 256 lost 10 us. FP8 and BF16 have fewer registers to
+ * spare: 4 float4 a lane spilled there, 2 did not but put version 5's wgmma
+ * short of registers (C7511) beside FUSED_QOK; 1 does neither. Thirty-fourth
+ * session (4 x H200, three rounds rotated): from 512 rows with 2 float4 a lane
+ * dsv3-e32 T = 1024 1663.5 -> 1614.1 us but T = 512 947.1 -> 956.4 (call 1);
+ * from 768 rows with 1, with FUSED_QOK, against neither (call 2): T = 512 /
+ * 768 / 1024 942.2 / 1254.7 / 1654.6 -> 933.3 / 1241.1 / 1603.6. */
 #ifndef FUSED_RQ_WARP_ROWS
 #define FUSED_RQ_WARP_ROWS 512
-#endif
-#ifndef FUSED_RQ_WARP_CLAIM
-#define FUSED_RQ_WARP_CLAIM 16
 #endif
 #ifndef FUSED_RQ_WARP_ROWS_FP
 #define FUSED_RQ_WARP_ROWS_FP 768
 #endif
+#ifndef FUSED_RQ_WARP_CLAIM
+#define FUSED_RQ_WARP_CLAIM 16
+#endif
 #ifndef FUSED_RQ_WARP_V4_FP
-#define FUSED_RQ_WARP_V4_FP 2 /* FP8 and BF16: 0 keeps the CTA's rows */
+#define FUSED_RQ_WARP_V4_FP 1 /* FP8 and BF16 (0: the CTA's rows, as below FUSED_RQ_WARP_ROWS_FP) */
+#endif
+/* GEMM2 items skip the requantization help and the gate for an expert whose
+ * gate the CTA has passed before (s_qok): at dsv3-e32-int8 T = 1024 the
+ * other GEMM2 items waited ~2 us each there (thirty-third session, call 6).
+ * Thirty-fourth session, call 2 (4 x H200, three rounds rotated): dsv3-e32-int8
+ * T = 512 / 768 / 1024 755.5 / 991.5 / 1289.7 -> 748.1 / 978.2 / 1266.9 us,
+ * dsv3-e32 942.2 / 1254.7 / 1654.6 -> 934.4 / 1240.7 / 1630.9, T <= 256
+ * within +-1.6. */
+#ifndef FUSED_QOK
+#define FUSED_QOK 1
 #endif
 #ifndef FUSED_RQ_WARP_V4
 #define FUSED_RQ_WARP_V4 4 /* float4 a lane in flight: 8 spilled in the INT8 kernels (the consumers' registers) */
@@ -726,18 +731,15 @@ static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused
                    fused_flag_ld<FUSED_LOCAL_GPU>(fa->q_ready + ge) != seq &&
                    fused_flag_ld<FUSED_LOCAL_GPU>(fa->g1_ready + ge) == seq;
         };
-        if (q == DFM_QUANT_INT8 && !eager && rows >= FUSED_RQ_WARP_ROWS) { /* a row a warp */
+        if (!eager && (q == DFM_QUANT_INT8 ? rows >= FUSED_RQ_WARP_ROWS
+                                           : FUSED_RQ_WARP_V4_FP && rows >= FUSED_RQ_WARP_ROWS_FP)) { /* a row a warp */
             fused_help_rows<false>(w, s_cnt, ge, FUSED_RQ_WARP_CLAIM, seq, fa->q_ready + ge, fa->rq_claim + ge,
                                    fa->rq_done + ge, s_claim, go, [&](int src, int j, int) {
-                                       dfm_requant_row<FUSED_RQ_WARP_V4>(w, dfm_recv_row(&w->L, ge, src, j), q);
-                                   });
-            continue;
-        }
-        if (FUSED_RQ_WARP_V4_FP && q != DFM_QUANT_INT8 && !eager && rows >= FUSED_RQ_WARP_ROWS_FP) {
-            fused_help_rows<false>(w, s_cnt, ge, FUSED_RQ_WARP_CLAIM, seq, fa->q_ready + ge, fa->rq_claim + ge,
-                                   fa->rq_done + ge, s_claim, go, [&](int src, int j, int) {
-                                       dfm_requant_row<FUSED_RQ_WARP_V4_FP + !FUSED_RQ_WARP_V4_FP>(
-                                           w, dfm_recv_row(&w->L, ge, src, j), q);
+                                       const size_t r = dfm_recv_row(&w->L, ge, src, j);
+                                       if (q == DFM_QUANT_INT8)
+                                           dfm_requant_row<FUSED_RQ_WARP_V4>(w, r, q);
+                                       else
+                                           dfm_requant_row<FUSED_RQ_WARP_V4_FP + !FUSED_RQ_WARP_V4_FP>(w, r, q);
                                    });
             continue;
         }
@@ -1561,13 +1563,13 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
              * nothing to help (fused_help_requant helps only while g's gate is
              * closed) and nothing to wait for; thread 0's acquire then and the
              * barriers since order every consumer's reads of g's rows */
-#define FUSED_QOK_G (FUSED_QOK && (FUSED_QOK_TOK16 || !TOK16) && phase == 2 && ((*(volatile unsigned int *)&s_qok[g >> 5] >> (g & 31)) & 1u))
+#define FUSED_QOK_G (FUSED_QOK && phase == 2 && ((*(volatile unsigned int *)&s_qok[g >> 5] >> (g & 31)) & 1u))
             if (phase == 2 && !FUSED_QOK_G) fused_help_requant(&w, &fa, s_cnt, g, q, seq, &s_fin, s_red);
             if (TOK16 && phase == 1) fused_help_widen(&w, &fa, s_cnt, g, half, seq, &s_fin);
             if (clane == 0 && !FUSED_QOK_G) fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 1, TOK16); /* orders the epilogue's reads */
 #undef FUSED_QOK_G
             __syncwarp();
-            if (FUSED_QOK && (FUSED_QOK_TOK16 || !TOK16) && phase == 2 && ct == 0) s_qok[g >> 5] |= 1u << (g & 31); /* read after the next item's barrier */
+            if (FUSED_QOK && phase == 2 && ct == 0) s_qok[g >> 5] |= 1u << (g & 31); /* read after the next item's barrier */
             if (ct == 0 && fa.trace) {
                 const unsigned long long dt = dfm_globaltimer() - t_in;
                 if (!TOK16 && n < DFM_CUDA_TRACE_ITEMS) {
