@@ -132,6 +132,10 @@ static void build_cases(void) {
      * values, the second partial */
     add(OP_FUSED, DFM_QUANT_INT8, 1, 4, 256, 64, 2, 1024, ROUTE_TOPK, TOK_MAX, 0, 0);
     add(OP_FUSED, DFM_QUANT_INT8, 2, 4, 256, 640, 2, 512, ROUTE_TOPK, TOK_MAX, 0, 0);
+    /* the same for FP8 and BF16 (FUSED_RQ_WARP_V4_FP: blocks of 256 values
+     * a warp, I = 640 two and a half of them) */
+    add(OP_FUSED, DFM_QUANT_FP8, 2, 4, 256, 640, 2, 512, ROUTE_TOPK, TOK_MAX, 0, 0);
+    add(OP_FUSED, DFM_QUANT_BF16, 2, 4, 256, 640, 2, 512, ROUTE_TOPK, TOK_MAX, 0, 0);
 
     for (int qi = 0; qi < DFM_NUM_QUANT; qi++) {
         dfm_quant_t q = (dfm_quant_t)qi;

@@ -300,23 +300,45 @@ static_assert(FT_WAIT1 == DFM_CUDA_TRACE_STAMPS && FUSED_TRACE_N == DFM_CUDA_TRA
 #ifndef FUSED_RQ_EAGER_CLAIM
 #define FUSED_RQ_EAGER_CLAIM 4
 #endif
-/* INT8 experts of at least this many rows are requantized a row a warp
- * instead (dfm_requant_row, FUSED_RQ_WARP_V4 float4 a lane: the CTA's 8 warps
- * take 8 rows at once, no barrier a row), claiming FUSED_RQ_WARP_CLAIM rows at
- * a time. At dsv3-e32-int8 T = 1024 (~1024 rows an expert, 4 x H200,
+/* INT8 experts of at least FUSED_RQ_WARP_ROWS rows, FP8 and BF16 ones of at
+ * least FUSED_RQ_WARP_ROWS_FP, are requantized a row a warp instead
+ * (dfm_requant_row, FUSED_RQ_WARP_V4 / _V4_FP float4 a lane: the CTA's 8
+ * warps take 8 rows at once, no barrier a row), claiming FUSED_RQ_WARP_CLAIM
+ * rows at a time. At dsv3-e32-int8 T = 1024 (~1024 rows an expert, 4 x H200,
  * thirty-third session, call 6's per-item trace) each CTA's GEMM2 items wait
  * ~2 us at their gates but ~44 us once every ~6 items: where the CTAs reach
  * the next pair of experts (FUSED_RQ_AHEAD 1) and requantize their rows, 16
  * round trips and 32 barriers a claim. Thirty-third session, call 7 (4 x H200,
  * three rounds rotated, against none): T = 1024 1339.1 -> 1292.1 us, T = 256
  * 417.5 -> 417.1, T = 1 / 32 / 128 115.4 / 164.9 / 247.3 -> 115.2 / 165.1 /
- * 248.4; with 256, T = 256 lost 10 us. FP8 and BF16 keep the CTA's rows: their
- * kernels have no registers to spare (V4 4 spilled there). */
+ * 248.4; with 256, T = 256 lost 10 us. FP8 and BF16 have fewer registers to
+ * spare: 4 float4 a lane spilled there, 2 did not but put version 5's wgmma
+ * short of registers (C7511) beside FUSED_QOK; 1 does neither. Thirty-fourth
+ * session (4 x H200, three rounds rotated): from 512 rows with 2 float4 a lane
+ * dsv3-e32 T = 1024 1663.5 -> 1614.1 us but T = 512 947.1 -> 956.4 (call 1);
+ * from 768 rows with 1, with FUSED_QOK, against neither (call 2): T = 512 /
+ * 768 / 1024 942.2 / 1254.7 / 1654.6 -> 933.3 / 1241.1 / 1603.6. */
 #ifndef FUSED_RQ_WARP_ROWS
 #define FUSED_RQ_WARP_ROWS 512
 #endif
+#ifndef FUSED_RQ_WARP_ROWS_FP
+#define FUSED_RQ_WARP_ROWS_FP 768
+#endif
 #ifndef FUSED_RQ_WARP_CLAIM
 #define FUSED_RQ_WARP_CLAIM 16
+#endif
+#ifndef FUSED_RQ_WARP_V4_FP
+#define FUSED_RQ_WARP_V4_FP 1 /* FP8 and BF16 (0: the CTA's rows, as below FUSED_RQ_WARP_ROWS_FP) */
+#endif
+/* GEMM2 items skip the requantization help and the gate for an expert whose
+ * gate the CTA has passed before (s_qok): at dsv3-e32-int8 T = 1024 the
+ * other GEMM2 items waited ~2 us each there (thirty-third session, call 6).
+ * Thirty-fourth session, call 2 (4 x H200, three rounds rotated): dsv3-e32-int8
+ * T = 512 / 768 / 1024 755.5 / 991.5 / 1289.7 -> 748.1 / 978.2 / 1266.9 us,
+ * dsv3-e32 942.2 / 1254.7 / 1654.6 -> 934.4 / 1240.7 / 1630.9, T <= 256
+ * within +-1.6. */
+#ifndef FUSED_QOK
+#define FUSED_QOK 1
 #endif
 #ifndef FUSED_RQ_WARP_V4
 #define FUSED_RQ_WARP_V4 4 /* float4 a lane in flight: 8 spilled in the INT8 kernels (the consumers' registers) */
@@ -709,10 +731,15 @@ static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused
                    fused_flag_ld<FUSED_LOCAL_GPU>(fa->q_ready + ge) != seq &&
                    fused_flag_ld<FUSED_LOCAL_GPU>(fa->g1_ready + ge) == seq;
         };
-        if (q == DFM_QUANT_INT8 && !eager && rows >= FUSED_RQ_WARP_ROWS) { /* a row a warp */
+        if (!eager && (q == DFM_QUANT_INT8 ? rows >= FUSED_RQ_WARP_ROWS
+                                           : FUSED_RQ_WARP_V4_FP && rows >= FUSED_RQ_WARP_ROWS_FP)) { /* a row a warp */
             fused_help_rows<false>(w, s_cnt, ge, FUSED_RQ_WARP_CLAIM, seq, fa->q_ready + ge, fa->rq_claim + ge,
                                    fa->rq_done + ge, s_claim, go, [&](int src, int j, int) {
-                                       dfm_requant_row<FUSED_RQ_WARP_V4>(w, dfm_recv_row(&w->L, ge, src, j), q);
+                                       const size_t r = dfm_recv_row(&w->L, ge, src, j);
+                                       if (q == DFM_QUANT_INT8)
+                                           dfm_requant_row<FUSED_RQ_WARP_V4>(w, r, q);
+                                       else
+                                           dfm_requant_row<FUSED_RQ_WARP_V4_FP + !FUSED_RQ_WARP_V4_FP>(w, r, q);
                                    });
             continue;
         }
@@ -1208,6 +1235,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     __shared__ fused_rqq_t s_rqq;        /* experts handed to warps 9-11 (rq_warps) */
     __shared__ __align__(8) uint64_t s_cbar[FUSED_RQQ]; /* rq_warps: GEMM1 items' consumer arrivals */
     __shared__ float s_rqred[2 * FUSED_RQW_THREADS / 32];
+    __shared__ unsigned int s_qok[WG_MAX_G / 32]; /* bit g: this CTA has seen q_ready[g] (fused_qok) */
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int T = op.num_tokens, K = op.num_topk, E = w.num_experts;
@@ -1353,6 +1381,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             my_maxcols = max(my_maxcols, cols);
         }
         if (my_maxcols > 0) atomicMax(&s_maxcols, my_maxcols);
+        for (int x = tid; x < (G + 31) / 32; x += FUSED_THREADS) s_qok[x] = 0;
     }
     /* The ring overwrites the bitmap through the async proxy. */
     asm volatile("fence.proxy.async.shared::cta;" ::: "memory");
@@ -1530,10 +1559,17 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             int g, tile, pass;
             wg_item(phase == 1 ? s_pre1 : s_pre2, G, phase == 1 ? n_tiles1 : n_tiles2, v, g, tile, pass);
             const unsigned long long t_in = ct == 0 && fa.trace ? dfm_globaltimer() : 0;
-            if (phase == 2) fused_help_requant(&w, &fa, s_cnt, g, q, seq, &s_fin, s_red);
+            /* a GEMM2 item of an expert whose gate this CTA has passed before:
+             * nothing to help (fused_help_requant helps only while g's gate is
+             * closed) and nothing to wait for; thread 0's acquire then and the
+             * barriers since order every consumer's reads of g's rows */
+#define FUSED_QOK_G (FUSED_QOK && phase == 2 && ((*(volatile unsigned int *)&s_qok[g >> 5] >> (g & 31)) & 1u))
+            if (phase == 2 && !FUSED_QOK_G) fused_help_requant(&w, &fa, s_cnt, g, q, seq, &s_fin, s_red);
             if (TOK16 && phase == 1) fused_help_widen(&w, &fa, s_cnt, g, half, seq, &s_fin);
-            if (clane == 0) fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 1, TOK16); /* orders the epilogue's reads */
+            if (clane == 0 && !FUSED_QOK_G) fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 1, TOK16); /* orders the epilogue's reads */
+#undef FUSED_QOK_G
             __syncwarp();
+            if (FUSED_QOK && phase == 2 && ct == 0) s_qok[g >> 5] |= 1u << (g & 31); /* read after the next item's barrier */
             if (ct == 0 && fa.trace) {
                 const unsigned long long dt = dfm_globaltimer() - t_in;
                 if (!TOK16 && n < DFM_CUDA_TRACE_ITEMS) {
