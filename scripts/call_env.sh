@@ -3,6 +3,10 @@
 #   L      the call's log folder, $OUT/n (the script packs it into n.tgz at its end);
 #   st NAME RC   appends "NAME <seconds since the start> s rc=RC" to $L/steps.txt;
 #   ok SECONDS   true while the call is younger than SECONDS (each step's guard);
+#   ab_rounds N GUARD V1 V2 .. -- CFG:T,T .. : an A/B of /tmp/b/<V>/dfm_bench builds, N rounds
+#                rotated (round i starts at variant i), each config of each variant in turn
+#                (DFM_CUDA_FUSED=1, -r = the GPU count), output appended to $L/ab_<V>.txt, no
+#                run started after GUARD seconds; then $L/ab_table.txt (scripts/ab_means.py -v);
 # and writes nvidia-smi -L to $L/smi.txt.
 source scripts/gpu_env.sh
 L=$OUT/n
@@ -11,3 +15,19 @@ t0=$(date +%s)
 st() { echo "$1 $(( $(date +%s) - t0 )) s rc=$2" >> "$L/steps.txt"; }
 ok() { [ $(( $(date +%s) - t0 )) -lt "$1" ]; }
 nvidia-smi -L > "$L/smi.txt"
+ab_rounds() {
+    local n=$1 guard=$2 v=() c=() i k x r
+    shift 2
+    while [ $# -gt 0 ] && [ "$1" != "--" ]; do v+=("$1"); shift; done
+    shift
+    c=("$@")
+    r=$(nvidia-smi -L | wc -l)
+    for ((i = 0; i < n; i++)); do for ((k = 0; k < ${#v[@]}; k++)); do
+        x=${v[$(( (k + i) % ${#v[@]} ))]}
+        for ct in "${c[@]}"; do
+            ok "$guard" && { timeout 40 env DFM_CUDA_FUSED=1 /tmp/b/$x/dfm_bench -r $r -c ${ct%%:*} -t ${ct##*:} -s 0 \
+                >> $L/ab_$x.txt 2>&1; st ${x}_${ct%%:*}_$i $?; }
+        done
+    done; done
+    python3 scripts/ab_means.py -v $L "${v[@]}" > $L/ab_table.txt 2>&1
+}

@@ -5,19 +5,12 @@
 # If lost: `make CUDA=1 WERROR=1 BUILD=build-X -j16 build-X/libdfm.so build-X/tests/test_moe
 # build-X/bench/dfm_bench` on main and on rq-ahead-bit2, strip --strip-debug, tar -cJf (dirs m34,
 # bit2).
-# 1. A/B m34 / bit2, five rounds rotated: session 34's call 7 (4 x H200) read T = 1024 -10.8 / -18.0
+# 1. A/B m34 / bit2, five rounds rotated (call_env.sh's ab_rounds): session 34's call 7 (4 x H200) read T = 1024 -10.8 / -18.0
 #    (FP8 / INT8) but dsv3-e32 T = 32 +1.2 us; merge bit2 only if T = 32 is level here.
 # 2. bench/run_bench.sh with m34: the v34 table on these cards (session 34's is on 4 x H200).
 source scripts/call_env.sh # gpu_env.sh; L, st, ok; smi.txt
-R=$(nvidia-smi -L | wc -l)
 mkdir -p /tmp/b && tar -C /tmp/b -xJf build-c34/bins37.tar.xz && tar -C /tmp/b -xJf build-c34/bins40.tar.xz; st untar $?
-V=(m34 bit2)
-for i in 0 1 2 3 4; do for k in 0 1; do v=${V[$(( (k + i) % 2 ))]}
-  for ct in dsv3-e32:1,32,128,768,1024 qwen3-235b:1,32,128; do
-    ok 150 && { timeout 40 env DFM_CUDA_FUSED=1 /tmp/b/$v/dfm_bench -r $R -c ${ct%%:*} -t ${ct##*:} -s 0 >> $L/ab_$v.txt 2>&1; st ${v}_${ct%%:*}_$i $?; }
-  done
-done; done
-python3 scripts/ab_means.py -v $L ${V[@]} > $L/ab_table.txt 2>&1
+ab_rounds 5 150 m34 bit2 -- dsv3-e32:1,32,128,768,1024 qwen3-235b:1,32,128
 w=m34; mkdir -p /tmp/b/$w/bench && ln -sf /tmp/b/$w/dfm_bench /tmp/b/$w/bench/dfm_bench
 ok 250 && { OUT=$L/bench BUILD=/tmp/b/$w PYTHON=python3 BENCH_TIMEOUT=100 TORCH_TIMEOUT=80 timeout 140 bash bench/run_bench.sh > $L/run_bench.out 2>&1; st bench $?; }
 cd $OUT && tar czf n.tgz n && rm -rf n
