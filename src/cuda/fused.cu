@@ -738,8 +738,8 @@ static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused
                                        const size_t r = dfm_recv_row(&w->L, ge, src, j);
                                        if (q == DFM_QUANT_INT8)
                                            dfm_requant_row<FUSED_RQ_WARP_V4>(w, r, q);
-                                       else
-                                           dfm_requant_row<FUSED_RQ_WARP_V4_FP + !FUSED_RQ_WARP_V4_FP>(w, r, q);
+                                       else /* V4_FP 0 never gets here; the template still needs >= 1 */
+                                           dfm_requant_row<(FUSED_RQ_WARP_V4_FP > 0 ? FUSED_RQ_WARP_V4_FP : 1)>(w, r, q);
                                    });
             continue;
         }
