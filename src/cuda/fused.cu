@@ -199,6 +199,15 @@ static __host__ __device__ __forceinline__ int fused_counts_tag(unsigned long lo
 #ifndef FUSED_RQ_AHEAD
 #define FUSED_RQ_AHEAD 1
 #endif
+/* One expert more ahead before a GEMM2 item of an expert of at least this
+ * many rows (a bit an expert, set once a call, a thread an expert). Thirty-fourth session, call 4
+ * (4 x H200, with FUSED_QOK), RQ_AHEAD 2 for every expert against 1: dsv3-e32
+ * T = 512 / 1024 -8 / -14 us, dsv3-e32-int8 -18 / -18, but T = 128 +2.3. From 960 rows only
+ * (thirty-fifth session, call 1, 4 x H200, five rounds): T = 1024 1618.8 -> 1609.3 us, INT8
+ * 1273.9 -> 1255.9; T = 768, T <= 128 and qwen3-235b within +-0.9. */
+#ifndef FUSED_RQ_AHEAD_ROWS
+#define FUSED_RQ_AHEAD_ROWS 960
+#endif
 /* Items (GEMM1 then GEMM2) handed to CTAs: 1 = each CTA's first is
  * blockIdx.x, every later one the next unclaimed u (an atomicAdd on
  * fused_state_t.item_next of the call's half): a CTA that streams slower
@@ -688,9 +697,9 @@ static __device__ __forceinline__ void fused_help_rows(const dfm_cuda_world_t *w
  */
 static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused_args_t *fa, const int *s_cnt,
                                           int g, dfm_quant_t q, unsigned long long seq, int *s_claim, float *s_red,
-                                          bool eager = false) {
+                                          bool eager = false, int big = 0) {
     const int ct = threadIdx.x;
-    const int last = min(w->num_local_experts - 1, g + (eager ? 0 : fa->rq_ahead));
+    const int last = min(w->num_local_experts - 1, g + (eager ? 0 : fa->rq_ahead + (fa->rq_ahead && big)));
     for (int ge = g; ge <= last; ge++) {
         const int rows = fused_rows_of(s_cnt, w->num_ranks, ge);
         auto row = [&](int src, int j, int f) {
@@ -1236,6 +1245,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     __shared__ __align__(8) uint64_t s_cbar[FUSED_RQQ]; /* rq_warps: GEMM1 items' consumer arrivals */
     __shared__ float s_rqred[2 * FUSED_RQW_THREADS / 32];
     __shared__ unsigned int s_qok[WG_MAX_G / 32]; /* bit g: this CTA has seen q_ready[g] (fused_qok) */
+    __shared__ unsigned int s_big[WG_MAX_G / 32]; /* bit g: g has >= FUSED_RQ_AHEAD_ROWS rows */
 
     const int tid = threadIdx.x, lane = tid & 31, warp = tid >> 5;
     const int T = op.num_tokens, K = op.num_topk, E = w.num_experts;
@@ -1319,6 +1329,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
         s_nitems = 0;
         s_rqq.posted = s_rqq.done = s_rqq.end = 0;
         s_maxcols = 0;
+        for (int x = 0; x < WG_MAX_G / 32; x++) s_big[x] = 0;
         for (int s = 0; s < WG_MAX_STAGES; s++) {
             wg_mbar_init(&s_full[s], 1);
             wg_mbar_init(&s_empty[s], 8);
@@ -1379,6 +1390,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             s_pre1[g + 1] = (cols + PW - 1) / PW * n_tiles1;
             s_pre2[g + 1] = (cols + PW - 1) / PW * n_tiles2;
             my_maxcols = max(my_maxcols, cols);
+            if (cols >= FUSED_RQ_AHEAD_ROWS) atomicOr(&s_big[g >> 5], 1u << (g & 31)); /* zeroed by thread 0 above */
         }
         if (my_maxcols > 0) atomicMax(&s_maxcols, my_maxcols);
         for (int x = tid; x < (G + 31) / 32; x += FUSED_THREADS) s_qok[x] = 0;
@@ -1564,7 +1576,9 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
              * closed) and nothing to wait for; thread 0's acquire then and the
              * barriers since order every consumer's reads of g's rows */
 #define FUSED_QOK_G (FUSED_QOK && phase == 2 && ((*(volatile unsigned int *)&s_qok[g >> 5] >> (g & 31)) & 1u))
-            if (phase == 2 && !FUSED_QOK_G) fused_help_requant(&w, &fa, s_cnt, g, q, seq, &s_fin, s_red);
+            if (phase == 2 && !FUSED_QOK_G)
+                fused_help_requant(&w, &fa, s_cnt, g, q, seq, &s_fin, s_red, false,
+                                   (*(volatile unsigned int *)&s_big[g >> 5] >> (g & 31)) & 1u);
             if (TOK16 && phase == 1) fused_help_widen(&w, &fa, s_cnt, g, half, seq, &s_fin);
             if (clane == 0 && !FUSED_QOK_G) fused_gate(&w, &fa, s_cnt, phase, g, half, seq, 1, TOK16); /* orders the epilogue's reads */
 #undef FUSED_QOK_G
