@@ -358,6 +358,21 @@ static_assert(FT_WAIT1 == DFM_CUDA_TRACE_STAMPS && FUSED_TRACE_N == DFM_CUDA_TRA
 #ifndef FUSED_RQ_V4
 #define FUSED_RQ_V4 2
 #endif
+/* Warps 9-11, once their CTA's GEMM1 items are all taken (fused_rq_warps
+ * returned), requantize the rows of the experts of at least this many rows,
+ * expert after expert, a row a warp, FUSED_BG_RQ_CLAIM rows a claim from the
+ * counters that fused_help_requant claims from: at T = 1024 the GEMM2 items
+ * waited ~44 us at every other expert for these rows (thirty-third session,
+ * per-item trace) while the warps were idle. 0: never. */
+#ifndef FUSED_BG_RQ_ROWS
+#define FUSED_BG_RQ_ROWS 512
+#endif
+#ifndef FUSED_BG_RQ_CLAIM
+#define FUSED_BG_RQ_CLAIM 4
+#endif
+#ifndef FUSED_BG_RQ_V4
+#define FUSED_BG_RQ_V4 2 /* float4 a lane in flight: 4 spilled (the producer group has FUSED_REGS_PRODUCER registers) */
+#endif
 
 /* The dispatch phase. SEND_SKIP0: CTA 0, which first writes the counts to
  * every rank and raises their flags, takes the last send unit of the grid
@@ -500,14 +515,16 @@ template <bool GPU> static __device__ __forceinline__ void fused_flag_st(void *p
 
 /* Spin until (flag & mask) == want (acquire, system scope; GPU scope for a
  * flag of this GPU's own, fused_flag_ld), bounded by the world's timeout like
- * dfm_wait_flag. Returns 1 when it arrived. */
-template <bool GPU = false>
+ * dfm_wait_flag. Returns 1 when it arrived. SLEEP_NS > 0: that long a nap
+ * between polls (a waiter off the critical path, fused_bg_requant). */
+template <bool GPU = false, int SLEEP_NS = 0>
 static __device__ int fused_wait(const dfm_cuda_world_t *w, const void *flag, unsigned long long want,
                                  unsigned long long mask, int src, int what, unsigned long long seq) {
     if ((fused_flag_ld<GPU>(flag) & mask) == want) return 1;
     if (dfm_ld_volatile_u32(&w->st->failed)) return 0;
     const unsigned long long t0 = dfm_globaltimer();
     for (unsigned int spin = 1;; spin++) {
+        if (SLEEP_NS > 0) __nanosleep(SLEEP_NS);
         if ((fused_flag_ld<GPU>(flag) & mask) == want) return 1;
         if ((spin & 63u) == 0) {
             if (dfm_ld_volatile_u32(&w->st->failed)) return 0;
@@ -755,6 +772,55 @@ static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused
         const int k = eager ? FUSED_RQ_EAGER_CLAIM : min(16, max(1, rows / FUSED_RQ_CLAIMS));
         fused_help_rows<true>(w, s_cnt, ge, k, seq, fa->q_ready + ge, fa->rq_claim + ge, fa->rq_done + ge, s_claim, go,
                               row);
+    }
+}
+
+/*
+ * Warps 9-11 of a CTA whose GEMM1 items are all taken (FUSED_BG_RQ_ROWS):
+ * each warp on its own, for every expert of at least FUSED_BG_RQ_ROWS rows in
+ * order, waits (bounded) for its GEMM1 to be done, then claims
+ * FUSED_BG_RQ_CLAIM rows at a time and requantizes them a row at a time, as
+ * fused_help_rows does for the consumers: the same claim and done counters,
+ * and whoever completes the last row raises q_ready. The acquire of g1_ready
+ * by lane 0 and __syncwarp order every CTA's act stores of g before the
+ * warp's loads. Returns after a failure or timeout (st->failed) at once.
+ */
+static __device__ __noinline__ void fused_bg_requant(const dfm_cuda_world_t *w, const fused_args_t *fa, const int *s_cnt,
+                                        dfm_quant_t q, unsigned long long seq) {
+    const int lane = threadIdx.x & 31, R = w->num_ranks;
+    for (int g = 0; g < w->num_local_experts; g++) {
+        const int rows = fused_rows_of(s_cnt, R, g);
+        if (rows < FUSED_BG_RQ_ROWS) continue;
+        int lo = -1;
+        if (lane == 0 && fused_flag_ld<FUSED_LOCAL_GPU>(fa->q_ready + g) != seq) {
+            if (!fused_wait<FUSED_LOCAL_GPU, 500>(w, fa->g1_ready + g, seq, ~0ull, w->rank, DFM_CUDA_WAIT_DISPATCH,
+                                                  seq))
+                lo = -2;
+            else
+                lo = fused_claim(fa->rq_claim + g, seq, rows, FUSED_BG_RQ_CLAIM);
+        }
+        lo = __shfl_sync(0xffffffffu, lo, 0);
+        if (lo == -2) return;
+        while (lo >= 0) {
+            const int hi = min(rows, lo + FUSED_BG_RQ_CLAIM);
+            int src = 0, j = lo;
+            while (j >= s_cnt[g * R + src]) j -= s_cnt[g * R + src++];
+            for (int f = lo; f < hi; f++, j++) {
+                while (j >= s_cnt[g * R + src]) j -= s_cnt[g * R + src++];
+                dfm_requant_row<FUSED_BG_RQ_V4>(w, dfm_recv_row(&w->L, g, src, j), q);
+            }
+            fused_fence_proxy_global(); /* for the TMA reads of what the rows wrote */
+            __threadfence();
+            __syncwarp();
+            if (lane == 0) {
+                if (fused_count_add(fa->rq_done + g, seq, hi - lo) == rows) {
+                    __threadfence();
+                    fused_flag_st<FUSED_LOCAL_GPU>(fa->q_ready + g, seq);
+                }
+                lo = fused_claim(fa->rq_claim + g, seq, rows, FUSED_BG_RQ_CLAIM);
+            }
+            lo = __shfl_sync(0xffffffffu, lo, 0);
+        }
     }
 }
 
@@ -1453,6 +1519,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
         fused_setmaxnreg_dec<FUSED_REGS_PRODUCER>();
         if (warp > 8) {
             if (fa.rq_warps) fused_rq_warps(&w, &fa, s_cnt, s_pre1, q, seq, &s_rqq, s_rqred, s_cbar);
+            if (FUSED_BG_RQ_ROWS > 0 && fa.rq_warps) fused_bg_requant(&w, &fa, s_cnt, q, seq);
             return;
         }
         const int plane = fused_tid() & 31;
