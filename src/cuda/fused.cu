@@ -365,8 +365,13 @@ static_assert(FT_WAIT1 == DFM_CUDA_TRACE_STAMPS && FUSED_TRACE_N == DFM_CUDA_TRA
  * waited ~44 us at every other expert for these rows (thirty-third session,
  * per-item trace) while the warps were idle. 0: never. */
 #ifndef FUSED_BG_RQ_ROWS
-#define FUSED_BG_RQ_ROWS 512
+#define FUSED_BG_RQ_ROWS 256
 #endif
+/* the modes that do it, a bit 1 << dfm_quant_t each (FP8 1, INT8 2, BF16 4) */
+#ifndef FUSED_BG_RQ_MODES
+#define FUSED_BG_RQ_MODES 2
+#endif
+#define FUSED_BG_ON(q) (FUSED_BG_RQ_ROWS > 0 && ((FUSED_BG_RQ_MODES >> (int)(q)) & 1))
 #ifndef FUSED_BG_RQ_CLAIM
 #define FUSED_BG_RQ_CLAIM 4
 #endif
@@ -850,8 +855,11 @@ typedef struct {
  * (rq_warps 3 or 4, FUSED_RQ_WARPS): those of at most FUSED_RQW_ROWS rows,
  * and with 3 (FP8 and BF16) those of more than FUSED_RQW_MANY_ROWS. */
 static __device__ __forceinline__ bool fused_rqw_takes(int rq_warps, dfm_quant_t q, int rows) {
-    return rq_warps && (rows <= FUSED_RQW_ROWS || (rq_warps == 3 && FUSED_RQW_MANY(q) && rows > FUSED_RQW_MANY_ROWS));
+    return rq_warps && (rows <= FUSED_RQW_ROWS || (rq_warps == 3 && FUSED_RQW_MANY(q) && rows > FUSED_RQW_MANY_ROWS &&
+                                                   !(FUSED_BG_ON(q) && rows >= FUSED_BG_RQ_ROWS)));
 }
+/* fused_bg_requant waits for g1_ready, which an expert of <= FUSED_EAGER_ROWS rows may never raise */
+static_assert(FUSED_BG_RQ_ROWS == 0 || FUSED_BG_RQ_ROWS > FUSED_EAGER_ROWS, "background requantization above FUSED_EAGER_ROWS");
 /* such an expert is never its completer's to requantize (fused_count_g1) */
 static_assert(FUSED_RQW_MANY_ROWS >= FUSED_EAGER_ROWS, "rq_warps 3's hand-off is for experts of > FUSED_EAGER_ROWS rows");
 
@@ -1519,7 +1527,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
         fused_setmaxnreg_dec<FUSED_REGS_PRODUCER>();
         if (warp > 8) {
             if (fa.rq_warps) fused_rq_warps(&w, &fa, s_cnt, s_pre1, q, seq, &s_rqq, s_rqred, s_cbar);
-            if (FUSED_BG_RQ_ROWS > 0 && fa.rq_warps) fused_bg_requant(&w, &fa, s_cnt, q, seq);
+            if (FUSED_BG_ON(MODE)) fused_bg_requant(&w, &fa, s_cnt, q, seq);
             return;
         }
         const int plane = fused_tid() & 31;
