@@ -358,25 +358,41 @@ static_assert(FT_WAIT1 == DFM_CUDA_TRACE_STAMPS && FUSED_TRACE_N == DFM_CUDA_TRA
 #ifndef FUSED_RQ_V4
 #define FUSED_RQ_V4 2
 #endif
-/* Warps 9-11, once their CTA's GEMM1 items are all taken (fused_rq_warps
- * returned), requantize the rows of the experts of at least this many rows,
- * expert after expert, a row a warp, FUSED_BG_RQ_CLAIM rows a claim from the
- * counters that fused_help_requant claims from: at T = 1024 the GEMM2 items
- * waited ~44 us at every other expert for these rows (thirty-third session,
- * per-item trace) while the warps were idle. 0: never. */
+/* Background requantization (fused_bg_requant): warps 9-11, idle during the
+ * GEMMs, requantize the rows of the experts of at least FUSED_BG_ROWS(q) rows
+ * as soon as each expert's GEMM1 is done, expert after expert, a row a warp,
+ * FUSED_BG_RQ_CLAIM rows a claim from the counters that fused_help_requant
+ * claims from. At T = 1024 the GEMM2 items waited ~44 us at every other
+ * expert for these rows (thirty-third session, per-item trace). Such experts'
+ * GEMM1 counts stay the consumers' (fused_rqw_takes), so the warps start
+ * right after the dispatch. 0 rows: never. Thirty-fifth session (4 x H200,
+ * three rounds rotated): INT8 from 256 rows (call 3): dsv3-e32-int8 T = 256 /
+ * 512 / 768 / 1024 418.5 / 750.3 / 982.4 / 1249.4 -> 392.8 / 650.3 / 860.7 /
+ * 1153.6 us, but T = 128 +2.1 (from 128 rows: +27 there). FP8 from 256 rows
+ * (call 3, out of line): T = 512 / 768 / 1024 934.5 / 1240.6 / 1594.2 ->
+ * 862.9 / 1146.4 / 1513.8, but T = 256 +15 and qwen3-235b T = 1 +5.1. */
 #ifndef FUSED_BG_RQ_ROWS
-#define FUSED_BG_RQ_ROWS 256
+#define FUSED_BG_RQ_ROWS 256 /* INT8 */
+#endif
+#ifndef FUSED_BG_RQ_ROWS_FP
+#define FUSED_BG_RQ_ROWS_FP 384 /* FP8 and BF16 */
 #endif
 /* the modes that do it, a bit 1 << dfm_quant_t each (FP8 1, INT8 2, BF16 4) */
 #ifndef FUSED_BG_RQ_MODES
-#define FUSED_BG_RQ_MODES 2
+#define FUSED_BG_RQ_MODES 7
 #endif
-#define FUSED_BG_ON(q) (FUSED_BG_RQ_ROWS > 0 && ((FUSED_BG_RQ_MODES >> (int)(q)) & 1))
+#define FUSED_BG_ROWS(q) ((q) == DFM_QUANT_INT8 ? FUSED_BG_RQ_ROWS : FUSED_BG_RQ_ROWS_FP)
+#define FUSED_BG_ON(q) (FUSED_BG_ROWS(q) > 0 && ((FUSED_BG_RQ_MODES >> (int)(q)) & 1))
 #ifndef FUSED_BG_RQ_CLAIM
 #define FUSED_BG_RQ_CLAIM 4
 #endif
+/* float4 a lane in flight (the producer group has FUSED_REGS_PRODUCER
+ * registers): INT8 (out of line) 4 spilled; FP8 and BF16 (inlined) 2 spilled */
 #ifndef FUSED_BG_RQ_V4
-#define FUSED_BG_RQ_V4 2 /* float4 a lane in flight: 4 spilled (the producer group has FUSED_REGS_PRODUCER registers) */
+#define FUSED_BG_RQ_V4 2
+#endif
+#ifndef FUSED_BG_RQ_V4_FP
+#define FUSED_BG_RQ_V4_FP 1
 #endif
 
 /* The dispatch phase. SEND_SKIP0: CTA 0, which first writes the counts to
@@ -781,21 +797,22 @@ static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused
 }
 
 /*
- * Warps 9-11 of a CTA whose GEMM1 items are all taken (FUSED_BG_RQ_ROWS):
- * each warp on its own, for every expert of at least FUSED_BG_RQ_ROWS rows in
- * order, waits (bounded) for its GEMM1 to be done, then claims
+ * Warps 9-11 once fused_rq_warps returns (FUSED_BG_RQ_ROWS): each warp on its
+ * own, for every expert of at least FUSED_BG_ROWS(q) rows in order, waits
+ * (bounded, napping) for its GEMM1 to be done, then claims
  * FUSED_BG_RQ_CLAIM rows at a time and requantizes them a row at a time, as
  * fused_help_rows does for the consumers: the same claim and done counters,
  * and whoever completes the last row raises q_ready. The acquire of g1_ready
  * by lane 0 and __syncwarp order every CTA's act stores of g before the
  * warp's loads. Returns after a failure or timeout (st->failed) at once.
  */
-static __device__ __noinline__ void fused_bg_requant(const dfm_cuda_world_t *w, const fused_args_t *fa, const int *s_cnt,
-                                        dfm_quant_t q, unsigned long long seq) {
+template <int V4>
+static __device__ __forceinline__ void fused_bg_requant(const dfm_cuda_world_t *w, const fused_args_t *fa,
+                                                        const int *s_cnt, dfm_quant_t q, unsigned long long seq) {
     const int lane = threadIdx.x & 31, R = w->num_ranks;
     for (int g = 0; g < w->num_local_experts; g++) {
         const int rows = fused_rows_of(s_cnt, R, g);
-        if (rows < FUSED_BG_RQ_ROWS) continue;
+        if (rows < FUSED_BG_ROWS(q)) continue;
         int lo = -1;
         if (lane == 0 && fused_flag_ld<FUSED_LOCAL_GPU>(fa->q_ready + g) != seq) {
             if (!fused_wait<FUSED_LOCAL_GPU, 500>(w, fa->g1_ready + g, seq, ~0ull, w->rank, DFM_CUDA_WAIT_DISPATCH,
@@ -812,7 +829,7 @@ static __device__ __noinline__ void fused_bg_requant(const dfm_cuda_world_t *w, 
             while (j >= s_cnt[g * R + src]) j -= s_cnt[g * R + src++];
             for (int f = lo; f < hi; f++, j++) {
                 while (j >= s_cnt[g * R + src]) j -= s_cnt[g * R + src++];
-                dfm_requant_row<FUSED_BG_RQ_V4>(w, dfm_recv_row(&w->L, g, src, j), q);
+                dfm_requant_row<V4>(w, dfm_recv_row(&w->L, g, src, j), q);
             }
             fused_fence_proxy_global(); /* for the TMA reads of what the rows wrote */
             __threadfence();
@@ -827,6 +844,12 @@ static __device__ __noinline__ void fused_bg_requant(const dfm_cuda_world_t *w, 
             lo = __shfl_sync(0xffffffffu, lo, 0);
         }
     }
+}
+
+/* INT8's kernels call it out of line: inlined there, it spilled 4-12 bytes */
+static __device__ __noinline__ void fused_bg_requant_call(const dfm_cuda_world_t *w, const fused_args_t *fa,
+                                                          const int *s_cnt, dfm_quant_t q, unsigned long long seq) {
+    fused_bg_requant<FUSED_BG_RQ_V4>(w, fa, s_cnt, q, seq);
 }
 
 /* Named barrier id over n threads that also says whether any thread's p != 0. */
@@ -856,10 +879,12 @@ typedef struct {
  * and with 3 (FP8 and BF16) those of more than FUSED_RQW_MANY_ROWS. */
 static __device__ __forceinline__ bool fused_rqw_takes(int rq_warps, dfm_quant_t q, int rows) {
     return rq_warps && (rows <= FUSED_RQW_ROWS || (rq_warps == 3 && FUSED_RQW_MANY(q) && rows > FUSED_RQW_MANY_ROWS &&
-                                                   !(FUSED_BG_ON(q) && rows >= FUSED_BG_RQ_ROWS)));
+                                                   !(FUSED_BG_ON(q) && rows >= FUSED_BG_ROWS(q))));
 }
 /* fused_bg_requant waits for g1_ready, which an expert of <= FUSED_EAGER_ROWS rows may never raise */
-static_assert(FUSED_BG_RQ_ROWS == 0 || FUSED_BG_RQ_ROWS > FUSED_EAGER_ROWS, "background requantization above FUSED_EAGER_ROWS");
+static_assert((FUSED_BG_RQ_ROWS == 0 || FUSED_BG_RQ_ROWS > FUSED_EAGER_ROWS) &&
+                  (FUSED_BG_RQ_ROWS_FP == 0 || FUSED_BG_RQ_ROWS_FP > FUSED_EAGER_ROWS),
+              "background requantization above FUSED_EAGER_ROWS");
 /* such an expert is never its completer's to requantize (fused_count_g1) */
 static_assert(FUSED_RQW_MANY_ROWS >= FUSED_EAGER_ROWS, "rq_warps 3's hand-off is for experts of > FUSED_EAGER_ROWS rows");
 
@@ -1527,7 +1552,12 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
         fused_setmaxnreg_dec<FUSED_REGS_PRODUCER>();
         if (warp > 8) {
             if (fa.rq_warps) fused_rq_warps(&w, &fa, s_cnt, s_pre1, q, seq, &s_rqq, s_rqred, s_cbar);
-            if (FUSED_BG_ON(MODE)) fused_bg_requant(&w, &fa, s_cnt, q, seq);
+            if (FUSED_BG_ON(MODE)) {
+                if (MODE == DFM_QUANT_INT8)
+                    fused_bg_requant_call(&w, &fa, s_cnt, q, seq);
+                else
+                    fused_bg_requant<FUSED_BG_RQ_V4_FP>(&w, &fa, s_cnt, q, seq);
+            }
             return;
         }
         const int plane = fused_tid() & 31;
