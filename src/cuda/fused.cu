@@ -877,9 +877,10 @@ typedef struct {
 /* Whether the GEMM1 items of an expert of `rows` (> 0) rows go to warps 9-11
  * (rq_warps 3 or 4, FUSED_RQ_WARPS): those of at most FUSED_RQW_ROWS rows,
  * and with 3 (FP8 and BF16) those of more than FUSED_RQW_MANY_ROWS. */
+template <bool BG>
 static __device__ __forceinline__ bool fused_rqw_takes(int rq_warps, dfm_quant_t q, int rows) {
     return rq_warps && (rows <= FUSED_RQW_ROWS || (rq_warps == 3 && FUSED_RQW_MANY(q) && rows > FUSED_RQW_MANY_ROWS &&
-                                                   !(FUSED_BG_ON(q) && rows >= FUSED_BG_ROWS(q))));
+                                                   !(BG && rows >= FUSED_BG_ROWS(q))));
 }
 /* fused_bg_requant waits for g1_ready, which an expert of <= FUSED_EAGER_ROWS rows may never raise */
 static_assert((FUSED_BG_RQ_ROWS == 0 || FUSED_BG_RQ_ROWS > FUSED_EAGER_ROWS) &&
@@ -912,6 +913,7 @@ static __device__ __forceinline__ bool fused_count_g1(const fused_args_t *fa, co
  * (and this CTA holds no stale copy of them: act rows are only stored on
  * this SM meanwhile). Polls shared memory with a short sleep.
  */
+template <bool BG>
 static __device__ __forceinline__ void fused_rq_warps(const dfm_cuda_world_t *w, const fused_args_t *fa,
                                                    const int *s_cnt, const int *s_pre1, dfm_quant_t q,
                                                    unsigned long long seq, fused_rqq_t *rq, float *red,
@@ -927,7 +929,7 @@ static __device__ __forceinline__ void fused_rq_warps(const dfm_cuda_world_t *w,
         int any = 0;
         for (int g = t; g < w->num_local_experts; g += FUSED_RQW_THREADS) {
             const int rows = fused_rows_of(s_cnt, R, g);
-            any |= rows > 0 && fused_rqw_takes(fa->rq_warps, q, rows);
+            any |= rows > 0 && fused_rqw_takes<BG>(fa->rq_warps, q, rows);
         }
         if (!fused_bar_or(FUSED_BAR_RQW, FUSED_RQW_THREADS, any)) return;
     }
@@ -1322,6 +1324,9 @@ template <int MODE, bool TOK16 = false, bool LLK = false>
 static __global__ void __launch_bounds__(FUSED_THREADS, 1)
     fused_kernel(const __grid_constant__ fused_maps_t maps, const __grid_constant__ dfm_cuda_world_t w,
                  const __grid_constant__ dfm_cuda_op_t op, const __grid_constant__ fused_args_t fa) {
+    /* background requantization (FUSED_BG_RQ_ROWS): not in the LLK kernels, which run at T <= ll_tokens
+     * (<= 64: experts of <= R * T rows) and whose warps 9-11 are on the critical path at T ~ 1 */
+    constexpr bool kbg = FUSED_BG_ON(MODE) && !LLK;
     extern __shared__ unsigned char smem_raw[];
     __shared__ int s_cnt[DFM_MAX_EXPERTS];
     __shared__ int s_pre1[WG_MAX_G + 1], s_pre2[WG_MAX_G + 1];
@@ -1551,8 +1556,8 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
          * barriers), so nothing of the later phases stays live in it. */
         fused_setmaxnreg_dec<FUSED_REGS_PRODUCER>();
         if (warp > 8) {
-            if (fa.rq_warps) fused_rq_warps(&w, &fa, s_cnt, s_pre1, q, seq, &s_rqq, s_rqred, s_cbar);
-            if (FUSED_BG_ON(MODE)) {
+            if (fa.rq_warps) fused_rq_warps<kbg>(&w, &fa, s_cnt, s_pre1, q, seq, &s_rqq, s_rqred, s_cbar);
+            if (kbg) {
                 if (MODE == DFM_QUANT_INT8)
                     fused_bg_requant_call(&w, &fa, s_cnt, q, seq);
                 else
@@ -1732,7 +1737,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
                 /* as dfm_cta_arrive: the barrier orders every consumer's act
                  * stores before thread 0's acquire-release count (GPU scope:
                  * the requantization reads act with generic loads) */
-                if (fused_rqw_takes(fa.rq_warps, q, fused_rows_of(s_cnt, R, g))) {
+                if (fused_rqw_takes<kbg>(fa.rq_warps, q, fused_rows_of(s_cnt, R, g))) {
                     /* post the item to warps 9-11 (a free slot: they are
                      * done with the item FUSED_RQQ back), then every
                      * consumer thread arrives on its slot (release) and
