@@ -365,12 +365,17 @@ static_assert(FT_WAIT1 == DFM_CUDA_TRACE_STAMPS && FUSED_TRACE_N == DFM_CUDA_TRA
  * claims from. At T = 1024 the GEMM2 items waited ~44 us at every other
  * expert for these rows (thirty-third session, per-item trace). Such experts'
  * GEMM1 counts stay the consumers' (fused_rqw_takes), so the warps start
- * right after the dispatch. 0 rows: never. Thirty-fifth session (4 x H200,
- * three rounds rotated): INT8 from 256 rows (call 3): dsv3-e32-int8 T = 256 /
- * 512 / 768 / 1024 418.5 / 750.3 / 982.4 / 1249.4 -> 392.8 / 650.3 / 860.7 /
- * 1153.6 us, but T = 128 +2.1 (from 128 rows: +27 there). FP8 from 256 rows
- * (call 3, out of line): T = 512 / 768 / 1024 934.5 / 1240.6 / 1594.2 ->
- * 862.9 / 1146.4 / 1513.8, but T = 256 +15 and qwen3-235b T = 1 +5.1. */
+ * right after the dispatch. 0 rows: never. Not in the LLK kernels (kbg in
+ * fused_kernel). Thirty-fifth session (4 x H200, three rounds rotated):
+ * - INT8 from 256 rows (call 3): dsv3-e32-int8 T = 256 / 512 / 768 / 1024
+ *   418.5 / 750.3 / 982.4 / 1249.4 -> 392.8 / 650.3 / 860.7 / 1153.6 us, but
+ *   T = 128 +2.1 (call 5: +1.7); from 128 rows T = 128 lost 27;
+ * - FP8 from 256 rows (call 3) lost 15 at T = 256; from 384 rows (call 4)
+ *   T = 512 / 768 / 1024 934.4 / 1242.1 / 1598.2 -> 854.0 / 1142.8 / 1512.0;
+ * - in the LLK kernels too, qwen3-235b T = 1 (an LLK row, no expert of 384
+ *   rows) read +5.1 out of line (call 3), +2.8 inlined (call 4); without
+ *   them (call 5) 68.5 -> 68.1, dsv3-e32 T = 512 / 1024 940.3 / 1598.6 ->
+ *   859.4 / 1502.1, INT8 751.3 / 1250.2 -> 652.2 / 1155.6. */
 #ifndef FUSED_BG_RQ_ROWS
 #define FUSED_BG_RQ_ROWS 256 /* INT8 */
 #endif
