@@ -7,6 +7,10 @@
 #                rotated (round i starts at variant i), each config of each variant in turn
 #                (DFM_CUDA_FUSED=1, -r = the GPU count), output appended to $L/ab_<V>.txt, no
 #                run started after GUARD seconds; then $L/ab_table.txt (scripts/ab_means.py -v);
+#   fused_suite V GUARD  : /tmp/b/<V>/test_moe's fused C suite (threads) -> $L/<V>_fused.txt;
+#   fused_seq V GUARD    : its 1000-call sequence -> $L/<V>_seq1000.txt;
+#   fused_memcheck V FILTER TAG GUARD : memcheck of the cases matching FILTER -> $L/<V>_<TAG>.txt;
+#                (no step started after GUARD seconds)
 # and writes nvidia-smi -L to $L/smi.txt.
 source scripts/gpu_env.sh
 L=$OUT/n
@@ -30,4 +34,15 @@ ab_rounds() {
         done
     done; done
     python3 scripts/ab_means.py -v $L "${v[@]}" > $L/ab_table.txt 2>&1
+}
+fused_suite() {
+    ok "$2" && { timeout 70 /tmp/b/$1/test_moe -b cuda -p threads -o "fused(" > $L/$1_fused.txt 2>&1; st $1_fused $?; }
+}
+fused_seq() {
+    ok "$2" && { timeout 25 /tmp/b/$1/test_moe -b cuda -p threads -o sequence -c 1000 > $L/$1_seq1000.txt 2>&1
+        st $1_seq1000 $?; }
+}
+fused_memcheck() {
+    ok "$4" && { DFM_TEST_TIMEOUT_S=60 timeout 75 compute-sanitizer --tool memcheck --report-api-errors no \
+        --error-exitcode 9 /tmp/b/$1/test_moe -b cuda -p threads -o "$2" > $L/$1_$3.txt 2>&1; st $1_$3 $?; }
 }

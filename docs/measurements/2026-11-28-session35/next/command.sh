@@ -20,11 +20,8 @@ for w in nl wd; do
   ok 110 && { timeout 30 env DFM_CUDA_FUSED=1 DFM_CUDA_FUSED_TRACE=1 /tmp/b/$w/dfm_bench -r 4 -c dsv3-e32 -t 512,1024 \
     -w 5 -n 20 -s 0 > $L/trace_$w.txt 2>&1; st trace_$w $?; }
 done
-C="/tmp/b/wd17/test_moe -b cuda -p threads"
-ok 150 && { DFM_TEST_TIMEOUT_S=60 timeout 75 compute-sanitizer --tool memcheck --report-api-errors no \
-  --error-exitcode 9 $C -o "I=640" > $L/wd17_memcheck.txt 2>&1; st wd17_memcheck $?; }
-ok 230 && { DFM_TEST_TIMEOUT_S=60 timeout 75 compute-sanitizer --tool memcheck --report-api-errors no \
-  --error-exitcode 9 $C -o "fused(q=fp8,R=1," > $L/wd17_memcheck2.txt 2>&1; st wd17_memcheck2 $?; }
+fused_memcheck wd17 "I=640" memcheck 150
+fused_memcheck wd17 "fused(q=fp8,R=1," memcheck2 230
 ok 310 && { DFM_LIBRARY=/tmp/b/wd/libdfm.so timeout 150 python3 -m pytest -v -rs --durations=10 tests/python/test_cuda.py \
   -k "(replay_1000 and 4) or (numerics and kernel and 4 and fp8)" > $L/pytest.txt 2>&1; st pytest $?; }
 w=nl; mkdir -p /tmp/b/$w/bench && ln -sf /tmp/b/$w/dfm_bench /tmp/b/$w/bench/dfm_bench
