@@ -1,9 +1,11 @@
 #!/bin/bash
 # For the next session (NOT RUN), 4 GPUs (4 x H100 wanted: the issues' targets), one call (~420 s;
 # guards keep it under 520). Carry build-c35/bins44.tar.xz (nl/ = main 9bb82e3's kernel,
-# instruction for instruction) and build-c35/bins45.tar.xz (branch bg-wd 27a46ab: wd/ = version
-# 5's token widening also done by warps 9-11 in the background, experts of >= 384 rows; wd17/ =
-# the same from 17 rows, tests only). If lost: `make CUDA=1 WERROR=1 BUILD=build-X -j16
+# instruction for instruction) and build-c35/bins45.tar.xz (branch bg-wd 23baada: wd/ = version
+# 5's token widening also done by warps 9-11 in the background, experts of >= 384 rows, and both
+# background loops through one helper, fused_warp_rows, which also drops a source walk that
+# fused_bg_requant did twice (so every non-LLK kernel differs from nl's); wd17/ = the same from
+# 17 rows, tests only; session 35's call 7 measured 27a46ab, before the helper). If lost: `make CUDA=1 WERROR=1 BUILD=build-X -j16
 # build-X/libdfm.so build-X/tests/test_moe build-X/bench/dfm_bench` on main and on bg-wd (wd17:
 # NVCC="nvcc -DFUSED_BG_WD_ROWS=17"), strip --strip-debug, tar -cJf (dirs nl, wd, wd17).
 # Session 35's call 7 (4 x H200, two rounds): dsv3-e32 T = 512 860.2 -> 807.4 us, T = 1024
