@@ -5,8 +5,9 @@
 #   ok SECONDS   true while the call is younger than SECONDS (each step's guard);
 #   ab_rounds N GUARD V1 V2 .. -- CFG:T,T .. : an A/B of /tmp/b/<V>/dfm_bench builds, N rounds
 #                rotated (round i starts at variant i), each config of each variant in turn
-#                (DFM_CUDA_FUSED=1, -r = the GPU count), output appended to $L/ab_<V>.txt, no
-#                run started after GUARD seconds; then $L/ab_table.txt (scripts/ab_means.py -v);
+#                (DFM_CUDA_FUSED=1, -r = the GPU count, then $AB_ARGS if set, e.g. -G), output
+#                appended to $L/ab_<V>.txt, no run started after GUARD seconds;
+#                then $L/ab_table.txt (scripts/ab_means.py -v);
 #   fused_suite V GUARD  : /tmp/b/<V>/test_moe's fused C suite (threads) -> $L/<V>_fused.txt;
 #   fused_seq V GUARD    : its 1000-call sequence -> $L/<V>_seq1000.txt;
 #   fused_memcheck V FILTER TAG GUARD : memcheck of the cases matching FILTER -> $L/<V>_<TAG>.txt;
@@ -29,7 +30,7 @@ ab_rounds() {
     for ((i = 0; i < n; i++)); do for ((k = 0; k < ${#v[@]}; k++)); do
         x=${v[$(( (k + i) % ${#v[@]} ))]}
         for ct in "${c[@]}"; do
-            ok "$guard" && { timeout 40 env DFM_CUDA_FUSED=1 /tmp/b/$x/dfm_bench -r $r -c ${ct%%:*} -t ${ct##*:} -s 0 \
+            ok "$guard" && { timeout 40 env DFM_CUDA_FUSED=1 /tmp/b/$x/dfm_bench -r $r -c ${ct%%:*} -t ${ct##*:} -s 0 ${AB_ARGS:-} \
                 >> $L/ab_$x.txt 2>&1; st ${x}_${ct%%:*}_$i $?; }
         done
     done; done
