@@ -988,6 +988,15 @@ static __device__ __forceinline__ void fused_rq_warps(const dfm_cuda_world_t *w,
 #ifndef FUSED_WD_ROWS
 #define FUSED_WD_ROWS 8
 #endif
+/* Version 5: warps 9-11 widen the token rows of the experts of at least this
+ * many rows in the background (fused_bg_widen), from the end of the dispatch,
+ * as they requantize (FUSED_BG_RQ_ROWS). 0: never. */
+#ifndef FUSED_BG_WD_ROWS
+#define FUSED_BG_WD_ROWS 384
+#endif
+#ifndef FUSED_BG_WD_CLAIM
+#define FUSED_BG_WD_CLAIM 4
+#endif
 
 /*
  * Version 5's GEMM1, before a GEMM1 item of expert g: help widen g's FP8
@@ -998,32 +1007,75 @@ static __device__ __forceinline__ void fused_rq_warps(const dfm_cuda_world_t *w,
  * 4 l .. 4 l + 3 of each 128-byte block of K and writes its two f16 pairs
  * where wg_tok16_o puts them.
  */
+static __device__ __forceinline__ void fused_widen_row(const dfm_cuda_world_t *w, int half, size_t phys) {
+    const int H = w->hidden, lane = threadIdx.x & 31;
+    const int o0 = wg_tok16_o(4 * lane), o1 = wg_tok16_o(4 * lane + 2);
+    const uint32_t *in = (const uint32_t *)(w->peer[w->rank] + dfm_off_recv_rows(&w->L, half, phys));
+    uint32_t *out = (uint32_t *)(w->tok16 + phys * H);
+    for (int b = 0; b < H; b += 4 * 128) {
+        uint32_t v[4];
+#pragma unroll
+        for (int u = 0; u < 4; u++) v[u] = b + u * 128 < H ? in[((b + u * 128) >> 2) + lane] : 0u;
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            if (b + u * 128 >= H) break;
+            out[(b + u * 128 + o0) >> 1] = wg_e4m3x2_to_f16x2(v[u] & 0xffffu);
+            out[(b + u * 128 + o1) >> 1] = wg_e4m3x2_to_f16x2(v[u] >> 16);
+        }
+    }
+}
+
 static __device__ void fused_help_widen(const dfm_cuda_world_t *w, const fused_args_t *fa, const int *s_cnt,
                                         int g, int half, unsigned long long seq, int *s_claim) {
-    const int H = w->hidden, lane = threadIdx.x & 31;
-    const char *local = w->peer[w->rank];
-    const int o0 = wg_tok16_o(4 * lane), o1 = wg_tok16_o(4 * lane + 2);
     fused_help_rows<false>(
         w, s_cnt, g, FUSED_WD_ROWS, seq, fa->w_ready + g, fa->w_claim + g, fa->w_done + g, s_claim,
         [&]() -> int { /* not widened yet: wait for the payload of g's sources */
             return fused_flag_ld<FUSED_LOCAL_GPU>(fa->w_ready + g) != seq && fused_gate(w, fa, s_cnt, 1, g, half, seq, 1);
         },
-        [&](int src, int j, int) {
-            const size_t phys = dfm_recv_row(&w->L, g, src, j);
-            const uint32_t *in = (const uint32_t *)(local + dfm_off_recv_rows(&w->L, half, phys));
-            uint32_t *out = (uint32_t *)(w->tok16 + phys * H);
-            for (int b = 0; b < H; b += 4 * 128) {
-                uint32_t v[4];
-#pragma unroll
-                for (int u = 0; u < 4; u++) v[u] = b + u * 128 < H ? in[((b + u * 128) >> 2) + lane] : 0u;
-#pragma unroll
-                for (int u = 0; u < 4; u++) {
-                    if (b + u * 128 >= H) break;
-                    out[(b + u * 128 + o0) >> 1] = wg_e4m3x2_to_f16x2(v[u] & 0xffffu);
-                    out[(b + u * 128 + o1) >> 1] = wg_e4m3x2_to_f16x2(v[u] >> 16);
-                }
+        [&](int src, int j, int) { fused_widen_row(w, half, dfm_recv_row(&w->L, g, src, j)); });
+}
+
+/*
+ * Version 5: warps 9-11 once fused_rq_warps returns (FUSED_BG_WD_ROWS), before
+ * fused_bg_requant: each warp on its own, for every expert of at least
+ * FUSED_BG_WD_ROWS rows in order, waits (bounded) for its sources' payload
+ * flags, then claims FUSED_BG_WD_CLAIM rows at a time from the counters that
+ * fused_help_widen claims from and widens them a row at a time; whoever
+ * completes the last row raises w_ready. Returns after a failure at once.
+ */
+static __device__ __forceinline__ void fused_bg_widen(const dfm_cuda_world_t *w, const fused_args_t *fa,
+                                                      const int *s_cnt, int half, unsigned long long seq) {
+    const int lane = threadIdx.x & 31, R = w->num_ranks;
+    for (int g = 0; g < w->num_local_experts; g++) {
+        const int rows = fused_rows_of(s_cnt, R, g);
+        if (rows < FUSED_BG_WD_ROWS) continue;
+        int lo = -1;
+        if (lane == 0 && fused_flag_ld<FUSED_LOCAL_GPU>(fa->w_ready + g) != seq) {
+            fused_gate(w, fa, s_cnt, 1, g, half, seq, 1);
+            lo = dfm_ld_volatile_u32(&w->st->failed) ? -2 : fused_claim(fa->w_claim + g, seq, rows, FUSED_BG_WD_CLAIM);
+        }
+        lo = __shfl_sync(0xffffffffu, lo, 0);
+        if (lo == -2) return;
+        while (lo >= 0) {
+            const int hi = min(rows, lo + FUSED_BG_WD_CLAIM);
+            int src = 0, j = lo;
+            for (int f = lo; f < hi; f++, j++) {
+                while (j >= s_cnt[g * R + src]) j -= s_cnt[g * R + src++];
+                fused_widen_row(w, half, dfm_recv_row(&w->L, g, src, j));
             }
-        });
+            fused_fence_proxy_global(); /* for the TMA reads of what the rows wrote */
+            __threadfence();
+            __syncwarp();
+            if (lane == 0) {
+                if (fused_count_add(fa->w_done + g, seq, hi - lo) == rows) {
+                    __threadfence();
+                    fused_flag_st<FUSED_LOCAL_GPU>(fa->w_ready + g, seq);
+                }
+                lo = fused_claim(fa->w_claim + g, seq, rows, FUSED_BG_WD_CLAIM);
+            }
+            lo = __shfl_sync(0xffffffffu, lo, 0);
+        }
+    }
 }
 
 /* FUSED_SPEC_PF_STAGES: the first n weight stages of GEMM1 rows wrow..wrow +
@@ -1562,6 +1614,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
         fused_setmaxnreg_dec<FUSED_REGS_PRODUCER>();
         if (warp > 8) {
             if (fa.rq_warps) fused_rq_warps<kbg>(&w, &fa, s_cnt, s_pre1, q, seq, &s_rqq, s_rqred, s_cbar);
+            if (TOK16 && FUSED_BG_WD_ROWS > 0) fused_bg_widen(&w, &fa, s_cnt, half, seq);
             if (kbg) {
                 if (MODE == DFM_QUANT_INT8)
                     fused_bg_requant_call(&w, &fa, s_cnt, q, seq);
