@@ -802,6 +802,39 @@ static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused
 }
 
 /*
+ * One warp's share of expert g's rows (fused_bg_requant, fused_bg_widen) from
+ * the claim lo that lane 0 made (every lane holds it; -1: nothing): rows lo ..
+ * lo + K - 1 (flat over sources) by row(src, j), then the count on *done, the
+ * *ready flag by whoever completes the last row, and the next claim, as
+ * fused_help_rows does over the consumers.
+ */
+template <int K, class ROW>
+static __device__ __forceinline__ void fused_warp_rows(const int *s_cnt, int R, int g, int rows, int lo,
+                                                       unsigned long long seq, unsigned long long *ready,
+                                                       unsigned long long *claim, unsigned long long *done, ROW row) {
+    const int lane = threadIdx.x & 31;
+    while (lo >= 0) {
+        const int hi = min(rows, lo + K);
+        int src = 0, j = lo;
+        for (int f = lo; f < hi; f++, j++) {
+            while (j >= s_cnt[g * R + src]) j -= s_cnt[g * R + src++];
+            row(src, j);
+        }
+        fused_fence_proxy_global(); /* for the TMA reads of what the rows wrote */
+        __threadfence();
+        __syncwarp();
+        if (lane == 0) {
+            if (fused_count_add(done, seq, hi - lo) == rows) {
+                __threadfence();
+                fused_flag_st<FUSED_LOCAL_GPU>(ready, seq);
+            }
+            lo = fused_claim(claim, seq, rows, K);
+        }
+        lo = __shfl_sync(0xffffffffu, lo, 0);
+    }
+}
+
+/*
  * Warps 9-11 once fused_rq_warps returns (FUSED_BG_RQ_ROWS): each warp on its
  * own, for every expert of at least FUSED_BG_ROWS(q) rows in order, waits
  * (bounded, napping) for its GEMM1 to be done, then claims
@@ -828,26 +861,10 @@ static __device__ __forceinline__ void fused_bg_requant(const dfm_cuda_world_t *
         }
         lo = __shfl_sync(0xffffffffu, lo, 0);
         if (lo == -2) return;
-        while (lo >= 0) {
-            const int hi = min(rows, lo + FUSED_BG_RQ_CLAIM);
-            int src = 0, j = lo;
-            while (j >= s_cnt[g * R + src]) j -= s_cnt[g * R + src++];
-            for (int f = lo; f < hi; f++, j++) {
-                while (j >= s_cnt[g * R + src]) j -= s_cnt[g * R + src++];
-                dfm_requant_row<V4>(w, dfm_recv_row(&w->L, g, src, j), q);
-            }
-            fused_fence_proxy_global(); /* for the TMA reads of what the rows wrote */
-            __threadfence();
-            __syncwarp();
-            if (lane == 0) {
-                if (fused_count_add(fa->rq_done + g, seq, hi - lo) == rows) {
-                    __threadfence();
-                    fused_flag_st<FUSED_LOCAL_GPU>(fa->q_ready + g, seq);
-                }
-                lo = fused_claim(fa->rq_claim + g, seq, rows, FUSED_BG_RQ_CLAIM);
-            }
-            lo = __shfl_sync(0xffffffffu, lo, 0);
-        }
+        fused_warp_rows<FUSED_BG_RQ_CLAIM>(s_cnt, R, g, rows, lo, seq, fa->q_ready + g, fa->rq_claim + g,
+                                           fa->rq_done + g, [&](int src, int j) {
+                                               dfm_requant_row<V4>(w, dfm_recv_row(&w->L, g, src, j), q);
+                                           });
     }
 }
 
@@ -1056,25 +1073,10 @@ static __device__ __forceinline__ void fused_bg_widen(const dfm_cuda_world_t *w,
         }
         lo = __shfl_sync(0xffffffffu, lo, 0);
         if (lo == -2) return;
-        while (lo >= 0) {
-            const int hi = min(rows, lo + FUSED_BG_WD_CLAIM);
-            int src = 0, j = lo;
-            for (int f = lo; f < hi; f++, j++) {
-                while (j >= s_cnt[g * R + src]) j -= s_cnt[g * R + src++];
-                fused_widen_row(w, half, dfm_recv_row(&w->L, g, src, j));
-            }
-            fused_fence_proxy_global(); /* for the TMA reads of what the rows wrote */
-            __threadfence();
-            __syncwarp();
-            if (lane == 0) {
-                if (fused_count_add(fa->w_done + g, seq, hi - lo) == rows) {
-                    __threadfence();
-                    fused_flag_st<FUSED_LOCAL_GPU>(fa->w_ready + g, seq);
-                }
-                lo = fused_claim(fa->w_claim + g, seq, rows, FUSED_BG_WD_CLAIM);
-            }
-            lo = __shfl_sync(0xffffffffu, lo, 0);
-        }
+        fused_warp_rows<FUSED_BG_WD_CLAIM>(s_cnt, R, g, rows, lo, seq, fa->w_ready + g, fa->w_claim + g,
+                                           fa->w_done + g, [&](int src, int j) {
+                                               fused_widen_row(w, half, dfm_recv_row(&w->L, g, src, j));
+                                           });
     }
 }
 
