@@ -1014,6 +1014,15 @@ static __device__ __forceinline__ void fused_rq_warps(const dfm_cuda_world_t *w,
 #ifndef FUSED_BG_WD_CLAIM
 #define FUSED_BG_WD_CLAIM 4
 #endif
+/* ... from expert FUSED_BG_WD_FIRST on (the first are left to the consumers,
+ * whose first GEMM1 items wait for them), and below FUSED_BG_WD_MAX rows (0:
+ * no bound). */
+#ifndef FUSED_BG_WD_FIRST
+#define FUSED_BG_WD_FIRST 0
+#endif
+#ifndef FUSED_BG_WD_MAX
+#define FUSED_BG_WD_MAX 0
+#endif
 
 /*
  * Version 5's GEMM1, before a GEMM1 item of expert g: help widen g's FP8
@@ -1063,9 +1072,9 @@ static __device__ void fused_help_widen(const dfm_cuda_world_t *w, const fused_a
 static __device__ __forceinline__ void fused_bg_widen(const dfm_cuda_world_t *w, const fused_args_t *fa,
                                                       const int *s_cnt, int half, unsigned long long seq) {
     const int lane = threadIdx.x & 31, R = w->num_ranks;
-    for (int g = 0; g < w->num_local_experts; g++) {
+    for (int g = FUSED_BG_WD_FIRST; g < w->num_local_experts; g++) {
         const int rows = fused_rows_of(s_cnt, R, g);
-        if (rows < FUSED_BG_WD_ROWS) continue;
+        if (rows < FUSED_BG_WD_ROWS || (FUSED_BG_WD_MAX > 0 && rows >= FUSED_BG_WD_MAX)) continue;
         int lo = -1;
         if (lane == 0 && fused_flag_ld<FUSED_LOCAL_GPU>(fa->w_ready + g) != seq) {
             fused_gate(w, fa, s_cnt, 1, g, half, seq, 1);
