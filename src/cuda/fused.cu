@@ -1007,21 +1007,19 @@ static __device__ __forceinline__ void fused_rq_warps(const dfm_cuda_world_t *w,
 #endif
 /* Version 5: warps 9-11 widen the token rows of the experts of at least this
  * many rows in the background (fused_bg_widen), from the end of the dispatch,
- * as they requantize (FUSED_BG_RQ_ROWS). 0: never. */
+ * as they requantize (FUSED_BG_RQ_ROWS). 0: never. They claim
+ * FUSED_BG_WD_CLAIM rows at a time (1, 2 and 4 measured level), from expert
+ * FUSED_BG_WD_FIRST on: the first is left to the consumers, whose first GEMM1
+ * items wait for it (from expert 0, the warps took all of its rows at once and
+ * the first GEMM1 gate opened ~37 us later at T = 1024; thirty-sixth session). */
 #ifndef FUSED_BG_WD_ROWS
 #define FUSED_BG_WD_ROWS 384
 #endif
 #ifndef FUSED_BG_WD_CLAIM
-#define FUSED_BG_WD_CLAIM 4
+#define FUSED_BG_WD_CLAIM 1
 #endif
-/* ... from expert FUSED_BG_WD_FIRST on (the first are left to the consumers,
- * whose first GEMM1 items wait for them), and below FUSED_BG_WD_MAX rows (0:
- * no bound). */
 #ifndef FUSED_BG_WD_FIRST
-#define FUSED_BG_WD_FIRST 0
-#endif
-#ifndef FUSED_BG_WD_MAX
-#define FUSED_BG_WD_MAX 0
+#define FUSED_BG_WD_FIRST 1
 #endif
 
 /*
@@ -1063,8 +1061,8 @@ static __device__ void fused_help_widen(const dfm_cuda_world_t *w, const fused_a
 
 /*
  * Version 5: warps 9-11 once fused_rq_warps returns (FUSED_BG_WD_ROWS), before
- * fused_bg_requant: each warp on its own, for every expert of at least
- * FUSED_BG_WD_ROWS rows in order, waits (bounded) for its sources' payload
+ * fused_bg_requant: each warp on its own, for every expert from
+ * FUSED_BG_WD_FIRST on of at least FUSED_BG_WD_ROWS rows in order, waits (bounded) for its sources' payload
  * flags, then claims FUSED_BG_WD_CLAIM rows at a time from the counters that
  * fused_help_widen claims from and widens them a row at a time; whoever
  * completes the last row raises w_ready. Returns after a failure at once.
@@ -1074,7 +1072,7 @@ static __device__ __forceinline__ void fused_bg_widen(const dfm_cuda_world_t *w,
     const int lane = threadIdx.x & 31, R = w->num_ranks;
     for (int g = FUSED_BG_WD_FIRST; g < w->num_local_experts; g++) {
         const int rows = fused_rows_of(s_cnt, R, g);
-        if (rows < FUSED_BG_WD_ROWS || (FUSED_BG_WD_MAX > 0 && rows >= FUSED_BG_WD_MAX)) continue;
+        if (rows < FUSED_BG_WD_ROWS) continue;
         int lo = -1;
         if (lane == 0 && fused_flag_ld<FUSED_LOCAL_GPU>(fa->w_ready + g) != seq) {
             fused_gate(w, fa, s_cnt, 1, g, half, seq, 1);
