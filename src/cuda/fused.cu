@@ -1062,8 +1062,8 @@ static __device__ void fused_help_widen(const dfm_cuda_world_t *w, const fused_a
 /*
  * Version 5: warps 9-11 once fused_rq_warps returns (FUSED_BG_WD_ROWS), before
  * fused_bg_requant: each warp on its own, for every expert from
- * FUSED_BG_WD_FIRST on of at least FUSED_BG_WD_ROWS rows in order, waits (bounded) for its sources' payload
- * flags, then claims FUSED_BG_WD_CLAIM rows at a time from the counters that
+ * FUSED_BG_WD_FIRST on of at least FUSED_BG_WD_ROWS rows in order, waits
+ * (bounded) for its sources' payload flags, then claims FUSED_BG_WD_CLAIM rows at a time from the counters that
  * fused_help_widen claims from and widens them a row at a time; whoever
  * completes the last row raises w_ready. Returns after a failure at once.
  */
