@@ -802,6 +802,39 @@ static __device__ void fused_help_requant(const dfm_cuda_world_t *w, const fused
 }
 
 /*
+ * One warp's share of expert g's rows (fused_bg_requant, fused_bg_widen) from
+ * the claim lo that lane 0 made (every lane holds it; -1: nothing): rows lo ..
+ * lo + K - 1 (flat over sources) by row(src, j), then the count on *done, the
+ * *ready flag by whoever completes the last row, and the next claim, as
+ * fused_help_rows does over the consumers.
+ */
+template <int K, class ROW>
+static __device__ __forceinline__ void fused_warp_rows(const int *s_cnt, int R, int g, int rows, int lo,
+                                                       unsigned long long seq, unsigned long long *ready,
+                                                       unsigned long long *claim, unsigned long long *done, ROW row) {
+    const int lane = threadIdx.x & 31;
+    while (lo >= 0) {
+        const int hi = min(rows, lo + K);
+        int src = 0, j = lo;
+        for (int f = lo; f < hi; f++, j++) {
+            while (j >= s_cnt[g * R + src]) j -= s_cnt[g * R + src++];
+            row(src, j);
+        }
+        fused_fence_proxy_global(); /* for the TMA reads of what the rows wrote */
+        __threadfence();
+        __syncwarp();
+        if (lane == 0) {
+            if (fused_count_add(done, seq, hi - lo) == rows) {
+                __threadfence();
+                fused_flag_st<FUSED_LOCAL_GPU>(ready, seq);
+            }
+            lo = fused_claim(claim, seq, rows, K);
+        }
+        lo = __shfl_sync(0xffffffffu, lo, 0);
+    }
+}
+
+/*
  * Warps 9-11 once fused_rq_warps returns (FUSED_BG_RQ_ROWS): each warp on its
  * own, for every expert of at least FUSED_BG_ROWS(q) rows in order, waits
  * (bounded, napping) for its GEMM1 to be done, then claims
@@ -828,26 +861,10 @@ static __device__ __forceinline__ void fused_bg_requant(const dfm_cuda_world_t *
         }
         lo = __shfl_sync(0xffffffffu, lo, 0);
         if (lo == -2) return;
-        while (lo >= 0) {
-            const int hi = min(rows, lo + FUSED_BG_RQ_CLAIM);
-            int src = 0, j = lo;
-            while (j >= s_cnt[g * R + src]) j -= s_cnt[g * R + src++];
-            for (int f = lo; f < hi; f++, j++) {
-                while (j >= s_cnt[g * R + src]) j -= s_cnt[g * R + src++];
-                dfm_requant_row<V4>(w, dfm_recv_row(&w->L, g, src, j), q);
-            }
-            fused_fence_proxy_global(); /* for the TMA reads of what the rows wrote */
-            __threadfence();
-            __syncwarp();
-            if (lane == 0) {
-                if (fused_count_add(fa->rq_done + g, seq, hi - lo) == rows) {
-                    __threadfence();
-                    fused_flag_st<FUSED_LOCAL_GPU>(fa->q_ready + g, seq);
-                }
-                lo = fused_claim(fa->rq_claim + g, seq, rows, FUSED_BG_RQ_CLAIM);
-            }
-            lo = __shfl_sync(0xffffffffu, lo, 0);
-        }
+        fused_warp_rows<FUSED_BG_RQ_CLAIM>(s_cnt, R, g, rows, lo, seq, fa->q_ready + g, fa->rq_claim + g,
+                                           fa->rq_done + g, [&](int src, int j) {
+                                               dfm_requant_row<V4>(w, dfm_recv_row(&w->L, g, src, j), q);
+                                           });
     }
 }
 
@@ -988,6 +1005,22 @@ static __device__ __forceinline__ void fused_rq_warps(const dfm_cuda_world_t *w,
 #ifndef FUSED_WD_ROWS
 #define FUSED_WD_ROWS 8
 #endif
+/* Version 5: warps 9-11 widen the token rows of the experts of at least this
+ * many rows in the background (fused_bg_widen), from the end of the dispatch,
+ * as they requantize (FUSED_BG_RQ_ROWS). 0: never. They claim
+ * FUSED_BG_WD_CLAIM rows at a time (1, 2 and 4 measured level), from expert
+ * FUSED_BG_WD_FIRST on: the first is left to the consumers, whose first GEMM1
+ * items wait for it (from expert 0, the warps took all of its rows at once and
+ * the first GEMM1 gate opened ~37 us later at T = 1024; thirty-sixth session). */
+#ifndef FUSED_BG_WD_ROWS
+#define FUSED_BG_WD_ROWS 384
+#endif
+#ifndef FUSED_BG_WD_CLAIM
+#define FUSED_BG_WD_CLAIM 1
+#endif
+#ifndef FUSED_BG_WD_FIRST
+#define FUSED_BG_WD_FIRST 1
+#endif
 
 /*
  * Version 5's GEMM1, before a GEMM1 item of expert g: help widen g's FP8
@@ -998,32 +1031,60 @@ static __device__ __forceinline__ void fused_rq_warps(const dfm_cuda_world_t *w,
  * 4 l .. 4 l + 3 of each 128-byte block of K and writes its two f16 pairs
  * where wg_tok16_o puts them.
  */
+static __device__ __forceinline__ void fused_widen_row(const dfm_cuda_world_t *w, int half, size_t phys) {
+    const int H = w->hidden, lane = threadIdx.x & 31;
+    const int o0 = wg_tok16_o(4 * lane), o1 = wg_tok16_o(4 * lane + 2);
+    const uint32_t *in = (const uint32_t *)(w->peer[w->rank] + dfm_off_recv_rows(&w->L, half, phys));
+    uint32_t *out = (uint32_t *)(w->tok16 + phys * H);
+    for (int b = 0; b < H; b += 4 * 128) {
+        uint32_t v[4];
+#pragma unroll
+        for (int u = 0; u < 4; u++) v[u] = b + u * 128 < H ? in[((b + u * 128) >> 2) + lane] : 0u;
+#pragma unroll
+        for (int u = 0; u < 4; u++) {
+            if (b + u * 128 >= H) break;
+            out[(b + u * 128 + o0) >> 1] = wg_e4m3x2_to_f16x2(v[u] & 0xffffu);
+            out[(b + u * 128 + o1) >> 1] = wg_e4m3x2_to_f16x2(v[u] >> 16);
+        }
+    }
+}
+
 static __device__ void fused_help_widen(const dfm_cuda_world_t *w, const fused_args_t *fa, const int *s_cnt,
                                         int g, int half, unsigned long long seq, int *s_claim) {
-    const int H = w->hidden, lane = threadIdx.x & 31;
-    const char *local = w->peer[w->rank];
-    const int o0 = wg_tok16_o(4 * lane), o1 = wg_tok16_o(4 * lane + 2);
     fused_help_rows<false>(
         w, s_cnt, g, FUSED_WD_ROWS, seq, fa->w_ready + g, fa->w_claim + g, fa->w_done + g, s_claim,
         [&]() -> int { /* not widened yet: wait for the payload of g's sources */
             return fused_flag_ld<FUSED_LOCAL_GPU>(fa->w_ready + g) != seq && fused_gate(w, fa, s_cnt, 1, g, half, seq, 1);
         },
-        [&](int src, int j, int) {
-            const size_t phys = dfm_recv_row(&w->L, g, src, j);
-            const uint32_t *in = (const uint32_t *)(local + dfm_off_recv_rows(&w->L, half, phys));
-            uint32_t *out = (uint32_t *)(w->tok16 + phys * H);
-            for (int b = 0; b < H; b += 4 * 128) {
-                uint32_t v[4];
-#pragma unroll
-                for (int u = 0; u < 4; u++) v[u] = b + u * 128 < H ? in[((b + u * 128) >> 2) + lane] : 0u;
-#pragma unroll
-                for (int u = 0; u < 4; u++) {
-                    if (b + u * 128 >= H) break;
-                    out[(b + u * 128 + o0) >> 1] = wg_e4m3x2_to_f16x2(v[u] & 0xffffu);
-                    out[(b + u * 128 + o1) >> 1] = wg_e4m3x2_to_f16x2(v[u] >> 16);
-                }
-            }
-        });
+        [&](int src, int j, int) { fused_widen_row(w, half, dfm_recv_row(&w->L, g, src, j)); });
+}
+
+/*
+ * Version 5: warps 9-11 once fused_rq_warps returns (FUSED_BG_WD_ROWS), before
+ * fused_bg_requant: each warp on its own, for every expert from
+ * FUSED_BG_WD_FIRST on of at least FUSED_BG_WD_ROWS rows in order, waits
+ * (bounded) for its sources' payload flags, then claims FUSED_BG_WD_CLAIM rows at a time from the counters that
+ * fused_help_widen claims from and widens them a row at a time; whoever
+ * completes the last row raises w_ready. Returns after a failure at once.
+ */
+static __device__ __forceinline__ void fused_bg_widen(const dfm_cuda_world_t *w, const fused_args_t *fa,
+                                                      const int *s_cnt, int half, unsigned long long seq) {
+    const int lane = threadIdx.x & 31, R = w->num_ranks;
+    for (int g = FUSED_BG_WD_FIRST; g < w->num_local_experts; g++) {
+        const int rows = fused_rows_of(s_cnt, R, g);
+        if (rows < FUSED_BG_WD_ROWS) continue;
+        int lo = -1;
+        if (lane == 0 && fused_flag_ld<FUSED_LOCAL_GPU>(fa->w_ready + g) != seq) {
+            fused_gate(w, fa, s_cnt, 1, g, half, seq, 1);
+            lo = dfm_ld_volatile_u32(&w->st->failed) ? -2 : fused_claim(fa->w_claim + g, seq, rows, FUSED_BG_WD_CLAIM);
+        }
+        lo = __shfl_sync(0xffffffffu, lo, 0);
+        if (lo == -2) return;
+        fused_warp_rows<FUSED_BG_WD_CLAIM>(s_cnt, R, g, rows, lo, seq, fa->w_ready + g, fa->w_claim + g,
+                                           fa->w_done + g, [&](int src, int j) {
+                                               fused_widen_row(w, half, dfm_recv_row(&w->L, g, src, j));
+                                           });
+    }
 }
 
 /* FUSED_SPEC_PF_STAGES: the first n weight stages of GEMM1 rows wrow..wrow +
@@ -1562,6 +1623,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
         fused_setmaxnreg_dec<FUSED_REGS_PRODUCER>();
         if (warp > 8) {
             if (fa.rq_warps) fused_rq_warps<kbg>(&w, &fa, s_cnt, s_pre1, q, seq, &s_rqq, s_rqred, s_cbar);
+            if (TOK16 && FUSED_BG_WD_ROWS > 0) fused_bg_widen(&w, &fa, s_cnt, half, seq);
             if (kbg) {
                 if (MODE == DFM_QUANT_INT8)
                     fused_bg_requant_call(&w, &fa, s_cnt, q, seq);
