@@ -1,5 +1,6 @@
 #!/bin/bash
-# Session 36 call 6, 4 GPUs, the budget's rest (~240 s, start included). Carry build-c36/bins48
+# Session 36 call 6, 2 GPUs (no 4-GPU kind was lent then; -G keeps G = 8 experts a rank, as
+# at R = 4), the budget's rest (~240 s, start included). Carry build-c36/bins48
 # (m36/ = main 829a545) and build-c36/bins49 (i8/ = branch i8-inline: INT8's background
 # requantization inlined with 2 float4 a lane, -DFUSED_BG_RQ_INT8_INLINE=2; after
 # fused_warp_rows it compiles without spills, ptxas -v). Session 35: the out-of-line call cost
@@ -9,6 +10,6 @@
 # 2. i8's fused suite.
 source scripts/call_env.sh # gpu_env.sh; L, st, ok; smi.txt
 mkdir -p /tmp/b && for t in build-c36/bins48 build-c36/bins49; do tar -C /tmp/b -xJf $t.tar.xz; done; st untar $?
-ab_rounds 3 40 m36 i8 -- dsv3-e32-int8:32,128,256,1024
+AB_ARGS=-G ab_rounds 3 40 m36 i8 -- dsv3-e32-int8:32,128,256,1024
 fused_suite i8 60
 cd $OUT && tar czf n.tgz n && rm -rf n
