@@ -392,7 +392,11 @@ static_assert(FT_WAIT1 == DFM_CUDA_TRACE_STAMPS && FUSED_TRACE_N == DFM_CUDA_TRA
 #define FUSED_BG_RQ_CLAIM 4
 #endif
 /* float4 a lane in flight (the producer group has FUSED_REGS_PRODUCER
- * registers): INT8 (out of line) 4 spilled; FP8 and BF16 (inlined) 2 spilled */
+ * registers; more spilled: INT8 at 4, FP8 and BF16 at 2). Until the thirty-sixth
+ * session INT8 called it out of line (inlined it spilled 4-12 bytes); since
+ * fused_warp_rows it is inlined without spills, and the call's presence had
+ * cost INT8 T = 128 +1.7 us (2 x H200, -G: T = 128 / 256 / 1024 218.8 / 363.4
+ * / 1072.7 -> 217.2 / 360.4 / 1066.1 inlined). */
 #ifndef FUSED_BG_RQ_V4
 #define FUSED_BG_RQ_V4 2
 #endif
@@ -866,12 +870,6 @@ static __device__ __forceinline__ void fused_bg_requant(const dfm_cuda_world_t *
                                                dfm_requant_row<V4>(w, dfm_recv_row(&w->L, g, src, j), q);
                                            });
     }
-}
-
-/* INT8's kernels call it out of line: inlined there, it spilled 4-12 bytes */
-static __device__ __noinline__ void fused_bg_requant_call(const dfm_cuda_world_t *w, const fused_args_t *fa,
-                                                          const int *s_cnt, dfm_quant_t q, unsigned long long seq) {
-    fused_bg_requant<FUSED_BG_RQ_V4>(w, fa, s_cnt, q, seq);
 }
 
 /* Named barrier id over n threads that also says whether any thread's p != 0. */
@@ -1624,12 +1622,8 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
         if (warp > 8) {
             if (fa.rq_warps) fused_rq_warps<kbg>(&w, &fa, s_cnt, s_pre1, q, seq, &s_rqq, s_rqred, s_cbar);
             if (TOK16 && FUSED_BG_WD_ROWS > 0) fused_bg_widen(&w, &fa, s_cnt, half, seq);
-            if (kbg) {
-                if (MODE == DFM_QUANT_INT8)
-                    fused_bg_requant_call(&w, &fa, s_cnt, q, seq);
-                else
-                    fused_bg_requant<FUSED_BG_RQ_V4_FP>(&w, &fa, s_cnt, q, seq);
-            }
+            if (kbg)
+                fused_bg_requant<MODE == DFM_QUANT_INT8 ? FUSED_BG_RQ_V4 : FUSED_BG_RQ_V4_FP>(&w, &fa, s_cnt, q, seq);
             return;
         }
         const int plane = fused_tid() & 31;
