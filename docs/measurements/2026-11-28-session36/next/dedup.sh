@@ -1,6 +1,6 @@
 #!/bin/bash
 # For the next session (NOT RUN), 4 GPUs, one call (~450 s). Carry build-c36/bins49 (i8/ = main
-# 3feafec's kernels: its fused.o SASS) and build-c36/bins50 (dd/ = branch send-dedup: version 5
+# 3feafec's kernels: its fused.o SASS) and build-c36/bins50 (dd/ = send-dedup c6fd36b: version 5
 # sends a token's codes once to each rank that also runs version 5 in the call, the other rows
 # naming that row; compiled without spills, never run on a GPU). If lost: build main (i8) and
 # send-dedup (dd) with `make CUDA=1 WERROR=1 BUILD=build-X -j16 build-X/libdfm.so
