@@ -11,6 +11,7 @@
 #   fused_suite V GUARD  : /tmp/b/<V>/test_moe's fused C suite (threads) -> $L/<V>_fused.txt;
 #   fused_seq V GUARD    : its 1000-call sequence -> $L/<V>_seq1000.txt;
 #   fused_memcheck V FILTER TAG GUARD : memcheck of the cases matching FILTER -> $L/<V>_<TAG>.txt;
+#   bench_table V GUARD  : bench/run_bench.sh with /tmp/b/<V>'s dfm_bench -> $L/bench/ (the table);
 #                (no step started after GUARD seconds)
 # and writes nvidia-smi -L to $L/smi.txt.
 source scripts/gpu_env.sh
@@ -46,4 +47,9 @@ fused_seq() {
 fused_memcheck() {
     ok "$4" && { DFM_TEST_TIMEOUT_S=60 timeout 75 compute-sanitizer --tool memcheck --report-api-errors no \
         --error-exitcode 9 /tmp/b/$1/test_moe -b cuda -p threads -o "$2" > $L/$1_$3.txt 2>&1; st $1_$3 $?; }
+}
+bench_table() {
+    mkdir -p /tmp/b/$1/bench && ln -sf /tmp/b/$1/dfm_bench /tmp/b/$1/bench/dfm_bench
+    ok "$2" && { OUT=$L/bench BUILD=/tmp/b/$1 PYTHON=python3 BENCH_TIMEOUT=60 TORCH_TIMEOUT=60 timeout 60 \
+        bash bench/run_bench.sh > $L/run_bench.out 2>&1; st bench $?; }
 }

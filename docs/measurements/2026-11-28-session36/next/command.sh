@@ -20,6 +20,5 @@ fused_seq i8 160
 fused_memcheck i8 "fused(q=int8,R=2,E=4,H=256,I=640" memcheck 220
 ok 230 && { DFM_LIBRARY=/tmp/b/i8/libdfm.so timeout 80 python3 -m pytest -v -rs --durations=10 tests/python/test_cuda.py \
   -k "numerics and kernel and 4 and int8" > $L/pytest.txt 2>&1; st pytest $?; }
-w=i8; mkdir -p /tmp/b/$w/bench && ln -sf /tmp/b/$w/dfm_bench /tmp/b/$w/bench/dfm_bench
-ok 320 && { OUT=$L/bench BUILD=/tmp/b/$w PYTHON=python3 BENCH_TIMEOUT=60 TORCH_TIMEOUT=60 timeout 60 bash bench/run_bench.sh > $L/run_bench.out 2>&1; st bench $?; }
+bench_table i8 320
 cd $OUT && tar czf n.tgz n && rm -rf n
