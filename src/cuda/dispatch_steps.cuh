@@ -14,6 +14,10 @@
 #define DFM_SEND_X4 4 /* x loads a thread in flight for a token's amax (dfm_dispatch_send) */
 #endif
 
+/* A received row's meta with this bit: the row carries no codes; its first 8
+ * bytes name the row of the same half that does (dfm_dispatch_send's DEDUP). */
+#define DFM_META_ALIAS 0x80000000u
+
 /* u32 words per expert of the first-slot bitmap of T tokens. */
 static __host__ __device__ __forceinline__ int dfm_bitmap_words(int T) {
     return T > 0 ? (T + 31) / 32 : 1;
@@ -82,14 +86,21 @@ static __device__ __forceinline__ void dfm_dispatch_route(const dfm_cuda_op_t &o
  * BF16 codes are the values themselves (scale 1): a kernel compiled for
  * BF16 alone (QM = DFM_QUANT_BF16: the fused kernel's) skips the amax pass;
  * QM = -1: any mode (op.quant).
+ * DEDUP (the fused kernel's version 5): bit r of `dedup` (read in warp 0)
+ * says that rank r widens the rows it receives (DFM_INFO_TOK16). A token's
+ * codes then go once to such a rank, into the row of the token's lowest slot
+ * there; each other row of the token there gets its scale, its meta with
+ * DFM_META_ALIAS set and, in its first 8 bytes, the index of the row that
+ * holds the codes (the receiver's widening reads them from there).
  * s_red [32], s_dst/s_rank [DFM_MAX_TOPK] are the caller's shared scratch.
  */
-template <int NT, int QM = -1>
+template <int NT, int QM = -1, bool DEDUP = false>
 static __device__ __forceinline__ void dfm_dispatch_send(const dfm_cuda_world_t &w,
                                                          const dfm_cuda_op_t &op,
                                                          const uint32_t *s_bits, int W, int parts,
                                                          int half, float *s_red, size_t *s_dst,
-                                                         int *s_rank, int u0) {
+                                                         int *s_rank, int u0,
+                                                         unsigned int dedup = 0u) {
     static_assert(DFM_MAX_TOPK <= 32 && NT % 32 == 0, "a token's slots in warp 0's lanes");
     const int tid = threadIdx.x, T = op.num_tokens, K = op.num_topk, E = w.num_experts;
     const int G = w.num_local_experts, H = w.hidden;
@@ -130,9 +141,9 @@ static __device__ __forceinline__ void dfm_dispatch_send(const dfm_cuda_world_t 
                 if (j < tid && ej == ek) first = false;
             }
         }
+        size_t off = (size_t)-1, from = (size_t)-1; /* DEDUP: from = the row that gets the codes */
+        int dst = 0;
         if (tid < K) {
-            size_t off = (size_t)-1;
-            int dst = 0;
             if (first) {
                 const int e = (int)ek;
                 const uint32_t *b = s_bits + (size_t)e * W;
@@ -143,6 +154,19 @@ static __device__ __forceinline__ void dfm_dispatch_send(const dfm_cuda_world_t 
             }
             s_dst[tid] = off;
             s_rank[tid] = dst;
+        }
+        if constexpr (DEDUP) {
+            if (tid < 32) { /* lo: the lowest slot of the token at dst, if dst widens */
+                const bool v5 = off != (size_t)-1 && ((dedup >> dst) & 1u);
+                const unsigned int at = __ballot_sync(0xffffffffu, v5);
+                int lo = -1;
+                for (int j = 0; j < K; j++) {
+                    const int dj = __shfl_sync(0xffffffffu, dst, j);
+                    if (lo < 0 && ((at >> j) & 1u) && dj == dst) lo = j;
+                }
+                from = __shfl_sync(0xffffffffu, off, v5 ? lo : tid);
+                if (v5 && lo != tid) s_dst[tid] = (size_t)-1; /* its codes are at row `from` */
+            }
         }
         if (!BF16)
             amax = dfm_block_max(amax, s_red); /* also orders s_dst/s_rank */
@@ -160,7 +184,14 @@ static __device__ __forceinline__ void dfm_dispatch_send(const dfm_cuda_world_t 
                 d[c] = v;
             }
         }
-        if (p == 0 && tid < K && s_dst[tid] != (size_t)-1) {
+        if (DEDUP && p == 0 && tid < K && off != (size_t)-1) {
+            char *base = w.peer[dst];
+            const bool alias = from != off;
+            *(float *)(base + dfm_off_recv_scale(&w.L, half, off)) = s;
+            *(int32_t *)(base + dfm_off_recv_meta(&w.L, half, off)) =
+                (t * w.max_topk + tid) | (alias ? (int32_t)DFM_META_ALIAS : 0);
+            if (alias) *(unsigned long long *)(base + dfm_off_recv_rows(&w.L, half, off)) = from;
+        } else if (!DEDUP && p == 0 && tid < K && s_dst[tid] != (size_t)-1) {
             char *base = w.peer[s_rank[tid]];
             *(float *)(base + dfm_off_recv_scale(&w.L, half, s_dst[tid])) = s;
             *(int32_t *)(base + dfm_off_recv_meta(&w.L, half, s_dst[tid])) = t * w.max_topk + tid;
