@@ -1041,15 +1041,18 @@ static __device__ __forceinline__ void fused_widen_row(const dfm_cuda_world_t *w
     const int o0 = wg_tok16_o(4 * lane), o1 = wg_tok16_o(4 * lane + 2);
     char *local = w->peer[w->rank];
     size_t from = phys;
-    if (FUSED_SEND_DEDUP) { /* an alias row (DFM_META_ALIAS): the codes are in the row it names */
-        int32_t *mp = (int32_t *)(local + dfm_off_recv_meta(&w->L, half, phys));
-        const int32_t meta = *mp;
-        if (meta & (int32_t)DFM_META_ALIAS) {
-            const unsigned long long r = *(const unsigned long long *)(local + dfm_off_recv_rows(&w->L, half, phys));
-            from = r < dfm_rows_per_half(&w->L) ? (size_t)r : phys; /* a bad index: this row's bytes */
-            __syncwarp();
-            if (lane == 0) *mp = meta & ~(int32_t)DFM_META_ALIAS; /* for GEMM2's epilogue (fused_out_t) */
+    if (FUSED_SEND_DEDUP) { /* an alias row (DFM_META_ALIAS): the codes are in the row it names
+                             * (lane 0 alone: with all lanes, ptxas serializes the consumers' wgmma) */
+        if (lane == 0) {
+            int32_t *mp = (int32_t *)(local + dfm_off_recv_meta(&w->L, half, phys));
+            const int32_t meta = *mp;
+            if (meta & (int32_t)DFM_META_ALIAS) {
+                const unsigned long long r = *(const unsigned long long *)(local + dfm_off_recv_rows(&w->L, half, phys));
+                from = r < dfm_rows_per_half(&w->L) ? (size_t)r : phys; /* a bad index: this row's bytes */
+                *mp = meta & ~(int32_t)DFM_META_ALIAS; /* for GEMM2's epilogue (fused_out_t) */
+            }
         }
+        from = __shfl_sync(0xffffffffu, from, 0);
     }
     const uint32_t *in = (const uint32_t *)(local + dfm_off_recv_rows(&w->L, half, from));
     uint32_t *out = (uint32_t *)(w->tok16 + phys * H);
