@@ -18,6 +18,10 @@
  * bytes name the row of the same half that does (dfm_dispatch_send's DEDUP). */
 #define DFM_META_ALIAS 0x80000000u
 
+#ifndef DFM_ROUTE_BY_TOKEN
+#define DFM_ROUTE_BY_TOKEN 1 /* dfm_dispatch_route: a token a thread where K <= 8 (0: a slot a thread) */
+#endif
+
 /* u32 words per expert of the first-slot bitmap of T tokens. */
 static __host__ __device__ __forceinline__ int dfm_bitmap_words(int T) {
     return T > 0 ? (T + 31) / 32 : 1;
@@ -67,6 +71,42 @@ static __device__ __forceinline__ void dfm_dispatch_route(const dfm_cuda_op_t &o
     for (int i = tid; i < E * W; i += NT) s_bits[i] = 0u;
     if (tid == 0) *s_dropped = 0;
     __syncthreads();
+#if DFM_ROUTE_BY_TOKEN
+    /* a token a thread where K <= 8: its ids loaded at once, the first-slot
+     * test in registers (a slot a thread, with dfm_slot_is_first's chain of
+     * loads, took ~24 us of every CTA at T = 1024, K = 8; thirty-seventh
+     * session). Up to 16 ids in registers made ptxas serialize version 5's
+     * wgmma (C7511), so K > 8 keeps a slot a thread. */
+    int dropped = 0;
+    if (K <= 8) {
+        for (int t = tid; t < T; t += NT) {
+            const int64_t *row = op.topk_idx + (size_t)t * K;
+            int e[8];
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                const int64_t v = k < K ? row[k] : -1;
+                dropped += v < -1 || v >= E;
+                e[k] = v >= 0 && v < E ? (int)v : -1;
+            }
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                bool first = e[k] >= 0;
+#pragma unroll
+                for (int j = 0; j < k; j++) first = first && e[j] != e[k];
+                if (first) atomicOr(&s_bits[e[k] * W + (t >> 5)], 1u << (t & 31));
+            }
+        }
+    } else {
+        for (int i = tid; i < T * K; i += NT) {
+            const int t = i / K, k = i % K;
+            const int64_t *row = op.topk_idx + (size_t)t * K;
+            const int64_t e = row[k];
+            dropped += e < -1 || e >= E;
+            if (dfm_slot_is_first(row, k, E)) atomicOr(&s_bits[(int)e * W + (t >> 5)], 1u << (t & 31));
+        }
+    }
+    if (dropped) atomicAdd(s_dropped, dropped);
+#else
     for (int i = tid; i < T * K; i += NT) {
         const int t = i / K, k = i % K;
         const int64_t *row = op.topk_idx + (size_t)t * K;
@@ -74,6 +114,7 @@ static __device__ __forceinline__ void dfm_dispatch_route(const dfm_cuda_op_t &o
         if (e < -1 || e >= E) atomicAdd(s_dropped, 1);
         if (dfm_slot_is_first(row, k, E)) atomicOr(&s_bits[(int)e * W + (t >> 5)], 1u << (t & 31));
     }
+#endif
     __syncthreads();
 }
 
@@ -141,9 +182,9 @@ static __device__ __forceinline__ void dfm_dispatch_send(const dfm_cuda_world_t 
                 if (j < tid && ej == ek) first = false;
             }
         }
-        size_t off = (size_t)-1, from = (size_t)-1; /* DEDUP: from = the row that gets the codes */
-        int dst = 0;
         if (tid < K) {
+            size_t off = (size_t)-1;
+            int dst = 0;
             if (first) {
                 const int e = (int)ek;
                 const uint32_t *b = s_bits + (size_t)e * W;
@@ -155,16 +196,20 @@ static __device__ __forceinline__ void dfm_dispatch_send(const dfm_cuda_world_t 
             s_dst[tid] = off;
             s_rank[tid] = dst;
         }
+        size_t mine = (size_t)-1, from = (size_t)-1; /* DEDUP: slot tid's row, the row with its codes */
+        int dst = 0;
         if constexpr (DEDUP) {
             if (tid < 32) { /* lo: the lowest slot of the token at dst, if dst widens */
-                const bool v5 = off != (size_t)-1 && ((dedup >> dst) & 1u);
+                mine = tid < K ? s_dst[tid] : (size_t)-1; /* this thread's own stores */
+                dst = tid < K ? s_rank[tid] : 0;
+                const bool v5 = mine != (size_t)-1 && ((dedup >> dst) & 1u);
                 const unsigned int at = __ballot_sync(0xffffffffu, v5);
                 int lo = -1;
                 for (int j = 0; j < K; j++) {
                     const int dj = __shfl_sync(0xffffffffu, dst, j);
                     if (lo < 0 && ((at >> j) & 1u) && dj == dst) lo = j;
                 }
-                from = __shfl_sync(0xffffffffu, off, v5 ? lo : tid);
+                from = __shfl_sync(0xffffffffu, mine, v5 ? lo : tid);
                 if (v5 && lo != tid) s_dst[tid] = (size_t)-1; /* its codes are at row `from` */
             }
         }
@@ -184,13 +229,13 @@ static __device__ __forceinline__ void dfm_dispatch_send(const dfm_cuda_world_t 
                 d[c] = v;
             }
         }
-        if (DEDUP && p == 0 && tid < K && off != (size_t)-1) {
+        if (DEDUP && p == 0 && tid < K && mine != (size_t)-1) {
             char *base = w.peer[dst];
-            const bool alias = from != off;
-            *(float *)(base + dfm_off_recv_scale(&w.L, half, off)) = s;
-            *(int32_t *)(base + dfm_off_recv_meta(&w.L, half, off)) =
+            const bool alias = from != mine;
+            *(float *)(base + dfm_off_recv_scale(&w.L, half, mine)) = s;
+            *(int32_t *)(base + dfm_off_recv_meta(&w.L, half, mine)) =
                 (t * w.max_topk + tid) | (alias ? (int32_t)DFM_META_ALIAS : 0);
-            if (alias) *(unsigned long long *)(base + dfm_off_recv_rows(&w.L, half, off)) = from;
+            if (alias) *(unsigned long long *)(base + dfm_off_recv_rows(&w.L, half, mine)) = from;
         } else if (!DEDUP && p == 0 && tid < K && s_dst[tid] != (size_t)-1) {
             char *base = w.peer[s_rank[tid]];
             *(float *)(base + dfm_off_recv_scale(&w.L, half, s_dst[tid])) = s;
