@@ -1,7 +1,7 @@
 #!/bin/bash
 # Session 37, call 2, 4 GPUs or 2 (then dfm_bench -G: 8 experts a rank as at R = 4) (~450 s).
 # Carry build-c37/bins51 (m/ = main 6c7509e), bins53 (d0/ = send-dedup with the old routing,
-# -DDFM_ROUTE_BY_TOKEN=0), bins54 (dr/ = send-dedup 'dispatch route' commit: a token a thread in
+# -DDFM_ROUTE_BY_TOKEN=0), bins54 (dr/ = send-dedup 11da2e4: a token a thread in
 # dfm_dispatch_route where K <= 8; call 1's trace: routing took 24 us of every CTA at T = 1024).
 # 1. dr's tests: the whole C suite (the route is the pipeline's too), the fused suite with every
 #    FP8 call on version 5, the mixed-choice sequence, memcheck of the I = 640 FP8 case (version 5),
