@@ -18,9 +18,6 @@
  * bytes name the row of the same half that does (dfm_dispatch_send's DEDUP). */
 #define DFM_META_ALIAS 0x80000000u
 
-#ifndef DFM_SEND_PF_NEXT
-#define DFM_SEND_PF_NEXT 1 /* dfm_dispatch_send: prefetch the CTA's next unit's row into L2 */
-#endif
 #ifndef DFM_ROUTE_BY_TOKEN
 #define DFM_ROUTE_BY_TOKEN 1 /* dfm_dispatch_route: a token a thread where K <= 8 (0: a slot a thread) */
 #endif
@@ -154,14 +151,6 @@ static __device__ __forceinline__ void dfm_dispatch_send(const dfm_cuda_world_t 
     for (int u = u0; u < T * parts; u += gridDim.x) {
         const int t = u / parts, p = u % parts;
         const uint16_t *xr = op.x + (size_t)t * H;
-        if (DFM_SEND_PF_NEXT && u + (int)gridDim.x < T * parts) {
-            /* this CTA's next unit: its x row and ids into L2 while this one
-             * runs (a unit is ~8 us at T = 1024, much of it the row's loads) */
-            const int tn = (u + (int)gridDim.x) / parts;
-            const char *xn = (const char *)(op.x + (size_t)tn * H);
-            if (tid * 128 < H * 2) asm volatile("prefetch.global.L2 [%0];" ::"l"(xn + (size_t)tid * 128));
-            else if (tid == NT - 1) asm volatile("prefetch.global.L2 [%0];" ::"l"(op.topk_idx + (size_t)tn * K));
-        }
         /* the row's amax: DFM_SEND_X4 16-byte loads a thread in flight at
          * once (7168 values of 384 threads: one round trip, not three) */
         float amax = 0.0f;
