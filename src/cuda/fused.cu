@@ -1319,7 +1319,10 @@ static __device__ __forceinline__ int fused_a_box(const wg_gemm_args_t &p, int g
  *   1. dispatch, all FUSED_THREADS (384) threads: route the whole batch into the bitmap;
  *      CTA 0 publishes counts + src_info + the counts flag; work units
  *      (token, part) quantize and store to every destination (CTA 0 takes
- *      the grid's last unit, SEND_SKIP0); the CTAs with units arrive on
+ *      the grid's last unit, SEND_SKIP0; version 5 with FUSED_SEND_DEDUP:
+ *      every CTA first waits for each rank's counts flag and sends a token's
+ *      codes once to each rank whose src_info says it runs version 5 too,
+ *      the token's other rows there naming that row); the CTAs with units arrive on
  *      st->send_done (ARRIVE_WORK), the last raises the payload flags; after
  *      its units, the CTA's last warp prefetches into L2 the first weight
  *      stages of its likely first GEMM1 item (spec_pf) or, at sparse calls,
@@ -1351,10 +1354,13 @@ static __device__ __forceinline__ int fused_a_box(const wg_gemm_args_t &p, int g
  * Why it cannot deadlock (all CTAs co-resident: cooperative launch, grid <=
  * SMs x occupancy, checked at creation; the two ranks' kernels both running):
  * the waits form a fixed order
- *   dispatch sends (no waits) < counts/payload flags < GEMM1 items
+ *   dispatch sends (no waits but, in version 5, the peers' counts flags,
+ *   raised by their CTA 0 right after routing, which waits for nothing)
+ *   < counts/payload flags < GEMM1 items
  *   < requant of g < GEMM2 items of g < combine flags < reduce.
- * A GEMM1 item waits only on peers' payload flags, raised after step 1, which
- * has no waits, so every GEMM1 item completes. Every CTA walks its items in
+ * A GEMM1 item waits only on peers' payload flags, raised after step 1, whose
+ * only waits are on counts flags that nothing delays, so every GEMM1 item
+ * completes. Every CTA walks its items in
  * increasing u (claims hand out u in increasing order, so every item below a
  * claimed one is already some running CTA's) and all GEMM1 items precede all
  * GEMM2 items, so no CTA waits in a GEMM2 item while owning an unfinished
