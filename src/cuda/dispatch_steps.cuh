@@ -133,9 +133,10 @@ static __device__ __forceinline__ void dfm_dispatch_route(const dfm_cuda_op_t &o
  * DEDUP (the fused kernel's version 5): bit r of `dedup` (read in warp 0)
  * says that rank r widens the rows it receives (DFM_INFO_TOK16). A token's
  * codes then go once to such a rank, into the row of the token's lowest slot
- * there; each other row of the token there gets its scale, its meta with
- * DFM_META_ALIAS set and, in its first 8 bytes, the index of the row that
- * holds the codes (the receiver's widening reads them from there).
+ * there; each other row of the token there gets only its meta, with
+ * DFM_META_ALIAS set, and in its first 8 bytes the index of the row that
+ * holds the codes (the receiver's widening reads them from there and copies
+ * that row's scale).
  * s_red [32], s_dst/s_rank [DFM_MAX_TOPK] are the caller's shared scratch.
  */
 template <int NT, int QM = -1, bool DEDUP = false>
@@ -158,9 +159,11 @@ static __device__ __forceinline__ void dfm_dispatch_send(const dfm_cuda_world_t 
          * once (7168 values of 384 threads: one round trip, not three) */
         float amax = 0.0f;
         /* DFM_SEND_REGCODES: a whole row in one pass (parts == 1) keeps its
-         * values in v for the codes instead of loading them again (not with
-         * DEDUP: in version 5's kernel ptxas then serializes the wgmma, C7511) */
-        const bool regc = DFM_SEND_REGCODES && !BF16 && !DEDUP && q != DFM_QUANT_BF16 && parts == 1 &&
+         * values in v for the codes instead of loading them again (with DEDUP
+         * only since its alias rows are written before the block max: while
+         * their rows stayed live across it, ptxas serialized version 5's
+         * wgmma, C7511) */
+        const bool regc = DFM_SEND_REGCODES && !BF16 && q != DFM_QUANT_BF16 && parts == 1 &&
                           H <= DFM_SEND_X4 * NT * 8;
         uint4 v[DFM_SEND_X4];
         for (int i0 = tid * 8; !BF16 && i0 < H; i0 += DFM_SEND_X4 * NT * 8) {
@@ -204,12 +207,10 @@ static __device__ __forceinline__ void dfm_dispatch_send(const dfm_cuda_world_t 
             s_dst[tid] = off;
             s_rank[tid] = dst;
         }
-        size_t mine = (size_t)-1, from = (size_t)-1; /* DEDUP: slot tid's row, the row with its codes */
-        int dst = 0;
         if constexpr (DEDUP) {
             if (tid < 32) { /* lo: the lowest slot of the token at dst, if dst widens */
-                mine = tid < K ? s_dst[tid] : (size_t)-1; /* this thread's own stores */
-                dst = tid < K ? s_rank[tid] : 0;
+                const size_t mine = tid < K ? s_dst[tid] : (size_t)-1; /* this thread's own stores */
+                const int dst = tid < K ? s_rank[tid] : 0;
                 const bool v5 = mine != (size_t)-1 && ((dedup >> dst) & 1u);
                 const unsigned int at = __ballot_sync(0xffffffffu, v5);
                 int lo = -1;
@@ -217,8 +218,16 @@ static __device__ __forceinline__ void dfm_dispatch_send(const dfm_cuda_world_t 
                     const int dj = __shfl_sync(0xffffffffu, dst, j);
                     if (lo < 0 && ((at >> j) & 1u) && dj == dst) lo = j;
                 }
-                from = __shfl_sync(0xffffffffu, mine, v5 ? lo : tid);
-                if (v5 && lo != tid) s_dst[tid] = (size_t)-1; /* its codes are at row `from` */
+                const size_t from = __shfl_sync(0xffffffffu, mine, v5 ? lo : tid);
+                if (v5 && lo != tid) { /* an alias row: no codes, no scale (the receiver copies both) */
+                    s_dst[tid] = (size_t)-1;
+                    if (p == 0) {
+                        char *base = w.peer[dst];
+                        *(int32_t *)(base + dfm_off_recv_meta(&w.L, half, mine)) =
+                            (t * w.max_topk + tid) | (int32_t)DFM_META_ALIAS;
+                        *(unsigned long long *)(base + dfm_off_recv_rows(&w.L, half, mine)) = from;
+                    }
+                }
             }
         }
         if (!BF16)
@@ -254,14 +263,7 @@ static __device__ __forceinline__ void dfm_dispatch_send(const dfm_cuda_world_t 
                 d[c] = v;
             }
         }
-        if (DEDUP && p == 0 && tid < K && mine != (size_t)-1) {
-            char *base = w.peer[dst];
-            const bool alias = from != mine;
-            *(float *)(base + dfm_off_recv_scale(&w.L, half, mine)) = s;
-            *(int32_t *)(base + dfm_off_recv_meta(&w.L, half, mine)) =
-                (t * w.max_topk + tid) | (alias ? (int32_t)DFM_META_ALIAS : 0);
-            if (alias) *(unsigned long long *)(base + dfm_off_recv_rows(&w.L, half, mine)) = from;
-        } else if (!DEDUP && p == 0 && tid < K && s_dst[tid] != (size_t)-1) {
+        if (p == 0 && tid < K && s_dst[tid] != (size_t)-1) {
             char *base = w.peer[s_rank[tid]];
             *(float *)(base + dfm_off_recv_scale(&w.L, half, s_dst[tid])) = s;
             *(int32_t *)(base + dfm_off_recv_meta(&w.L, half, s_dst[tid])) = t * w.max_topk + tid;

@@ -1050,6 +1050,8 @@ static __device__ __forceinline__ void fused_widen_row(const dfm_cuda_world_t *w
                 const unsigned long long r = *(const unsigned long long *)(local + dfm_off_recv_rows(&w->L, half, phys));
                 from = r < dfm_rows_per_half(&w->L) ? (size_t)r : phys; /* a bad index: this row's bytes */
                 *mp = meta & ~(int32_t)DFM_META_ALIAS; /* for GEMM2's epilogue (fused_out_t) */
+                float *sc = (float *)(local + dfm_off_recv_scale(&w->L, half, 0)); /* for GEMM1's epilogue */
+                sc[phys] = sc[from];
             }
         }
         from = __shfl_sync(0xffffffffu, from, 0);
