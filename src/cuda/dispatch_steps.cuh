@@ -18,9 +18,6 @@
  * bytes name the row of the same half that does (dfm_dispatch_send's DEDUP). */
 #define DFM_META_ALIAS 0x80000000u
 
-#ifndef DFM_SEND_REGCODES
-#define DFM_SEND_REGCODES 0 /* dfm_dispatch_send: codes from the amax pass's registers (one pass a row) */
-#endif
 #ifndef DFM_ROUTE_BY_TOKEN
 #define DFM_ROUTE_BY_TOKEN 1 /* dfm_dispatch_route: a token a thread where K <= 8 (0: a slot a thread) */
 #endif
@@ -158,15 +155,8 @@ static __device__ __forceinline__ void dfm_dispatch_send(const dfm_cuda_world_t 
         /* the row's amax: DFM_SEND_X4 16-byte loads a thread in flight at
          * once (7168 values of 384 threads: one round trip, not three) */
         float amax = 0.0f;
-        /* DFM_SEND_REGCODES: a whole row in one pass (parts == 1) keeps its
-         * values in v for the codes instead of loading them again (with DEDUP
-         * only since its alias rows are written before the block max: while
-         * their rows stayed live across it, ptxas serialized version 5's
-         * wgmma, C7511) */
-        const bool regc = DFM_SEND_REGCODES && !BF16 && q != DFM_QUANT_BF16 && parts == 1 &&
-                          H <= DFM_SEND_X4 * NT * 8;
-        uint4 v[DFM_SEND_X4];
         for (int i0 = tid * 8; !BF16 && i0 < H; i0 += DFM_SEND_X4 * NT * 8) {
+            uint4 v[DFM_SEND_X4];
 #pragma unroll
             for (int b = 0; b < DFM_SEND_X4; b++) {
                 const int i = i0 + b * NT * 8;
@@ -219,7 +209,7 @@ static __device__ __forceinline__ void dfm_dispatch_send(const dfm_cuda_world_t 
                     if (lo < 0 && ((at >> j) & 1u) && dj == dst) lo = j;
                 }
                 const size_t from = __shfl_sync(0xffffffffu, mine, v5 ? lo : tid);
-                if (v5 && lo != tid) { /* an alias row: no codes, no scale (the receiver copies both) */
+                if (v5 && lo != tid) { /* an alias row: no codes, no scale (the receiver takes both from row `from`) */
                     s_dst[tid] = (size_t)-1;
                     if (p == 0) {
                         char *base = w.peer[dst];
@@ -237,24 +227,7 @@ static __device__ __forceinline__ void dfm_dispatch_send(const dfm_cuda_world_t 
         const float s = dfm_quant_scale(amax, q);
         const int c0 = (int)((long long)chunks * p / parts);
         const int c1 = (int)((long long)chunks * (p + 1) / parts);
-#pragma unroll
-        for (int b = 0; b < DFM_SEND_X4 && regc; b++) { /* 8 codes of v[b] at byte tid * 8 + b * NT * 8 */
-            const int i = tid * 8 + b * NT * 8;
-            if (i >= H) break;
-            const uint32_t uu[4] = {v[b].x, v[b].y, v[b].z, v[b].w};
-            uint32_t o[2];
-#pragma unroll
-            for (int h = 0; h < 2; h++)
-                o[h] = dfm_code1(dfm_bf16_lo(uu[2 * h]), s, q) | (dfm_code1(dfm_bf16_hi(uu[2 * h]), s, q) << 8) |
-                       (dfm_code1(dfm_bf16_lo(uu[2 * h + 1]), s, q) << 16) |
-                       (dfm_code1(dfm_bf16_hi(uu[2 * h + 1]), s, q) << 24);
-            for (int k = 0; k < K; k++) {
-                const size_t row = s_dst[k];
-                if (row == (size_t)-1) continue;
-                *(uint2 *)(w.peer[s_rank[k]] + dfm_off_recv_rows(&w.L, half, row) + i) = make_uint2(o[0], o[1]);
-            }
-        }
-        for (int c = c0 + tid; c < c1 && !regc; c += NT) {
+        for (int c = c0 + tid; c < c1; c += NT) {
             const uint4 v = dfm_codes16(xr, c, s, q);
             for (int k = 0; k < K; k++) {
                 const size_t row = s_dst[k];
