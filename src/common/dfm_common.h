@@ -157,8 +157,10 @@ DFM_HD static inline int dfm_seq_half(uint64_t seq) { return (int)(seq & 1u); }
  *
  *   dispatch_flag [2][R]        u64  src -> seq once src's rows for me are in
  *   combine_flag  [2][R]        u64  src -> seq once src's results for me are in
- *   src_info      [2][R][4]     i32  from src: quant, num_topk, num_tokens,
- *                                    number of dropped (out of range) slots
+ *   src_info      [2][R][8]     i32  from src: quant, num_topk, num_tokens,
+ *                                    number of dropped (out of range) slots,
+ *                                    whether src's fused kernel runs version 5
+ *                                    in this call (CUDA; 0 elsewhere), 3 spare
  *   recv_counts   [2][R][G]     i32  rows src sent to my local expert g (the
  *                                    fused kernel's: tag << 16 | rows)
  *   recv_meta     [2][G][R][M]  i32  row j of (g, src): token * Kmax + slot
@@ -188,8 +190,8 @@ DFM_HD static inline int dfm_seq_half(uint64_t seq) { return (int)(seq & 1u); }
 #ifndef DFM_COMBINE_LL_ELEMS
 #define DFM_COMBINE_LL_ELEMS (1u << 20)
 #endif
-#define DFM_SRC_INFO_WORDS 4
-enum { DFM_INFO_QUANT = 0, DFM_INFO_TOPK = 1, DFM_INFO_TOKENS = 2, DFM_INFO_DROPPED = 3 };
+#define DFM_SRC_INFO_WORDS 8
+enum { DFM_INFO_QUANT = 0, DFM_INFO_TOPK = 1, DFM_INFO_TOKENS = 2, DFM_INFO_DROPPED = 3, DFM_INFO_TOK16 = 4 };
 
 typedef struct {
     int num_ranks, num_local_experts, hidden, inter, max_topk, num_max;

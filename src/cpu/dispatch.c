@@ -56,6 +56,7 @@ dfm_status_t cpu_dispatch_send(dfm_ctx_t *ctx, const void *x, const int64_t *top
         info[DFM_INFO_TOPK] = num_topk;
         info[DFM_INFO_TOKENS] = num_tokens;
         info[DFM_INFO_DROPPED] = dropped;
+        info[DFM_INFO_TOK16] = 0;
         atomic_store_explicit(cpu_flag(region, dfm_off_dispatch_flag(L, half, me)), seq,
                               memory_order_release);
     }

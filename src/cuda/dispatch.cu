@@ -104,6 +104,7 @@ static __global__ void __launch_bounds__(DISPATCH_THREADS)
             info[DFM_INFO_TOPK] = K;
             info[DFM_INFO_TOKENS] = T;
             info[DFM_INFO_DROPPED] = s_dropped;
+            info[DFM_INFO_TOK16] = 0; /* rows a (token, expert): fused.cu's dedup is not for us */
         }
         if (tid == 0) {
             dfm_cuda_state_t *st = w.st;

@@ -14,6 +14,14 @@
 #define DFM_SEND_X4 4 /* x loads a thread in flight for a token's amax (dfm_dispatch_send) */
 #endif
 
+/* A received row's meta with this bit: the row carries no codes; its first 8
+ * bytes name the row of the same half that does (dfm_dispatch_send's DEDUP). */
+#define DFM_META_ALIAS 0x80000000u
+
+#ifndef DFM_ROUTE_BY_TOKEN
+#define DFM_ROUTE_BY_TOKEN 1 /* dfm_dispatch_route: a token a thread where K <= 8 (0: a slot a thread) */
+#endif
+
 /* u32 words per expert of the first-slot bitmap of T tokens. */
 static __host__ __device__ __forceinline__ int dfm_bitmap_words(int T) {
     return T > 0 ? (T + 31) / 32 : 1;
@@ -63,6 +71,42 @@ static __device__ __forceinline__ void dfm_dispatch_route(const dfm_cuda_op_t &o
     for (int i = tid; i < E * W; i += NT) s_bits[i] = 0u;
     if (tid == 0) *s_dropped = 0;
     __syncthreads();
+#if DFM_ROUTE_BY_TOKEN
+    /* a token a thread where K <= 8: its ids loaded at once, the first-slot
+     * test in registers (a slot a thread, with dfm_slot_is_first's chain of
+     * loads, took ~24 us of every CTA at T = 1024, K = 8; thirty-seventh
+     * session). Up to 16 ids in registers made ptxas serialize version 5's
+     * wgmma (C7511), so K > 8 keeps a slot a thread. */
+    int dropped = 0;
+    if (K <= 8) {
+        for (int t = tid; t < T; t += NT) {
+            const int64_t *row = op.topk_idx + (size_t)t * K;
+            int e[8];
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                const int64_t v = k < K ? row[k] : -1;
+                dropped += v < -1 || v >= E;
+                e[k] = v >= 0 && v < E ? (int)v : -1;
+            }
+#pragma unroll
+            for (int k = 0; k < 8; k++) {
+                bool first = e[k] >= 0;
+#pragma unroll
+                for (int j = 0; j < k; j++) first = first && e[j] != e[k];
+                if (first) atomicOr(&s_bits[e[k] * W + (t >> 5)], 1u << (t & 31));
+            }
+        }
+    } else {
+        for (int i = tid; i < T * K; i += NT) {
+            const int t = i / K, k = i % K;
+            const int64_t *row = op.topk_idx + (size_t)t * K;
+            const int64_t e = row[k];
+            dropped += e < -1 || e >= E;
+            if (dfm_slot_is_first(row, k, E)) atomicOr(&s_bits[(int)e * W + (t >> 5)], 1u << (t & 31));
+        }
+    }
+    if (dropped) atomicAdd(s_dropped, dropped);
+#else
     for (int i = tid; i < T * K; i += NT) {
         const int t = i / K, k = i % K;
         const int64_t *row = op.topk_idx + (size_t)t * K;
@@ -70,6 +114,7 @@ static __device__ __forceinline__ void dfm_dispatch_route(const dfm_cuda_op_t &o
         if (e < -1 || e >= E) atomicAdd(s_dropped, 1);
         if (dfm_slot_is_first(row, k, E)) atomicOr(&s_bits[(int)e * W + (t >> 5)], 1u << (t & 31));
     }
+#endif
     __syncthreads();
 }
 
@@ -82,14 +127,22 @@ static __device__ __forceinline__ void dfm_dispatch_route(const dfm_cuda_op_t &o
  * BF16 codes are the values themselves (scale 1): a kernel compiled for
  * BF16 alone (QM = DFM_QUANT_BF16: the fused kernel's) skips the amax pass;
  * QM = -1: any mode (op.quant).
+ * DEDUP (the fused kernel's version 5): bit r of `dedup` (read in warp 0)
+ * says that rank r widens the rows it receives (DFM_INFO_TOK16). A token's
+ * codes then go once to such a rank, into the row of the token's lowest slot
+ * there; each other row of the token there gets only its meta, with
+ * DFM_META_ALIAS set, and in its first 8 bytes the index of the row that
+ * holds the codes (the receiver's widening reads them from there and copies
+ * that row's scale).
  * s_red [32], s_dst/s_rank [DFM_MAX_TOPK] are the caller's shared scratch.
  */
-template <int NT, int QM = -1>
+template <int NT, int QM = -1, bool DEDUP = false>
 static __device__ __forceinline__ void dfm_dispatch_send(const dfm_cuda_world_t &w,
                                                          const dfm_cuda_op_t &op,
                                                          const uint32_t *s_bits, int W, int parts,
                                                          int half, float *s_red, size_t *s_dst,
-                                                         int *s_rank, int u0) {
+                                                         int *s_rank, int u0,
+                                                         unsigned int dedup = 0u) {
     static_assert(DFM_MAX_TOPK <= 32 && NT % 32 == 0, "a token's slots in warp 0's lanes");
     const int tid = threadIdx.x, T = op.num_tokens, K = op.num_topk, E = w.num_experts;
     const int G = w.num_local_experts, H = w.hidden;
@@ -143,6 +196,29 @@ static __device__ __forceinline__ void dfm_dispatch_send(const dfm_cuda_world_t 
             }
             s_dst[tid] = off;
             s_rank[tid] = dst;
+        }
+        if constexpr (DEDUP) {
+            if (tid < 32) { /* lo: the lowest slot of the token at dst, if dst widens */
+                const size_t mine = tid < K ? s_dst[tid] : (size_t)-1; /* this thread's own stores */
+                const int dst = tid < K ? s_rank[tid] : 0;
+                const bool v5 = mine != (size_t)-1 && ((dedup >> dst) & 1u);
+                const unsigned int at = __ballot_sync(0xffffffffu, v5);
+                int lo = -1;
+                for (int j = 0; j < K; j++) {
+                    const int dj = __shfl_sync(0xffffffffu, dst, j);
+                    if (lo < 0 && ((at >> j) & 1u) && dj == dst) lo = j;
+                }
+                const size_t from = __shfl_sync(0xffffffffu, mine, v5 ? lo : tid);
+                if (v5 && lo != tid) { /* an alias row: no codes, no scale (the receiver takes both from row `from`) */
+                    s_dst[tid] = (size_t)-1;
+                    if (p == 0) {
+                        char *base = w.peer[dst];
+                        *(int32_t *)(base + dfm_off_recv_meta(&w.L, half, mine)) =
+                            (t * w.max_topk + tid) | (int32_t)DFM_META_ALIAS;
+                        *(unsigned long long *)(base + dfm_off_recv_rows(&w.L, half, mine)) = from;
+                    }
+                }
+            }
         }
         if (!BF16)
             amax = dfm_block_max(amax, s_red); /* also orders s_dst/s_rank */

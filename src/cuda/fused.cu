@@ -999,6 +999,13 @@ static __device__ __forceinline__ void fused_rq_warps(const dfm_cuda_world_t *w,
     }
 }
 
+/* Version 5 sends a token's codes once to each rank that runs version 5 too,
+ * the token's other rows there naming that row (dfm_dispatch_send's DEDUP;
+ * fused_widen_row resolves them). 0: a row a (token, expert) everywhere. */
+#ifndef FUSED_SEND_DEDUP
+#define FUSED_SEND_DEDUP 1
+#endif
+
 /* Rows of an expert widened per claim (fused_help_widen): one per consumer warp. */
 #ifndef FUSED_WD_ROWS
 #define FUSED_WD_ROWS 8
@@ -1032,7 +1039,24 @@ static __device__ __forceinline__ void fused_rq_warps(const dfm_cuda_world_t *w,
 static __device__ __forceinline__ void fused_widen_row(const dfm_cuda_world_t *w, int half, size_t phys) {
     const int H = w->hidden, lane = threadIdx.x & 31;
     const int o0 = wg_tok16_o(4 * lane), o1 = wg_tok16_o(4 * lane + 2);
-    const uint32_t *in = (const uint32_t *)(w->peer[w->rank] + dfm_off_recv_rows(&w->L, half, phys));
+    char *local = w->peer[w->rank];
+    size_t from = phys;
+    if (FUSED_SEND_DEDUP) { /* an alias row (DFM_META_ALIAS): the codes are in the row it names
+                             * (lane 0 alone: with all lanes, ptxas serializes the consumers' wgmma) */
+        if (lane == 0) {
+            int32_t *mp = (int32_t *)(local + dfm_off_recv_meta(&w->L, half, phys));
+            const int32_t meta = *mp;
+            if (meta & (int32_t)DFM_META_ALIAS) {
+                const unsigned long long r = *(const unsigned long long *)(local + dfm_off_recv_rows(&w->L, half, phys));
+                from = r < dfm_rows_per_half(&w->L) ? (size_t)r : phys; /* a bad index: this row's bytes */
+                *mp = meta & ~(int32_t)DFM_META_ALIAS; /* for GEMM2's epilogue (fused_out_t) */
+                float *sc = (float *)(local + dfm_off_recv_scale(&w->L, half, 0)); /* for GEMM1's epilogue */
+                sc[phys] = sc[from];
+            }
+        }
+        from = __shfl_sync(0xffffffffu, from, 0);
+    }
+    const uint32_t *in = (const uint32_t *)(local + dfm_off_recv_rows(&w->L, half, from));
     uint32_t *out = (uint32_t *)(w->tok16 + phys * H);
     for (int b = 0; b < H; b += 4 * 128) {
         uint32_t v[4];
@@ -1297,7 +1321,10 @@ static __device__ __forceinline__ int fused_a_box(const wg_gemm_args_t &p, int g
  *   1. dispatch, all FUSED_THREADS (384) threads: route the whole batch into the bitmap;
  *      CTA 0 publishes counts + src_info + the counts flag; work units
  *      (token, part) quantize and store to every destination (CTA 0 takes
- *      the grid's last unit, SEND_SKIP0); the CTAs with units arrive on
+ *      the grid's last unit, SEND_SKIP0; version 5 with FUSED_SEND_DEDUP:
+ *      every CTA first waits for each rank's counts flag and sends a token's
+ *      codes once to each rank whose src_info says it runs version 5 too,
+ *      the token's other rows there naming that row); the CTAs with units arrive on
  *      st->send_done (ARRIVE_WORK), the last raises the payload flags; after
  *      its units, the CTA's last warp prefetches into L2 the first weight
  *      stages of its likely first GEMM1 item (spec_pf) or, at sparse calls,
@@ -1329,10 +1356,13 @@ static __device__ __forceinline__ int fused_a_box(const wg_gemm_args_t &p, int g
  * Why it cannot deadlock (all CTAs co-resident: cooperative launch, grid <=
  * SMs x occupancy, checked at creation; the two ranks' kernels both running):
  * the waits form a fixed order
- *   dispatch sends (no waits) < counts/payload flags < GEMM1 items
+ *   dispatch sends (no waits but, in version 5, the peers' counts flags,
+ *   raised by their CTA 0 right after routing, which waits for nothing)
+ *   < counts/payload flags < GEMM1 items
  *   < requant of g < GEMM2 items of g < combine flags < reduce.
- * A GEMM1 item waits only on peers' payload flags, raised after step 1, which
- * has no waits, so every GEMM1 item completes. Every CTA walks its items in
+ * A GEMM1 item waits only on peers' payload flags, raised after step 1, whose
+ * only waits are on counts flags that nothing delays, so every GEMM1 item
+ * completes. Every CTA walks its items in
  * increasing u (claims hand out u in increasing order, so every item below a
  * claimed one is already some running CTA's) and all GEMM1 items precede all
  * GEMM2 items, so no CTA waits in a GEMM2 item while owning an unfinished
@@ -1457,6 +1487,7 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
             info[DFM_INFO_TOPK] = K;
             info[DFM_INFO_TOKENS] = T;
             info[DFM_INFO_DROPPED] = s_dropped;
+            info[DFM_INFO_TOK16] = TOK16 && FUSED_SEND_DEDUP; /* peers may send us a token's codes once */
         }
         __syncthreads(); /* src_info (and the counts) before the flags (release: cumulative) */
         if (tid < R)
@@ -1468,7 +1499,22 @@ static __global__ void __launch_bounds__(FUSED_THREADS, 1)
      * kernels. */
     const int u0 = fa.send_skip0 ? ((int)blockIdx.x + (int)gridDim.x - 1) % (int)gridDim.x : (int)blockIdx.x;
     const int n_send = fa.arrive_work ? max(1, min((int)gridDim.x, T * fa.parts)) : (int)gridDim.x;
-    dfm_dispatch_send<FUSED_THREADS, MODE>(w, op, s_bits, W, fa.parts, half, s_red, s_dst, s_rank, u0);
+    if constexpr (TOK16 && FUSED_SEND_DEDUP) {
+        /* which ranks widen what they receive (version 5 too): their counts
+         * flags carry src_info, raised right after their routing (no waits) */
+        unsigned int dedup = 0u;
+        if (warp == 0) {
+            const int v5 = lane < R &&
+                           fused_wait(&w, local + dfm_off_dispatch_flag(&w.L, half, lane), seq, ~FUSED_COUNTS_TAG, lane,
+                                      DFM_CUDA_WAIT_DISPATCH, seq) &&
+                           ((const volatile int32_t *)(local + dfm_off_src_info(&w.L, half, lane)))[DFM_INFO_TOK16];
+            dedup = __ballot_sync(0xffffffffu, v5);
+        }
+        dfm_dispatch_send<FUSED_THREADS, MODE, true>(w, op, s_bits, W, fa.parts, half, s_red, s_dst, s_rank, u0,
+                                                     dedup);
+    } else {
+        dfm_dispatch_send<FUSED_THREADS, MODE>(w, op, s_bits, W, fa.parts, half, s_red, s_dst, s_rank, u0);
+    }
     if constexpr (TOK16) { /* version 5 runs dense calls only: no own-expert prefetch, and its
                             * kernel stays the code measured before it (SASS) */
         if (FUSED_SPEC_PF_LATE && fa.spec_pf && tid == FUSED_THREADS - 32) {
