@@ -4,7 +4,7 @@
 #    1000-call sequence with ranks choosing version 5 differently, memcheck of the R = 4, K = 16
 #    FP8 case on version 5 (the route's K > 8 form, a token's 16 slots over 4 ranks).
 # 2. bench/run_bench.sh with d2: the v37 table.
-# 3. The GPU pytest's FP8 kernel numerics at 4 (version 5 with dedup) and the 1000 graph replays at 4.
+# 3. The GPU pytest's FP8 kernel numerics and the 1000 graph replays at 4, every FP8 call on version 5.
 # 4. A/B m / d2, two rounds rotated: dsv3-e32 T = 1 .. 1024 (+ INT8), qwen3-235b T = 1 / 32 /
 #    128 / 1024.
 source scripts/call_env.sh # gpu_env.sh; L, st, ok; smi.txt
@@ -19,7 +19,7 @@ ok 220 && { DFM_CUDA_TOK16_ROWS=0 DFM_TEST_TIMEOUT_S=50 timeout 60 compute-sanit
   --error-exitcode 9 /tmp/b/d2/test_moe -b cuda -p threads -o "fused(q=fp8,R=4,E=16,H=256,I=64,K=16" > $L/d2_memcheck.txt 2>&1
   st d2_memcheck $?; }
 bench_table d2 290
-ok 330 && { DFM_LIBRARY=/tmp/b/d2/libdfm.so timeout 170 python3 -m pytest -v -rs tests/python/test_cuda.py \
+ok 330 && { DFM_CUDA_TOK16_ROWS=0 DFM_LIBRARY=/tmp/b/d2/libdfm.so timeout 170 python3 -m pytest -v -rs tests/python/test_cuda.py \
   -k "(numerics and kernel and 4 and fp8) or (replay_1000 and 4)" > $L/pytest.txt 2>&1; st pytest $?; }
 ab_rounds 2 530 m d2 -- dsv3-e32:1,32,128,256,512,1024 qwen3-235b:1,32,128,1024
 cd $OUT && tar czf n.tgz n && rm -rf n
