@@ -11,6 +11,12 @@
 #   fused_suite V GUARD  : /tmp/b/<V>/test_moe's fused C suite (threads) -> $L/<V>_fused.txt;
 #   fused_seq V GUARD    : its 1000-call sequence -> $L/<V>_seq1000.txt;
 #   fused_memcheck V FILTER TAG GUARD : memcheck of the cases matching FILTER -> $L/<V>_<TAG>.txt;
+#   suite_all V GUARD    : its whole C suite (threads) -> $L/<V>_all.txt;
+#   v5_suite V GUARD     : its fused suite with every FP8 call on version 5 (DFM_CUDA_TOK16_ROWS=0)
+#                          -> $L/<V>_fused_tok16.txt;
+#   seq_mixed V GUARD    : its 1000-call sequence with the version 5 line at 4 rows (ranks with
+#                          random T choose differently) -> $L/<V>_seq_mixed.txt;
+#   (an env prefix reaches a helper's commands: DFM_CUDA_TOK16_ROWS=0 fused_memcheck ...)
 #   bench_table V GUARD  : bench/run_bench.sh with /tmp/b/<V>'s dfm_bench -> $L/bench/ (the table);
 #                (no step started after GUARD seconds)
 # and writes nvidia-smi -L to $L/smi.txt.
@@ -47,6 +53,17 @@ fused_seq() {
 fused_memcheck() {
     ok "$4" && { DFM_TEST_TIMEOUT_S=60 timeout 75 compute-sanitizer --tool memcheck --report-api-errors no \
         --error-exitcode 9 /tmp/b/$1/test_moe -b cuda -p threads -o "$2" > $L/$1_$3.txt 2>&1; st $1_$3 $?; }
+}
+suite_all() {
+    ok "$2" && { timeout 120 /tmp/b/$1/test_moe -b cuda -p threads > $L/$1_all.txt 2>&1; st $1_all $?; }
+}
+v5_suite() {
+    ok "$2" && { DFM_CUDA_TOK16_ROWS=0 timeout 70 /tmp/b/$1/test_moe -b cuda -p threads -o "fused(" \
+        > $L/$1_fused_tok16.txt 2>&1; st $1_fused_tok16 $?; }
+}
+seq_mixed() {
+    ok "$2" && { DFM_CUDA_FUSED=1 DFM_CUDA_TOK16_ROWS=4 timeout 40 /tmp/b/$1/test_moe -b cuda -p threads -o sequence \
+        -c 1000 > $L/$1_seq_mixed.txt 2>&1; st $1_seq_mixed $?; }
 }
 bench_table() {
     mkdir -p /tmp/b/$1/bench && ln -sf /tmp/b/$1/dfm_bench /tmp/b/$1/bench/dfm_bench

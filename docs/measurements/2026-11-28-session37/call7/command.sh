@@ -10,14 +10,10 @@
 source scripts/call_env.sh # gpu_env.sh; L, st, ok; smi.txt
 r=$(nvidia-smi -L | wc -l); [ "$r" -lt 4 ] && { echo "needs 4 GPUs" > $L/skipped.txt; cd $OUT && tar czf n.tgz n; exit 0; }
 mkdir -p /tmp/b && for t in build-c37/bins51 build-c37/bins57; do tar -C /tmp/b -xJf $t.tar.xz; done; st untar $?
-ok 30 && { timeout 110 /tmp/b/d2/test_moe -b cuda -p threads > $L/d2_all.txt 2>&1; st d2_all $?; }
-ok 140 && { DFM_CUDA_TOK16_ROWS=0 timeout 60 /tmp/b/d2/test_moe -b cuda -p threads -o "fused(" > $L/d2_fused_tok16.txt 2>&1
-  st d2_fused_tok16 $?; }
-ok 200 && { DFM_CUDA_FUSED=1 DFM_CUDA_TOK16_ROWS=4 timeout 30 /tmp/b/d2/test_moe -b cuda -p threads -o sequence -c 1000 \
-  > $L/d2_seq_mixed.txt 2>&1; st d2_seq_mixed $?; }
-ok 220 && { DFM_CUDA_TOK16_ROWS=0 DFM_TEST_TIMEOUT_S=50 timeout 60 compute-sanitizer --tool memcheck --report-api-errors no \
-  --error-exitcode 9 /tmp/b/d2/test_moe -b cuda -p threads -o "fused(q=fp8,R=4,E=16,H=256,I=64,K=16" > $L/d2_memcheck.txt 2>&1
-  st d2_memcheck $?; }
+suite_all d2 30
+v5_suite d2 150
+seq_mixed d2 210
+DFM_CUDA_TOK16_ROWS=0 fused_memcheck d2 "fused(q=fp8,R=4,E=16,H=256,I=64,K=16" memcheck 230
 bench_table d2 290
 ok 330 && { DFM_CUDA_TOK16_ROWS=0 DFM_LIBRARY=/tmp/b/d2/libdfm.so timeout 170 python3 -m pytest -v -rs tests/python/test_cuda.py \
   -k "(numerics and kernel and 4 and fp8) or (replay_1000 and 4)" > $L/pytest.txt 2>&1; st pytest $?; }
