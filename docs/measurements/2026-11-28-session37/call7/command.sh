@@ -1,5 +1,8 @@
 # Session 37, call 7, 4 GPUs only (~540 s). Carry build-c37/bins51 (m/ = main 6c7509e) and bins57
 # (d2/ = main 25477d1's kernels, SASS checked: send-dedup merged). Call 6 ran d2's tests at 2.
+# If the binaries are lost: build main (d2) and 6c7509e (m) with `make CUDA=1 WERROR=1
+# BUILD=build-X -j16 build-X/libdfm.so build-X/tests/test_moe build-X/bench/dfm_bench`, strip
+# --strip-debug, tar -C <dir> -cJf build-c37/binsNN.tar.xz <name>.
 # 1. d2's tests at 4: the whole C suite, the fused suite with every FP8 call on version 5, the
 #    1000-call sequence with ranks choosing version 5 differently, memcheck of the R = 4, K = 16
 #    FP8 case on version 5 (the route's K > 8 form, a token's 16 slots over 4 ranks).
