@@ -18,9 +18,6 @@
  * bytes name the row of the same half that does (dfm_dispatch_send's DEDUP). */
 #define DFM_META_ALIAS 0x80000000u
 
-#ifndef DFM_ROUTE_BY_TOKEN
-#define DFM_ROUTE_BY_TOKEN 1 /* dfm_dispatch_route: a token a thread where K <= 8 (0: a slot a thread) */
-#endif
 
 /* u32 words per expert of the first-slot bitmap of T tokens. */
 static __host__ __device__ __forceinline__ int dfm_bitmap_words(int T) {
@@ -71,7 +68,6 @@ static __device__ __forceinline__ void dfm_dispatch_route(const dfm_cuda_op_t &o
     for (int i = tid; i < E * W; i += NT) s_bits[i] = 0u;
     if (tid == 0) *s_dropped = 0;
     __syncthreads();
-#if DFM_ROUTE_BY_TOKEN
     /* a token a thread where K <= 8: its ids loaded at once, the first-slot
      * test in registers (a slot a thread, with dfm_slot_is_first's chain of
      * loads, took ~24 us of every CTA at T = 1024, K = 8; thirty-seventh
@@ -106,15 +102,6 @@ static __device__ __forceinline__ void dfm_dispatch_route(const dfm_cuda_op_t &o
         }
     }
     if (dropped) atomicAdd(s_dropped, dropped);
-#else
-    for (int i = tid; i < T * K; i += NT) {
-        const int t = i / K, k = i % K;
-        const int64_t *row = op.topk_idx + (size_t)t * K;
-        const int64_t e = row[k];
-        if (e < -1 || e >= E) atomicAdd(s_dropped, 1);
-        if (dfm_slot_is_first(row, k, E)) atomicOr(&s_bits[(int)e * W + (t >> 5)], 1u << (t & 31));
-    }
-#endif
     __syncthreads();
 }
 
